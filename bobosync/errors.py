@@ -1,0 +1,123 @@
+"""The one exception tree of bobosync.
+
+Every error bobosync raises on purpose is a :class:`BoboSyncError`::
+
+    BoboSyncError
+    ├── ConfigError                  settings missing or invalid (exit code 2)
+    ├── AtHocError                   anything that went wrong talking to AtHoc
+    │   ├── AtHocAuthError           the token endpoint refused us (bad credentials, wrong org)
+    │   ├── AtHocTransportError      no usable HTTP response: refused, dropped, TLS failure
+    │   │   └── AtHocTimeout         the request timed out
+    │   ├── AtHocHTTPError           an HTTP error status (carries method, path, status, excerpt)
+    │   │   └── AtHocRateLimited     429 Too Many Requests (carries retry_after)
+    │   └── AtHocResponseError       a 2xx response whose body is not what the API documents
+    │       └── IncompleteListing    paging stopped before every user was seen
+    ├── InputFileError               a BOBO file cannot be read at all
+    ├── DatabaseError                the local SQLite database failed
+    └── LockHeld                     another bobosync run holds the single-instance lock
+
+Errors from ``requests`` and ``urllib3`` are mapped to this tree in exactly one place,
+:func:`bobosync.transport.map_request_exception`. No message in this tree ever contains a
+password, client secret or token: messages carry the method, the path (never the query
+string with credentials, which the token call does not use anyway) and a short, redacted
+excerpt of the response body.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+
+class BoboSyncError(Exception):
+    """Base class of every error bobosync raises on purpose."""
+
+
+class ConfigError(BoboSyncError):
+    """The configuration is invalid. ``problems`` lists every problem found, one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        )
+
+
+class AtHocError(BoboSyncError):
+    """Base class for failures talking to AtHoc.
+
+    ``retryable`` says whether trying the same request again later may succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        self.method = method
+        self.path = path
+        super().__init__(message)
+
+
+class AtHocAuthError(AtHocError):
+    """The token endpoint refused the credentials (or the API client, or the organization)."""
+
+
+class AtHocTransportError(AtHocError):
+    """No usable HTTP response: connection refused or dropped, DNS, TLS or proxy failure."""
+
+    retryable = True
+
+
+class AtHocTimeout(AtHocTransportError):
+    """The request did not complete within REQUEST_TIMEOUT_SECONDS."""
+
+
+#: HTTP statuses worth another try: throttling, server trouble, proxies in front of AtHoc.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class AtHocHTTPError(AtHocError):
+    """AtHoc answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        status: int,
+        excerpt: str = "",
+        retry_after: Optional[float] = None,
+    ) -> None:
+        self.status = status
+        self.excerpt = excerpt
+        self.retry_after = retry_after
+        self.retryable = status in RETRYABLE_STATUSES
+        super().__init__(message, method=method, path=path)
+
+
+class AtHocRateLimited(AtHocHTTPError):
+    """429 Too Many Requests: an AtHoc throttling limit was hit."""
+
+
+class AtHocResponseError(AtHocError):
+    """A successful status whose body is not the documented shape (not JSON, wrong type...)."""
+
+
+class IncompleteListing(AtHocResponseError):
+    """Paging through users stopped before every user was seen (e.g. the server repeated a page)."""
+
+
+class InputFileError(BoboSyncError):
+    """A BOBO file cannot be read at all (missing, unreadable, not text in a known encoding)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class DatabaseError(BoboSyncError):
+    """The local SQLite database could not be opened, migrated or written."""
+
+
+class LockHeld(BoboSyncError):
+    """Another bobosync run holds the single-instance lock."""

@@ -1,0 +1,351 @@
+"""Configuration: one typed, validated :class:`Settings` object.
+
+Values come from the process environment and a ``.env`` file (python-dotenv); the process
+environment wins. :func:`load_settings` validates everything once and raises
+:class:`~bobosync.errors.ConfigError` listing *every* problem, each naming the setting, the
+value and what is expected. The setting names are those of the original tool, so an existing
+``.env`` keeps working.
+
+Where the ``.env`` file is looked for, first match wins: ``--env-file PATH``, the
+``BOBO_ENV_FILE`` variable, ``./.env``, beside ``bobo_processor.py`` (where the original kept
+it), the repository root. Relative paths in the settings resolve against the folder holding
+the ``.env`` file that was used (the current folder when there is none).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Mapping, Optional, TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (logs, tracebacks, dataclass dumps)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of bobosync, validated. Field ``x_y`` is the ``.env`` setting ``X_Y``."""
+
+    athoc_server_url: str
+    client_id: str
+    client_secret: Secret
+    apiuser: str
+    password: Secret
+    org_code: str
+    scope: str = "athoc.iws.web.api"
+    disable_ssl_verify: bool = False
+    ssl_cert_path: Optional[Path] = None
+    http_proxy: Optional[str] = None
+    https_proxy: Optional[str] = None
+    request_timeout_seconds: float = 60.0
+    http_retry_attempts: int = 4
+    http_retry_backoff_seconds: float = 1.0
+    csv_directory: Path = Path("crown_files")
+    processed_directory: Path = Path("processed_files")
+    failed_files_directory: Path = Path("failed_files")
+    move_processed_files: bool = False
+    processed_files_purge_days: int = 30
+    batch_size: int = 10
+    max_users_per_request: int = 1000
+    max_retry_attempts: int = 5
+    file_settle_seconds: float = 5.0
+    db_path: Path = Path("bobo_mapping.db")
+    sync_mappings: bool = True
+    sync_hour: int = 20
+    sync_retry_days: int = 2
+    duty_status_field: str = "On-Duty-DTG"
+    collar_id_field: str = "Collar-Number"
+    user_attributes: tuple[str, ...] = ("Collar-Number", "FIRSTNAME", "LASTNAME")
+    athoc_datetime_format: str = "%d/%m/%Y %H:%M:%S"
+    auto_cleanup_hours: float = 24.0
+    log_level: str = "INFO"
+    log_directory: Path = Path("logs")
+    log_purge_days: int = 10
+    poll_interval_seconds: float = 60.0
+    #: The ``.env`` file that was read, if any (informational).
+    env_file: Optional[Path] = field(default=None, compare=False)
+
+    @property
+    def api_base(self) -> str:
+        """``{ATHOC_SERVER_URL}/api/v2/orgs/{ORG_CODE}``."""
+        return f"{self.athoc_server_url}/api/v2/orgs/{self.org_code}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.athoc_server_url}/AuthServices/Auth/connect/token"
+
+    @property
+    def lock_path(self) -> Path:
+        """The single-instance lock file, beside the database."""
+        return self.db_path.with_name(self.db_path.name + ".lock")
+
+    @property
+    def fetch_fields(self) -> tuple[str, ...]:
+        """USER_ATTRIBUTES plus LOGIN_ID and COLLAR_ID_FIELD, without duplicates, in order."""
+        fields = ["LOGIN_ID", self.collar_id_field, *self.user_attributes]
+        return tuple(dict.fromkeys(fields))
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values that must never be written anywhere (for the log redaction filter)."""
+        return tuple(s.reveal() for s in (self.password, self.client_secret) if s)
+
+
+def find_env_file(explicit: Optional[Path] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
+    """Return the ``.env`` file to read, or None when there is none anywhere we look."""
+    environ = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    if environ.get("BOBO_ENV_FILE"):
+        return Path(environ["BOBO_ENV_FILE"])
+    for candidate in (Path.cwd() / ".env", PACKAGE_DIR / ".env", REPO_ROOT / ".env"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    env_file: Optional[Path] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Settings:
+    """Read, merge and validate the configuration. Raises ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    path = find_env_file(env_file, environ)
+    file_values: dict[str, str] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError([f"env file {path}: not found (given by --env-file or BOBO_ENV_FILE)"])
+        file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    return _Reader(file_values, environ, base_dir, path).build()
+
+
+class _Reader:
+    """Collects values and problems; every ``get_*`` records a problem instead of raising."""
+
+    def __init__(
+        self,
+        file_values: Mapping[str, str],
+        environ: Mapping[str, str],
+        base_dir: Path,
+        env_file: Optional[Path],
+    ) -> None:
+        self.file_values = file_values
+        self.environ = environ
+        self.base_dir = base_dir
+        self.env_file = env_file
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> Optional[str]:
+        value = self.environ.get(name)
+        if value is None:
+            value = self.file_values.get(name)
+        return value.strip() if value is not None else None
+
+    def _parse(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r}: expected {expected}")
+            return default
+
+    def required(self, name: str, fallback: Optional[str] = None) -> str:
+        value = self.raw(name) or fallback
+        if not value:
+            self.problems.append(f"{name}: required, not set (in the environment or the .env file)")
+            return ""
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(value: str) -> bool:
+            lowered = value.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(value)
+
+        return self._parse(name, default, parse, "true or false")
+
+    def integer(self, name: str, default: int, low: int, high: Optional[int] = None) -> int:
+        expected = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+        value = self._parse(name, default, int, expected)
+        if value < low or (high is not None and value > high):
+            self.problems.append(f"{name}={value!r}: expected {expected}")
+            return default
+        return value
+
+    def number(self, name: str, default: float, low: float, *, strictly_positive: bool = False) -> float:
+        expected = f"a number {'above' if strictly_positive else 'from'} {low:g}"
+        value = self._parse(name, default, float, expected)
+        if value < low or (strictly_positive and value <= low) or value != value:
+            self.problems.append(f"{name}={value!r}: expected {expected}")
+            return default
+        return value
+
+    def path(self, name: str, default: str) -> Path:
+        value = self.raw(name) or default
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() or _is_unc(value) else self.base_dir / candidate
+
+    def server_url(self) -> str:
+        url = self.required("ATHOC_SERVER_URL").rstrip("/")
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme == "https" and parts.hostname:
+            return url
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            return url
+        self.problems.append(
+            f"ATHOC_SERVER_URL={url!r}: expected an https:// URL "
+            "(plain http:// only for a loopback host such as the simulator)"
+        )
+        return url
+
+    def proxy(self, name: str) -> Optional[str]:
+        value = self.raw(name) or None
+        if value is not None and urlsplit(value).scheme not in ("http", "https", "socks5", "socks5h"):
+            self.problems.append(f"{name}={value!r}: expected a proxy URL such as http://proxy:8080")
+        return value
+
+    def datetime_format(self) -> str:
+        fmt = self.text("ATHOC_DATETIME_FORMAT", "%d/%m/%Y %H:%M:%S")
+        sample = datetime(2024, 6, 17, 14, 30, 45)
+        try:
+            parsed = datetime.strptime(sample.strftime(fmt), fmt)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.date() != sample.date():
+            self.problems.append(
+                f"ATHOC_DATETIME_FORMAT={fmt!r}: expected a strftime format holding day, month "
+                "and year that reads back what it writes, such as %d/%m/%Y %H:%M:%S"
+            )
+        return fmt
+
+    def log_level(self) -> str:
+        level = self.text("LOG_LEVEL", "INFO").upper()
+        if level not in LOG_LEVELS:
+            self.problems.append(f"LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
+            return "INFO"
+        return level
+
+    def field_list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+
+    def build(self) -> Settings:
+        # USERNAME is an alias of APIUSER only when written in the .env file: Windows sets
+        # USERNAME in every process environment to the logged-in account.
+        apiuser = self.required("APIUSER", fallback=self.file_values.get("USERNAME", "").strip())
+        ssl_cert = self.raw("SSL_CERT_PATH")
+        ssl_cert_path = self.path("SSL_CERT_PATH", ssl_cert) if ssl_cert else None
+        if ssl_cert_path is not None and not ssl_cert_path.is_file():
+            self.problems.append(f"SSL_CERT_PATH={ssl_cert!r}: expected an existing PEM file")
+        settings = Settings(
+            athoc_server_url=self.server_url(),
+            client_id=self.required("CLIENT_ID"),
+            client_secret=Secret(self.required("CLIENT_SECRET")),
+            apiuser=apiuser,
+            password=Secret(self.required("PASSWORD")),
+            org_code=self.required("ORG_CODE"),
+            scope=self.text("SCOPE", "athoc.iws.web.api"),
+            disable_ssl_verify=self.boolean("DISABLE_SSL_VERIFY", False),
+            ssl_cert_path=ssl_cert_path,
+            http_proxy=self.proxy("HTTP_PROXY"),
+            https_proxy=self.proxy("HTTPS_PROXY"),
+            request_timeout_seconds=self.number("REQUEST_TIMEOUT_SECONDS", 60.0, 0, strictly_positive=True),
+            http_retry_attempts=self.integer("HTTP_RETRY_ATTEMPTS", 4, 1, 20),
+            http_retry_backoff_seconds=self.number("HTTP_RETRY_BACKOFF_SECONDS", 1.0, 0),
+            csv_directory=self.path("CSV_DIRECTORY", "crown_files"),
+            processed_directory=self.path("PROCESSED_DIRECTORY", "processed_files"),
+            failed_files_directory=self.path("FAILED_FILES_DIRECTORY", "failed_files"),
+            move_processed_files=self.boolean("MOVE_PROCESSED_FILES", False),
+            processed_files_purge_days=self.integer("PROCESSED_FILES_PURGE_DAYS", 30, 0),
+            batch_size=self.integer("BATCH_SIZE", 10, 0),
+            max_users_per_request=self.integer("MAX_USERS_PER_REQUEST", 1000, 1, 10000),
+            max_retry_attempts=self.integer("MAX_RETRY_ATTEMPTS", 5, 1),
+            file_settle_seconds=self.number("FILE_SETTLE_SECONDS", 5.0, 0),
+            db_path=self.path("DB_PATH", "bobo_mapping.db"),
+            sync_mappings=self.boolean("SYNC_MAPPINGS", True),
+            sync_hour=self.integer("SYNC_HOUR", 20, 0, 23),
+            sync_retry_days=self.integer("SYNC_RETRY_DAYS", 2, 1),
+            duty_status_field=self.text("DUTY_STATUS_FIELD", "On-Duty-DTG"),
+            collar_id_field=self.text("COLLAR_ID_FIELD", "Collar-Number"),
+            user_attributes=self.field_list("USER_ATTRIBUTES", ("Collar-Number", "FIRSTNAME", "LASTNAME")),
+            athoc_datetime_format=self.datetime_format(),
+            auto_cleanup_hours=self.number("AUTO_CLEANUP_HOURS", 24.0, 0),
+            log_level=self.log_level(),
+            log_directory=self.path("LOG_DIRECTORY", "logs"),
+            log_purge_days=self.integer("LOG_PURGE_DAYS", 10, 0),
+            poll_interval_seconds=self.number("POLL_INTERVAL_SECONDS", 60.0, 0, strictly_positive=True),
+            env_file=self.env_file,
+        )
+        if settings.processed_directory == settings.csv_directory or settings.failed_files_directory == settings.csv_directory:
+            self.problems.append(
+                "PROCESSED_DIRECTORY / FAILED_FILES_DIRECTORY: must differ from CSV_DIRECTORY "
+                f"({settings.csv_directory})"
+            )
+        if self.problems:
+            raise ConfigError(self.problems)
+        return settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_unc(value: str) -> bool:
+    """``\\\\server\\share\\x`` or ``//server/share/x``: absolute on Windows, kept as written."""
+    return value.startswith("\\\\") or value.startswith("//")
