@@ -1,0 +1,23 @@
+"""Compatibility entry point, as the original tool was called.
+
+``python bobosync/bobo_processor.py`` from the repository root, ``python bobo_processor.py``
+from inside ``bobosync/`` (how existing Task Scheduler installs call it), and
+``from bobo_processor import BOBOProcessor`` in a REPL started inside ``bobosync/``.
+"""
+
+import sys
+from pathlib import Path
+
+if not __package__:
+    # Run as a script, or imported as a top-level module: make the package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bobosync.bobo_csv import BOBOEntry  # noqa: E402
+from bobosync.cli import main  # noqa: E402
+from bobosync.database import BOBODatabase  # noqa: E402
+from bobosync.processor import BOBOProcessor  # noqa: E402
+
+__all__ = ["BOBODatabase", "BOBOEntry", "BOBOProcessor", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The ``bobosync`` command. Exit codes: 0 all done (or nothing to do, or another run holds
+the lock), 1 something left for retry or AtHoc failed, 2 configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import __version__
+from .errors import AtHocError, BoboSyncError, ConfigError, LockHeld
+from .locking import SingleInstanceLock
+from .logsetup import LOGGER_NAME, configure_logging
+from .settings import Settings, load_settings
+
+log = logging.getLogger(LOGGER_NAME)
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bobosync",
+        description="Apply BOBO book-on/book-off files to the AtHoc duty-status field.",
+        epilog="Exit codes: 0 all done, 1 something left for retry or AtHoc failed, 2 configuration error.",
+    )
+    parser.add_argument("--env-file", type=Path, metavar="PATH", help="the .env file to read")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--watch", action="store_true", help="repeat the pass every POLL_INTERVAL_SECONDS until stopped")
+    mode.add_argument("--dry-run", action="store_true", help="show the updates a pass would send; change nothing")
+    mode.add_argument("--sync-users", action="store_true", help="sync the worker mapping from AtHoc now, then exit")
+    mode.add_argument("--cleanup-only", action="store_true", help="only clear duty values older than AUTO_CLEANUP_HOURS")
+    parser.add_argument("--interval", type=float, metavar="N", help="seconds between passes with --watch")
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override LOG_LEVEL")
+    parser.add_argument("--version", action="version", version=f"bobosync {__version__}")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.interval is not None and args.interval <= 0:
+        build_parser().error("--interval must be above 0")
+    try:
+        settings = load_settings(args.env_file)
+    except ConfigError as exc:
+        configure_logging("INFO", None)
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    configure_logging(args.log_level or settings.log_level, settings.log_directory, secrets=settings.secret_values())
+    if settings.env_file is not None:
+        log.debug("configuration read from %s", settings.env_file)
+    try:
+        if args.dry_run:
+            return _dry_run(settings)
+        with SingleInstanceLock(settings.lock_path):
+            return _run(settings, args)
+    except LockHeld as exc:
+        log.info("%s; nothing to do", exc)
+        return EXIT_OK
+    except BoboSyncError as exc:
+        log.error("%s", exc)
+        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return EXIT_INCOMPLETE
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from .processor import BOBOProcessor
+    from .worker import ForcedStop, Worker
+
+    processor = BOBOProcessor(settings)
+    try:
+        if args.sync_users:
+            return EXIT_OK if processor.sync_worker_mappings() else EXIT_INCOMPLETE
+        if args.cleanup_only:
+            if settings.auto_cleanup_hours <= 0:
+                log.info("AUTO_CLEANUP_HOURS is 0: auto-cleanup is off")
+                return EXIT_OK
+            try:
+                processor.run_cleanup()
+            except AtHocError as exc:
+                log.error("auto-cleanup failed: %s", exc)
+                return EXIT_INCOMPLETE
+            return EXIT_OK
+        worker = Worker(processor, args.interval or settings.poll_interval_seconds)
+        try:
+            return worker.run(watch=args.watch)
+        except ForcedStop as exc:
+            log.warning("stopped at once (%s); the next run completes the work", exc)
+            return EXIT_INCOMPLETE
+    finally:
+        processor.close()
+
+
+def _dry_run(settings: Settings) -> int:
+    from .processor import BOBOProcessor
+
+    processor = BOBOProcessor(settings, dry_run=True)
+    try:
+        report = processor.run_pass()
+    finally:
+        processor.close()
+    out = sys.stdout
+    out.write(f"Dry run: {len(report.planned)} update(s) would be sent; nothing was changed.\n")
+    if report.planned:
+        width = max(len(p[0]) for p in report.planned)
+        for login_id, employee_id, value, file_name, row in report.planned:
+            shown = value if value else "(clear: off duty)"
+            out.write(f"  {login_id:<{width}}  employee {employee_id:<8} {shown:<20} {file_name} row {row}\n")
+    return report.exit_code

@@ -1,0 +1,610 @@
+"""One pass of bobosync: BOBO files in, duty status out to AtHoc.
+
+A pass (:meth:`BOBOProcessor.run_pass`):
+
+1. finish file moves a crashed run left half done, mark its run-history row interrupted;
+2. authenticate with AtHoc (unreachable: the pass fails, nothing is moved);
+3. sync the worker mapping from AtHoc if it is due (:mod:`bobosync.scheduling`);
+4. list the waiting files, oldest first, skipping files still being written and files
+   already processed (MOVE_PROCESSED_FILES=false);
+5. per batch of BATCH_SIZE files: parse, keep the latest event per employee, drop events not
+   newer than the last one applied in an earlier pass, map employee IDs to AtHoc LOGIN_IDs,
+   send, and classify each file as done, retry or failed (:meth:`process_file_batch`);
+6. clear duty values left behind for longer than AUTO_CLEANUP_HOURS;
+7. purge old logs and processed files; log one summary line; record the run.
+
+The pass never holds a decision only in memory: what was applied, which files are done and
+where they are going is committed in one transaction *before* any file is moved, and moves are
+journalled (:mod:`bobosync.filestore`), so a crash at any instant is recovered by the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable, Optional
+
+from .bobo_csv import BadRow, BOBOEntry, read_bobo_file
+from .client import AtHocClient, UpdateOutcome, UpdateResult
+from .database import BOBODatabase
+from .errors import AtHocAuthError, AtHocError, BoboSyncError, InputFileError
+from .filestore import (
+    FileMover,
+    Listing,
+    WaitingFile,
+    list_waiting_files,
+    purge_old_files,
+    sha256_of,
+    write_error_note,
+)
+from .logsetup import purge_old_logs
+from .resolution import LatestEvents, ResolvedEvent, drop_not_newer
+from .scheduling import mapping_is_stale, mapping_sync_due
+from .settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: How many bad-row reasons a failed file's ``.error.txt`` and processing_log row quote.
+_REASONS_QUOTED = 5
+
+__all__ = ["BOBODatabase", "BOBOEntry", "BOBOProcessor", "PassCounts", "PassReport"]
+
+
+@dataclass
+class PassCounts:
+    """What a pass did; the summary line and the run history are made from this."""
+
+    files: int = 0
+    files_done: int = 0
+    files_retry: int = 0
+    files_failed: int = 0
+    files_waiting_young: int = 0
+    rows: int = 0
+    bad_rows: int = 0
+    updates_sent: int = 0
+    applied: int = 0
+    not_in_athoc: int = 0
+    failed: int = 0
+    unmapped: int = 0
+    superseded: int = 0
+    cleared: int = 0
+    requests: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"files {self.files} (done {self.files_done}, retry {self.files_retry}, "
+            f"failed {self.files_failed}), rows {self.rows}, bad rows {self.bad_rows}, "
+            f"updates sent {self.updates_sent}, applied {self.applied}, "
+            f"not in AtHoc {self.not_in_athoc}, failed {self.failed}, unmapped {self.unmapped}, "
+            f"superseded {self.superseded}, cleared {self.cleared}"
+        )
+
+
+@dataclass
+class PassReport:
+    """The outcome of one pass. ``exit_code``: 0 all done, 1 something left or AtHoc failed."""
+
+    started_at: datetime
+    counts: PassCounts = field(default_factory=PassCounts)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    #: --dry-run: (LOGIN_ID, employee ID, value, file name, row number) that would be sent.
+    planned: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.counts.files_retry == 0
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def status(self) -> str:
+        if self.ok:
+            return "ok"
+        return "failed" if self.counts.files_done == 0 and self.counts.applied == 0 else "partial"
+
+
+@dataclass
+class _FileState:
+    """One file of a batch while it is being processed."""
+
+    waiting: WaitingFile
+    sha256: str = ""
+    rows: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+    unreadable: Optional[str] = None
+    failures: list[str] = field(default_factory=list)
+    updates: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.waiting.path
+
+    @property
+    def name(self) -> str:
+        return self.waiting.name
+
+    def fatal_reason(self) -> Optional[str]:
+        """Why this file goes to the failed folder at once, if it does."""
+        if self.unreadable:
+            return self.unreadable
+        if self.rows == 0 and self.bad:
+            quoted = "; ".join(f"row {b.row_number}: {b.reason}" for b in self.bad[:_REASONS_QUOTED])
+            return f"no valid row, {len(self.bad)} bad row(s): {quoted}"
+        return None
+
+
+class AtHocUnavailable(BoboSyncError):
+    """Every update of a batch failed: AtHoc is down. Stop the pass; do not count retries."""
+
+
+class BOBOProcessor:
+    """Processes BOBO files into AtHoc duty status. See the module docstring.
+
+    ``BOBOProcessor()`` reads the configuration like the command does. ``dry_run=True`` opens
+    the database read-only and changes nothing anywhere (no AtHoc write, no file move).
+    """
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        *,
+        client: Optional[AtHocClient] = None,
+        db: Optional[BOBODatabase] = None,
+        dry_run: bool = False,
+        clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        self.dry_run = dry_run
+        self.clock = clock
+        self.db = db if db is not None else BOBODatabase(self.settings.db_path, read_only=dry_run)
+        self.client = client
+        self.mover = FileMover(self.db, clock)
+        #: --dry-run keeps a freshly synced mapping here instead of writing it to the database.
+        self._memory_mapping: Optional[dict[str, str]] = None
+        self._synced_this_pass = False
+        self._reported_unmapped: set[str] = set()
+
+    # ------------------------------------------------------------------ AtHoc and mapping
+
+    def connect_athoc(self) -> AtHocClient:
+        """The AtHoc client, created and authenticated on first use (raises AtHocError)."""
+        if self.client is None:
+            self.client = AtHocClient(self.settings)
+        return self.client
+
+    def should_run_user_mapping_sync(self, now: Optional[datetime] = None) -> bool:
+        if not self.settings.sync_mappings:
+            return False
+        now = now or self.clock()
+        decision = mapping_sync_due(
+            self.db.get_sync_state(), now, self.settings.sync_hour, self.settings.sync_retry_days
+        )
+        log.debug("mapping sync due: %s (%s)", decision.due, decision.reason)
+        return decision.due
+
+    def sync_worker_mappings(self, now: Optional[datetime] = None) -> bool:
+        """Replace the local worker mapping with AtHoc's, in one transaction, if it is safe.
+
+        The old mapping is kept when AtHoc lists no user, the listing is incomplete, or the
+        new mapping would remove more than half of the existing one. Returns True on success.
+        """
+        now = now or self.clock()
+        self._synced_this_pass = True
+        client = self.connect_athoc()
+        run_id = None if self.dry_run else self.db.start_run("mapping_sync", now, os.getpid())
+        status, error, counts = "failed", None, {}
+        try:
+            users = client.get_all_users_with_attributes(self.settings.fetch_fields)
+            mapping = self._mapping_from_users(users)
+            counts = {"users": len(users), "mappings": len(mapping)}
+            if not mapping:
+                error = (
+                    f"mapping sync: AtHoc listed {len(users)} user(s) and none carries "
+                    f"{self.settings.collar_id_field}; the old mapping is kept"
+                )
+                self._record_sync("no_data", now, 0)
+                return False
+            existing = self.db.all_mappings() if self._memory_mapping is None else self._memory_mapping
+            removed = sum(1 for employee_id in existing if employee_id not in mapping)
+            if existing and removed * 2 > len(existing):
+                error = (
+                    f"mapping sync: the new mapping would remove {removed} of {len(existing)} "
+                    "existing mappings (more than half); the old mapping is kept. If this is "
+                    "intended, empty the worker_mapping table and run --sync-users"
+                )
+                self._record_sync("error", now, 0)
+                return False
+            if self.dry_run:
+                self._memory_mapping = mapping
+                log.info("mapping sync (dry run): %d mappings read, not stored", len(mapping))
+            else:
+                with self.db.transaction():
+                    change = self.db.replace_mappings(mapping, now)
+                    self.db.record_sync("success", now, len(mapping))
+                counts.update(added=change.added, removed=change.removed, changed=change.changed)
+                log.info(
+                    "mapping sync: %d users, %d mappings (%d added, %d removed, %d changed)",
+                    len(users), len(mapping), change.added, change.removed, change.changed,
+                )
+            status = "ok"
+            return True
+        except AtHocError as exc:
+            error = f"mapping sync failed: {exc}"
+            self._record_sync("error", now, 0)
+            return False
+        finally:
+            if error:
+                log.error("%s", error)
+            if run_id is not None:
+                self.db.finish_run(run_id, status, self.clock(), counts, error)
+
+    def _record_sync(self, status: str, now: datetime, records: int) -> None:
+        if not self.dry_run:
+            self.db.record_sync(status, now, records)
+
+    def _mapping_from_users(self, users: list[dict[str, str]]) -> dict[str, str]:
+        """COLLAR_ID_FIELD value -> LOGIN_ID. A collar number held by several users goes to
+        the first LOGIN_ID in case-insensitive order (deterministic), with a WARNING."""
+        holders: dict[str, list[str]] = {}
+        for user in users:
+            login_id = (user.get("LOGIN_ID") or "").strip()
+            collar = (user.get(self.settings.collar_id_field) or "").strip()
+            if login_id and collar:
+                holders.setdefault(collar, []).append(login_id)
+        mapping: dict[str, str] = {}
+        for collar, logins in holders.items():
+            ordered = sorted(set(logins), key=lambda s: (s.casefold(), s))
+            if len(ordered) > 1:
+                log.warning(
+                    "collar number %s is held by %d AtHoc users (%s); using %s",
+                    collar, len(ordered), ", ".join(ordered), ordered[0],
+                )
+            mapping[collar] = ordered[0]
+        return mapping
+
+    def _lookup(self, employee_ids: list[str]) -> dict[str, str]:
+        if self._memory_mapping is not None:
+            return {e: self._memory_mapping[e] for e in employee_ids if e in self._memory_mapping}
+        return self.db.get_usernames(employee_ids)
+
+    # ------------------------------------------------------------------ files
+
+    def get_csv_files(self, now: Optional[datetime] = None) -> list[Path]:
+        """The waiting files this pass would process, oldest first."""
+        return [f.path for f in self._list_files(now or self.clock())[0].ready]
+
+    def _list_files(self, now: datetime) -> tuple[Listing, int]:
+        """Ready files minus those already processed and left in place; and how many those are."""
+        listing = list_waiting_files(self.settings.csv_directory, now.timestamp(), self.settings.file_settle_seconds)
+        if self.settings.move_processed_files or not listing.ready:
+            return listing, 0
+        remembered = self.db.remembered_by_name(f.name for f in listing.ready)
+        ready = []
+        for waiting in listing.ready:
+            known = remembered.get(waiting.name, [])
+            if any(r.size == waiting.size and r.mtime_ns == waiting.mtime_ns for r in known):
+                continue
+            if any(r.size == waiting.size for r in known) and self.db.is_remembered(
+                waiting.name, waiting.size, sha256_of(waiting.path)
+            ):
+                continue
+            ready.append(waiting)
+        return Listing(ready, listing.too_young), len(listing.ready) - len(ready)
+
+    def parse_csv_file(self, path: Path) -> list[BOBOEntry]:
+        """Every valid entry of one file (bad rows are logged). For the REPL and tests: the
+        pass itself streams files and never holds their rows."""
+        entries = []
+        for item in read_bobo_file(Path(path)):
+            if isinstance(item, BadRow):
+                log.warning("%s row %d: %s", Path(path).name, item.row_number, item.reason)
+            else:
+                entries.append(item)
+        return entries
+
+    def move_processed_file(self, path: Path, destination: Optional[Path] = None) -> Path:
+        """Move one file to PROCESSED_DIRECTORY (or ``destination``), never overwriting."""
+        src = Path(path)
+        sha256 = sha256_of(src)
+        with self.db.transaction():
+            dst = self.mover.journal(src, destination or self.settings.processed_directory, sha256)
+        return self.mover.move(src, dst, sha256)
+
+    # ------------------------------------------------------------------ a batch
+
+    def process_file_batch(self, files: list[WaitingFile], report: PassReport) -> None:
+        """Parse, resolve, map, send and settle one batch of files. See the module docstring.
+
+        Raises AtHocUnavailable (nothing settled, retry counts untouched) when every update
+        of the batch failed, and AtHocAuthError when the token can no longer be obtained.
+        """
+        now = self.clock()
+        counts = report.counts
+        states = [_FileState(f) for f in files]
+        latest = LatestEvents()
+        for index, state in enumerate(states):
+            self._parse_into(state, index, latest)
+            counts.files += 1
+            counts.rows += state.rows
+            counts.bad_rows += len(state.bad)
+
+        events = latest.events()
+        counts.superseded += latest.superseded
+        events, not_newer = drop_not_newer(events, self.db.get_last_events(events))
+        counts.superseded += not_newer
+
+        mapped = self._map(events, report, now)
+        updates, sources = self._updates_for(mapped)
+        if self.dry_run:
+            for login_id, (employee_id, event) in sorted(sources.items()):
+                report.planned.append(
+                    (login_id, employee_id, updates[login_id], states[event.file_index].name, event.entry.row_number)
+                )
+            return
+
+        results: dict[str, UpdateResult] = {}
+        if updates:
+            client = self.connect_athoc()
+            before = client.request_count
+            results = client.batch_update_duty_status(updates)
+            counts.requests += client.request_count - before
+            counts.updates_sent += len(updates)
+            if all(r.outcome is UpdateOutcome.FAILED for r in results.values()):
+                counts.failed += len(updates)
+                counts.files_retry += sum(1 for s in states if s.fatal_reason() is None)
+                detail = next(iter(results.values())).detail if results else "no result"
+                raise AtHocUnavailable(f"every update of the batch failed ({detail}); files kept for the next pass")
+
+        applied_rows = []
+        for login_id, result in results.items():
+            employee_id, event = sources[login_id]
+            state = states[event.file_index]
+            state.updates += 1
+            if result.outcome is UpdateOutcome.APPLIED:
+                counts.applied += 1
+                entry = event.entry
+                applied_rows.append((employee_id, entry.event_time, entry.transaction.value, login_id, state.name))
+                log.debug("applied %s (employee %s) = %r", login_id, employee_id, updates[login_id])
+            elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
+                counts.not_in_athoc += 1
+                log.warning("employee %s: LOGIN_ID %s is not in AtHoc (%s)", employee_id, login_id, result.detail)
+            else:
+                counts.failed += 1
+                state.failures.append(f"{login_id}: {result.detail}")
+                log.warning("update of %s (employee %s) failed: %s", login_id, employee_id, result.detail)
+        self._settle(states, applied_rows, report, now)
+
+    def _parse_into(self, state: _FileState, index: int, latest: LatestEvents) -> None:
+        try:
+            state.sha256 = sha256_of(state.path)
+            for item in read_bobo_file(state.path):
+                if isinstance(item, BadRow):
+                    state.bad.append(item)
+                    log.warning("%s row %d: %s", state.name, item.row_number, item.reason)
+                else:
+                    state.rows += 1
+                    latest.add(item, index)
+        except InputFileError as exc:
+            state.unreadable = exc.reason
+        except OSError as exc:
+            state.unreadable = f"cannot read: {exc.strerror or exc}"
+
+    def _map(self, events: dict[str, ResolvedEvent], report: PassReport, now: datetime) -> dict[str, ResolvedEvent]:
+        """employee ID -> event, keyed now by LOGIN_ID-resolvable employees only."""
+        mapping = self._lookup(list(events))
+        missing = [e for e in events if e not in mapping]
+        if (
+            missing
+            and self.settings.sync_mappings
+            and not self._synced_this_pass
+            and mapping_is_stale(self.db.get_sync_state(), now)
+        ):
+            log.info("%d employee ID(s) have no mapping; syncing the mapping from AtHoc once", len(missing))
+            if self.sync_worker_mappings(now):
+                mapping = self._lookup(list(events))
+                missing = [e for e in events if e not in mapping]
+        for employee_id in missing:
+            if employee_id not in self._reported_unmapped:
+                self._reported_unmapped.add(employee_id)
+                report.counts.unmapped += 1
+                log.warning("employee %s has no AtHoc user (no %s match); not sent",
+                            employee_id, self.settings.collar_id_field)
+        return {mapping[e]: events[e] for e in events if e in mapping}
+
+    def _updates_for(
+        self, mapped: dict[str, ResolvedEvent]
+    ) -> tuple[dict[str, str], dict[str, tuple[str, ResolvedEvent]]]:
+        """LOGIN_ID -> value (book on: event time in the org's format; book off: "")."""
+        updates: dict[str, str] = {}
+        sources: dict[str, tuple[str, ResolvedEvent]] = {}
+        for login_id, event in mapped.items():
+            entry = event.entry
+            updates[login_id] = (
+                entry.event_time.strftime(self.settings.athoc_datetime_format) if entry.is_book_on else ""
+            )
+            sources[login_id] = (entry.employee_id, event)
+        return updates, sources
+
+    def _settle(self, states: list[_FileState], applied_rows: list[tuple[str, datetime, str, str, str]],
+                report: PassReport, now: datetime) -> None:
+        """Commit every decision of the batch in one transaction, then move the files."""
+        counts = report.counts
+        moves: list[tuple[_FileState, Path, Optional[str]]] = []
+        taken: set[str] = set()
+        with self.db.transaction():
+            self.db.record_applied_events(applied_rows, now)
+            for state in states:
+                reason = state.fatal_reason()
+                if reason is None and state.failures:
+                    attempts = self.db.record_file_failure(state.name, "; ".join(state.failures[:_REASONS_QUOTED]), now)
+                    if attempts < self.settings.max_retry_attempts:
+                        counts.files_retry += 1
+                        log.warning("%s: %d update(s) failed; kept for retry (attempt %d of %d)",
+                                    state.name, len(state.failures), attempts, self.settings.max_retry_attempts)
+                        continue
+                    reason = (f"{len(state.failures)} update(s) still failing after {attempts} attempts: "
+                              + "; ".join(state.failures[:_REASONS_QUOTED]))
+                if reason is not None:
+                    counts.files_failed += 1
+                    self.db.log_processing(state.name, state.rows, "failed", reason, now)
+                    self.db.clear_file_retry(state.name)
+                    dst = self._journal_move(state, self.settings.failed_files_directory, taken)
+                    moves.append((state, dst, reason))
+                    continue
+                counts.files_done += 1
+                bad = f"{len(state.bad)} bad row(s)" if state.bad else None
+                self.db.log_processing(state.name, state.rows, "partial" if bad else "success", bad, now)
+                self.db.clear_file_retry(state.name)
+                if self.settings.move_processed_files:
+                    moves.append((state, self._journal_move(state, self.settings.processed_directory, taken), None))
+                else:
+                    self.db.remember_file(state.name, state.waiting.size, state.sha256, state.waiting.mtime_ns, now)
+                    log.info("%s: %d rows, %d bad, %d update(s): done (left in place)",
+                             state.name, state.rows, len(state.bad), state.updates)
+        for state, dst, reason in moves:
+            self._carry_out(state, dst, reason, now, report)
+
+    def _journal_move(self, state: _FileState, dest_dir: Path, taken: set[str]) -> Path:
+        dst = self.mover.journal(state.path, dest_dir, state.sha256, frozenset(taken))
+        taken.add(dst.name)
+        return dst
+
+    def _carry_out(self, state: _FileState, dst: Path, reason: Optional[str], now: datetime,
+                   report: PassReport) -> None:
+        if reason is not None:
+            write_error_note(dst, reason, now)
+        try:
+            final = self.mover.move(state.path, dst, state.sha256)
+        except OSError as exc:
+            message = f"{state.name}: could not move to {dst.parent}: {exc}; it stays for the next pass"
+            log.error("%s", message)
+            report.errors.append(message)
+            return
+        if reason is not None:
+            log.error("%s: moved to %s: %s", state.name, final, reason)
+        else:
+            log.info("%s: %d rows, %d bad, %d update(s): done, moved to %s",
+                     state.name, state.rows, len(state.bad), state.updates, final)
+
+    # ------------------------------------------------------------------ cleanup and the pass
+
+    def run_cleanup(self, now: Optional[datetime] = None) -> int:
+        """Clear duty values older than AUTO_CLEANUP_HOURS. Returns how many were cleared;
+        raises AtHocError (recorded in the run history first)."""
+        now = now or self.clock()
+        hours = self.settings.auto_cleanup_hours
+        client = self.connect_athoc()
+        if self.dry_run:
+            stale = client.query_users_with_old_duty_status(self.settings.duty_status_field, hours, now)
+            log.info("auto-cleanup (dry run): %d user(s) would be cleared", len(stale))
+            return 0
+        run_id = self.db.start_run("cleanup", now, os.getpid())
+        try:
+            cleared = client.clear_old_duty_status(self.settings.duty_status_field, hours, now)
+        except AtHocError as exc:
+            self.db.finish_run(run_id, "failed", self.clock(), {}, str(exc))
+            raise
+        self.db.finish_run(run_id, "ok", self.clock(), {"cleared": cleared})
+        log.info("auto-cleanup: cleared %d duty value(s) older than %g h", cleared, hours)
+        return cleared
+
+    def run_pass(self, now: Optional[datetime] = None) -> PassReport:
+        """One whole pass (see the module docstring). Never raises for AtHoc, file or input
+        problems: they are logged, recorded and reflected in ``exit_code``."""
+        now = now or self.clock()
+        report = PassReport(started_at=now)
+        started = time.monotonic()
+        self._synced_this_pass = False
+        self._reported_unmapped = set()
+        run_id = None
+        if not self.dry_run:
+            interrupted = self.db.mark_interrupted_runs(now)
+            if interrupted:
+                log.warning("%d earlier run(s) were interrupted before they finished", interrupted)
+            run_id = self.db.start_run("pass", now, os.getpid())
+            self.mover.recover()
+        try:
+            self._pass_body(report, now)
+        except Exception as exc:  # the run history must say what happened, whatever it was
+            report.errors.append(f"unexpected error: {exc!r}")
+            log.exception("pass failed unexpectedly")
+        report.seconds = time.monotonic() - started
+        level = logging.INFO if report.ok else logging.ERROR
+        log.log(level, "pass %s: %s, %.2f s", report.status, report.counts.summary(), report.seconds)
+        if run_id is not None:
+            self.db.finish_run(run_id, report.status, self.clock(), asdict(report.counts),
+                               "; ".join(report.errors) or None)
+        return report
+
+    def _pass_body(self, report: PassReport, now: datetime) -> None:
+        counts = report.counts
+        try:
+            client = self.connect_athoc()
+        except AtHocError as exc:
+            report.errors.append(f"cannot connect to AtHoc: {exc}")
+            log.error("cannot connect to AtHoc: %s; no file was touched", exc)
+            return
+        requests_before = client.request_count
+        try:
+            if self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
+                report.errors.append("mapping sync failed")
+            self._process_files(report, now)
+            if self.settings.auto_cleanup_hours > 0:
+                try:
+                    counts.cleared = self.run_cleanup(now)
+                except AtHocError as exc:
+                    report.errors.append(f"auto-cleanup failed: {exc}")
+                    log.error("auto-cleanup failed: %s", exc)
+        finally:
+            counts.requests = client.request_count - requests_before
+        if not self.dry_run:
+            self._purge(now)
+
+    def _process_files(self, report: PassReport, now: datetime) -> None:
+        try:
+            listing, left_in_place = self._list_files(now)
+        except OSError as exc:
+            message = f"cannot list CSV_DIRECTORY {self.settings.csv_directory}: {exc.strerror or exc}"
+            report.errors.append(message)
+            log.error("%s", message)
+            return
+        report.counts.files_waiting_young = listing.too_young
+        if listing.too_young:
+            log.info("%d file(s) modified in the last %g s left for the next pass",
+                     listing.too_young, self.settings.file_settle_seconds)
+        log.debug("%d file(s) ready, %d already processed and left in place", len(listing.ready), left_in_place)
+        size = self.settings.batch_size or len(listing.ready) or 1
+        for start in range(0, len(listing.ready), size):
+            batch = listing.ready[start:start + size]
+            try:
+                self.process_file_batch(batch, report)
+            except (AtHocUnavailable, AtHocAuthError) as exc:
+                remaining = len(listing.ready) - start - len(batch)
+                report.errors.append(str(exc))
+                log.error("AtHoc is not accepting updates: %s; %d more file(s) left for the next pass", exc, remaining)
+                return
+
+    def _purge(self, now: datetime) -> None:
+        settings = self.settings
+        removed_logs = purge_old_logs(settings.log_directory, settings.log_purge_days, now.date())
+        removed_files = 0
+        days = settings.processed_files_purge_days
+        if days > 0:
+            if settings.move_processed_files:
+                removed_files = purge_old_files(settings.processed_directory, days, now, "*.[cC][sS][vV]")
+            else:
+                removed_files = self.db.purge_remembered(now - timedelta(days=days))
+        if removed_logs or removed_files:
+            log.info("purged %d old log file(s) and %d processed file record(s)", removed_logs, removed_files)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.db.close()

@@ -1,0 +1,186 @@
+"""Listing waiting files and moves that never overwrite and survive a crash."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bobosync.database import BOBODatabase
+from bobosync.filestore import (
+    FileMover,
+    free_destination,
+    list_waiting_files,
+    purge_old_files,
+    sha256_of,
+    write_error_note,
+)
+
+NOW = datetime(2025, 6, 17, 14, 0, 0)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[BOBODatabase]:
+    database = BOBODatabase(tmp_path / "db" / "bobo_mapping.db")
+    yield database
+    database.close()
+
+
+def make(path: Path, content: bytes = b"BON,00001,P,20250617,140000,20250617140000,1,0,0,0\n",
+         mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_listing_oldest_first_any_case_regular_files_only(tmp_path: Path) -> None:
+    base = NOW.timestamp()
+    make(tmp_path / "b.csv", mtime=base - 100)
+    make(tmp_path / "a.csv", mtime=base - 100)
+    make(tmp_path / "OLD.CSV", mtime=base - 500)
+    make(tmp_path / "young.csv", mtime=base - 1)
+    make(tmp_path / "notes.txt", mtime=base - 900)
+    (tmp_path / "dir.csv").mkdir()
+    listing = list_waiting_files(tmp_path, base, settle_seconds=5)
+    assert [f.name for f in listing.ready] == ["OLD.CSV", "a.csv", "b.csv"]
+    assert listing.too_young == 1
+
+
+def test_listing_a_missing_folder_raises(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        list_waiting_files(tmp_path / "missing", NOW.timestamp(), 0)
+
+
+def test_free_destination_adds_a_suffix_on_clash(tmp_path: Path) -> None:
+    assert free_destination(tmp_path, "x.csv") == tmp_path / "x.csv"
+    make(tmp_path / "x.csv")
+    make(tmp_path / "x_1.csv")
+    assert free_destination(tmp_path, "x.csv") == tmp_path / "x_2.csv"
+    assert free_destination(tmp_path, "x.csv", frozenset({"x_2.csv"})) == tmp_path / "x_3.csv"
+
+
+def test_move_never_overwrites_and_clears_the_journal(tmp_path: Path, db: BOBODatabase) -> None:
+    mover = FileMover(db, lambda: NOW)
+    dest = tmp_path / "processed"
+    existing = make(dest / "f.csv", b"someone else's file\n")
+    src = make(tmp_path / "in" / "f.csv")
+    sha = sha256_of(src)
+    with db.transaction():
+        dst = mover.journal(src, dest, sha)
+    assert dst == dest / "f_1.csv"
+    assert [m.src for m in db.pending_moves()] == [str(src)]
+    final = mover.move(src, dst, sha)
+    assert final == dest / "f_1.csv" and not src.exists()
+    assert sha256_of(final) == sha
+    assert existing.read_bytes() == b"someone else's file\n"
+    assert db.pending_moves() == []
+
+
+def test_move_picks_a_new_name_if_the_chosen_one_got_taken(tmp_path: Path, db: BOBODatabase) -> None:
+    mover = FileMover(db, lambda: NOW)
+    src = make(tmp_path / "in" / "f.csv")
+    sha = sha256_of(src)
+    with db.transaction():
+        dst = mover.journal(src, tmp_path / "out", sha)
+    make(dst, b"arrived meanwhile\n")
+    final = mover.move(src, dst, sha)
+    assert final == tmp_path / "out" / "f_1.csv"
+    assert dst.read_bytes() == b"arrived meanwhile\n"
+
+
+def other_volume() -> Path | None:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != Path(tempfile.gettempdir()).stat().st_dev:
+        return shm
+    return None
+
+
+@pytest.mark.skipif(other_volume() is None, reason="no second file system available")
+def test_move_across_volumes_copies_verifies_and_deletes(tmp_path: Path, db: BOBODatabase) -> None:
+    volume = other_volume()
+    assert volume is not None
+    with tempfile.TemporaryDirectory(dir=volume) as far:
+        src = make(tmp_path / "in" / "x.csv", b"A" * 300_000, mtime=NOW.timestamp())
+        sha = sha256_of(src)
+        mover = FileMover(db, lambda: NOW)
+        with db.transaction():
+            dst = mover.journal(src, Path(far) / "processed", sha)
+        final = mover.move(src, dst, sha)
+        assert not src.exists()
+        assert sha256_of(final) == sha
+        assert final.stat().st_mtime == NOW.timestamp()  # metadata kept: purge goes by age
+        assert not list(final.parent.glob(".*partial"))
+
+
+def test_move_failure_leaves_the_source_and_drops_the_journal(tmp_path: Path, db: BOBODatabase) -> None:
+    mover = FileMover(db, lambda: NOW)
+    src = make(tmp_path / "in" / "f.csv")
+    sha = sha256_of(src)
+    blocker = make(tmp_path / "not-a-dir")  # a file where the destination folder should be
+    with pytest.raises(OSError):
+        mover.move(src, blocker / "f.csv", sha)
+    assert src.exists()
+    assert db.pending_moves() == []
+
+
+# Recovery: each test builds the state a crash at one instant leaves behind.
+
+def journalled(tmp_path: Path, db: BOBODatabase) -> tuple[FileMover, Path, Path, str]:
+    mover = FileMover(db, lambda: NOW)
+    src = make(tmp_path / "in" / "f.csv")
+    sha = sha256_of(src)
+    with db.transaction():
+        dst = mover.journal(src, tmp_path / "out", sha)
+    return mover, src, dst, sha
+
+
+def test_recover_crash_before_the_move_completes_it(tmp_path: Path, db: BOBODatabase) -> None:
+    mover, src, dst, sha = journalled(tmp_path, db)
+    make(dst.with_name(f".{dst.name}.partial"), b"half a co")  # a cross-volume copy cut short
+    assert mover.recover() == 1
+    assert not src.exists() and sha256_of(dst) == sha
+    assert not dst.with_name(f".{dst.name}.partial").exists()
+    assert db.pending_moves() == []
+
+
+def test_recover_crash_between_placing_and_deleting_source(tmp_path: Path, db: BOBODatabase) -> None:
+    mover, src, dst, sha = journalled(tmp_path, db)
+    os.link(src, dst)  # the hard link was made, the unlink of the source was not
+    assert mover.recover() == 1
+    assert not src.exists() and sha256_of(dst) == sha
+
+
+def test_recover_keeps_both_when_destination_differs(tmp_path: Path, db: BOBODatabase) -> None:
+    mover, src, dst, _ = journalled(tmp_path, db)
+    make(dst, b"different\n")
+    mover.recover()
+    assert src.exists() and dst.read_bytes() == b"different\n"
+    assert db.pending_moves() == []
+
+
+def test_recover_after_a_completed_move_only_forgets(tmp_path: Path, db: BOBODatabase) -> None:
+    mover, src, dst, sha = journalled(tmp_path, db)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(src, dst)
+    assert mover.recover() == 1
+    assert sha256_of(dst) == sha and db.pending_moves() == []
+
+
+def test_purge_old_files_by_age(tmp_path: Path) -> None:
+    old = make(tmp_path / "old.csv", mtime=(NOW - timedelta(days=31)).timestamp())
+    new = make(tmp_path / "new.csv", mtime=(NOW - timedelta(days=29)).timestamp())
+    assert purge_old_files(tmp_path, 30, NOW) == 1
+    assert not old.exists() and new.exists()
+    assert purge_old_files(tmp_path, 0, NOW + timedelta(days=400)) == 0
+
+
+def test_error_note_beside_the_file(tmp_path: Path) -> None:
+    note = write_error_note(tmp_path / "f.csv", "no valid row", NOW)
+    assert note == tmp_path / "f.csv.error.txt"
+    assert "Reason: no valid row" in note.read_text(encoding="utf-8")

@@ -1,0 +1,59 @@
+"""When the mapping sync is due (section 7) and the one-hour rule (section 6)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Optional
+
+import pytest
+
+from bobosync.database import SyncState
+from bobosync.scheduling import mapping_is_stale, mapping_sync_due, next_sync_due
+
+NOW = datetime(2025, 6, 17, 14, 0, 0)
+
+
+def state(last: Optional[datetime], status: Optional[str] = "success") -> SyncState:
+    return SyncState(
+        last_sync_date=last.date() if last else None,
+        last_sync_time=last,
+        status=status,
+        records_synced=10,
+        last_success_time=last if status == "success" else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sync_state", "now", "due", "why"),
+    [
+        (None, NOW, True, "never synced"),
+        (state(None, None), NOW, True, "never synced"),
+        (state(NOW - timedelta(minutes=5), "error"), NOW, True, "status 'error'"),
+        (state(NOW - timedelta(minutes=5), "no_data"), NOW, True, "status 'no_data'"),
+        (state(NOW - timedelta(days=2, minutes=1)), NOW, True, "2 day(s)"),
+        (state(NOW - timedelta(days=1, hours=23)), NOW, False, "last success"),
+        # 20:00 or later and none succeeded today
+        (state(datetime(2025, 6, 16, 20, 5)), datetime(2025, 6, 17, 20, 0), True, "daily sync at 20:00"),
+        (state(datetime(2025, 6, 16, 20, 5)), datetime(2025, 6, 17, 19, 59), False, "last success"),
+        (state(datetime(2025, 6, 17, 8, 0)), datetime(2025, 6, 17, 21, 0), False, "last success"),
+        # the clock went backwards: do not hammer AtHoc
+        (state(NOW + timedelta(hours=3)), NOW, False, "in the future"),
+    ],
+)
+def test_mapping_sync_due(sync_state: Optional[SyncState], now: datetime, due: bool, why: str) -> None:
+    decision = mapping_sync_due(sync_state, now, sync_hour=20, retry_days=2)
+    assert decision.due is due
+    assert why in decision.reason
+
+
+def test_next_sync_due_is_the_daily_hour_or_the_retry_limit() -> None:
+    last = datetime(2025, 6, 17, 20, 5)
+    assert next_sync_due(state(last), datetime(2025, 6, 17, 21, 0), 20, 2) == datetime(2025, 6, 18, 20, 0)
+    assert next_sync_due(state(last), datetime(2025, 6, 17, 21, 0), 23, 1) == last + timedelta(days=1)
+    assert next_sync_due(None, NOW, 20, 2) == NOW
+
+
+def test_one_hour_rule_reads_the_last_attempt() -> None:
+    assert mapping_is_stale(None, NOW)
+    assert mapping_is_stale(state(NOW - timedelta(hours=1, seconds=1), "error"), NOW)
+    assert not mapping_is_stale(state(NOW - timedelta(minutes=59)), NOW)
