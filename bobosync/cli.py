@@ -35,11 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, metavar="N", help="seconds between passes with --watch")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override LOG_LEVEL")
     parser.add_argument("--version", action="version", version=f"bobosync {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser("demo", help="run a pass against the built-in AtHoc simulator (no set-up needed)")
+    demo.add_argument("--dir", type=Path, help="working folder to create (default: a new temporary folder)")
+    demo.add_argument("--users", type=int, default=300, help="AtHoc users in the simulator (default 300)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.dir, args.users)
     if args.interval is not None and args.interval <= 0:
         build_parser().error("--interval must be above 0")
     try:

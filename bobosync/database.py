@@ -1,0 +1,1089 @@
+"""The local SQLite database: schema, migrations and every query bobosync makes.
+
+The file (``bobo_mapping.db`` by default) started life in the original tool with four tables,
+which are kept with their names and meaning:
+
+``worker_mapping``
+    employee ID (BOBO) -> AtHoc username, refreshed by the mapping sync.
+``processing_log``
+    one row per processed file.
+``sync_tracking``
+    one row per kind of sync; the ``user_mapping`` row drives the mapping-sync schedule and
+    operators edit it by hand to force or postpone a sync (``last_sync_date``,
+    ``last_sync_time`` = local ISO time of the last attempt, ``status`` = ``success`` /
+    ``error`` / ``no_data``).
+``file_retry_tracking``
+    how many times a file failed, and why.
+
+Schema version 1 adds ``sync_tracking.last_success_time`` and the tables
+``employee_last_event`` (latest event applied per employee), ``run_history``,
+``remembered_files`` (files processed in place when processed files are not moved) and
+``pending_moves`` (the journal that makes file moves survive a crash).
+
+The schema version lives in ``PRAGMA user_version``. Migrations only go forward, each in its
+own transaction. A legacy table that lacks some columns gets them; unknown extra columns are
+left alone. Datetimes are stored as naive local ISO text with seconds precision
+(``YYYY-MM-DDTHH:MM:SS``); reading is tolerant of the original's formats (``T`` or space,
+with or without microseconds, a bare date).
+
+Every :class:`sqlite3.Error` leaves this module as a :class:`~bobosync.errors.DatabaseError`;
+the translation happens in one place, :meth:`BOBODatabase._guard`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar, Union
+
+from bobosync.errors import DatabaseError
+
+logger = logging.getLogger(__name__)
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = 1
+
+#: The most bound parameters put in one ``IN (...)`` list.
+_CHUNK = 500
+
+_T = TypeVar("_T")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """One row of ``sync_tracking``."""
+
+    last_sync_date: Optional[date]
+    last_sync_time: Optional[datetime]
+    status: Optional[str]
+    records_synced: int
+    last_success_time: Optional[datetime]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``run_history``."""
+
+    id: int
+    kind: str
+    started_at: datetime
+    finished_at: Optional[datetime]
+    status: str
+    duration_seconds: Optional[float]
+    counts: dict[str, Any]
+    error: Optional[str]
+    pid: Optional[int]
+
+
+@dataclass(frozen=True)
+class RememberedFile:
+    """A file processed in place (``MOVE_PROCESSED_FILES=false``)."""
+
+    name: str
+    size: int
+    sha256: str
+    mtime_ns: Optional[int]
+    processed_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingMove:
+    """A file move that was started and not yet known to be finished."""
+
+    src: str
+    dst: str
+    sha256: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class MappingChange:
+    """What :meth:`BOBODatabase.replace_mappings` did."""
+
+    added: int
+    removed: int
+    changed: int
+    total: int
+
+
+# --------------------------------------------------------------------------- time text
+
+_DATETIME_RE = re.compile(
+    r"""^\s*
+    (?P<y>\d{4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})
+    (?:[T\s]+
+        (?P<h>\d{1,2}):(?P<mi>\d{2})
+        (?::(?P<s>\d{2})(?:[.,](?P<frac>\d+))?)?
+    )?
+    \s*(?P<tz>Z|[+-]\d{2}:?\d{2})?
+    \s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def _naive_local(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        return value.astimezone().replace(tzinfo=None)
+    return value
+
+
+def format_datetime(value: datetime) -> str:
+    """``value`` as stored: naive local ISO text, seconds precision."""
+    return _naive_local(value).replace(microsecond=0).isoformat(sep="T")
+
+
+def parse_datetime(value: object) -> Optional[datetime]:
+    """Read a stored time, tolerating every format the original tool (or an operator) wrote.
+
+    Accepts ``YYYY-MM-DDTHH:MM:SS``, a space instead of ``T``, optional seconds, optional
+    fractional seconds, a bare date (midnight), an optional UTC offset (converted to naive
+    local time) and a Unix timestamp stored as a number. Returns None for NULL, empty or
+    unreadable text.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    match = _DATETIME_RE.match(value)
+    if match is None:
+        return None
+    frac = (match.group("frac") or "")[:6].ljust(6, "0")
+    try:
+        result = datetime(
+            int(match.group("y")),
+            int(match.group("mo")),
+            int(match.group("d")),
+            int(match.group("h") or 0),
+            int(match.group("mi") or 0),
+            int(match.group("s") or 0),
+            int(frac),
+        )
+    except ValueError:
+        return None
+    tz = match.group("tz")
+    if tz:
+        if tz.upper() == "Z":
+            offset = timedelta(0)
+        else:
+            digits = tz[1:].replace(":", "")
+            offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            if tz[0] == "-":
+                offset = -offset
+        result = result.replace(tzinfo=timezone(offset)).astimezone().replace(tzinfo=None)
+    return result
+
+
+def parse_date(value: object) -> Optional[date]:
+    """Read a stored date (``YYYY-MM-DD``, or any time :func:`parse_datetime` accepts)."""
+    parsed = parse_datetime(value)
+    return None if parsed is None else parsed.date()
+
+
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+# --------------------------------------------------------------------------- schema
+
+# The original's tables, exactly as it created them (schema version 0).
+_LEGACY_TABLES: dict[str, str] = {
+    "worker_mapping": """CREATE TABLE IF NOT EXISTS worker_mapping (
+        employee_id TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        last_updated TIMESTAMP DEFAULT CURRENT_TIMESTAMP)""",
+    "processing_log": """CREATE TABLE IF NOT EXISTS processing_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        filename TEXT NOT NULL,
+        processed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+        records_processed INTEGER,
+        status TEXT,
+        error_message TEXT)""",
+    "sync_tracking": """CREATE TABLE IF NOT EXISTS sync_tracking (
+        sync_type TEXT PRIMARY KEY,
+        last_sync_date DATE,
+        last_sync_time TIMESTAMP,
+        status TEXT,
+        records_synced INTEGER DEFAULT 0)""",
+    "file_retry_tracking": """CREATE TABLE IF NOT EXISTS file_retry_tracking (
+        filename TEXT PRIMARY KEY,
+        retry_count INTEGER DEFAULT 0,
+        first_attempt TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+        last_attempt TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+        last_error TEXT)""",
+}
+
+# Key columns cannot be added afterwards: a legacy table without one cannot be upgraded.
+_LEGACY_KEYS: dict[str, str] = {
+    "worker_mapping": "employee_id",
+    "processing_log": "id",
+    "sync_tracking": "sync_type",
+    "file_retry_tracking": "filename",
+}
+
+# The other columns of the legacy tables, as ALTER TABLE ADD COLUMN can add them (no
+# CURRENT_TIMESTAMP default, NOT NULL only with a constant default). bobosync always writes
+# these columns explicitly, so the missing dynamic defaults do not matter.
+_LEGACY_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "worker_mapping": (
+        ("username", "TEXT NOT NULL DEFAULT ''"),
+        ("last_updated", "TIMESTAMP"),
+    ),
+    "processing_log": (
+        ("filename", "TEXT NOT NULL DEFAULT ''"),
+        ("processed_at", "TIMESTAMP"),
+        ("records_processed", "INTEGER"),
+        ("status", "TEXT"),
+        ("error_message", "TEXT"),
+    ),
+    "sync_tracking": (
+        ("last_sync_date", "DATE"),
+        ("last_sync_time", "TIMESTAMP"),
+        ("status", "TEXT"),
+        ("records_synced", "INTEGER DEFAULT 0"),
+    ),
+    "file_retry_tracking": (
+        ("retry_count", "INTEGER DEFAULT 0"),
+        ("first_attempt", "TIMESTAMP"),
+        ("last_attempt", "TIMESTAMP"),
+        ("last_error", "TEXT"),
+    ),
+}
+
+_V1_TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS employee_last_event (
+        employee_id TEXT PRIMARY KEY,
+        event_time TEXT NOT NULL,
+        transaction_type TEXT NOT NULL,
+        login_id TEXT,
+        source_file TEXT,
+        applied_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS run_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        duration_seconds REAL,
+        counts TEXT,
+        error TEXT,
+        pid INTEGER)""",
+    "CREATE INDEX IF NOT EXISTS run_history_kind_started ON run_history (kind, started_at)",
+    """CREATE TABLE IF NOT EXISTS remembered_files (
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        mtime_ns INTEGER,
+        processed_at TEXT NOT NULL,
+        PRIMARY KEY (name, size, sha256))""",
+    """CREATE TABLE IF NOT EXISTS pending_moves (
+        src TEXT PRIMARY KEY,
+        dst TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        started_at TEXT NOT NULL)""",
+)
+
+
+def _table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    # PRAGMA arguments cannot be bound; ``table`` is always one of this module's constants.
+    return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_missing_columns(
+    conn: sqlite3.Connection, table: str, columns: Iterable[tuple[str, str]]
+) -> None:
+    present = _table_columns(conn, table)
+    for name, declaration in columns:
+        if name not in present:
+            logger.info("database upgrade: adding missing column %s.%s", table, name)
+            # Identifiers cannot be bound; both come from this module's constants.
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    """Schema 0 (the original tool, or an empty file) -> 1."""
+    for table, create in _LEGACY_TABLES.items():
+        conn.execute(create)
+        key = _LEGACY_KEYS[table]
+        if key not in _table_columns(conn, table):
+            raise sqlite3.DatabaseError(
+                f"legacy table {table} has no {key} column and cannot be upgraded"
+            )
+        _add_missing_columns(conn, table, _LEGACY_COLUMNS[table])
+    _add_missing_columns(conn, "sync_tracking", (("last_success_time", "TEXT"),))
+    for statement in _V1_TABLES:
+        conn.execute(statement)
+    # Backfill last_success_time from the last attempt of rows whose last attempt succeeded,
+    # normalising the original's isoformat() text (microseconds) to the stored format.
+    rows = conn.execute(
+        "SELECT sync_type, last_sync_time FROM sync_tracking "
+        "WHERE status = 'success' AND last_success_time IS NULL"
+    ).fetchall()
+    for sync_type, last_sync_time in rows:
+        parsed = parse_datetime(last_sync_time)
+        if parsed is not None:
+            conn.execute(
+                "UPDATE sync_tracking SET last_success_time = ? WHERE sync_type = ?",
+                (format_datetime(parsed), sync_type),
+            )
+
+
+#: MIGRATIONS[n] takes a database from schema n to schema n + 1.
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- the database
+
+
+class BOBODatabase:
+    """The bobosync SQLite database.
+
+    Opening a writable database creates its folder and file if needed, switches it to WAL
+    journal mode and migrates it to :data:`SCHEMA_VERSION`. The connection runs in autocommit
+    mode; every write goes through :meth:`transaction` (``BEGIN IMMEDIATE`` ... ``COMMIT``),
+    which callers may also use to group several writes into one transaction.
+
+    ``read_only=True`` opens the file read-only and never writes or migrates it: methods
+    cope with an old schema (missing tables read as empty). When the file does not exist an
+    empty in-memory database with the current schema stands in for it. Write methods on a
+    read-only database raise :class:`DatabaseError`.
+
+    A connection belongs to the thread that opened it.
+    """
+
+    def __init__(
+        self,
+        db_path: Union[str, Path],
+        *,
+        read_only: bool = False,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self._path = Path(db_path)
+        self._read_only = read_only
+        self._busy_timeout = busy_timeout
+        self._depth = 0
+        self._in_memory = False
+        self._conn: Optional[sqlite3.Connection] = None
+        try:
+            if read_only:
+                self._open_read_only()
+            else:
+                self._open_writable()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ opening
+
+    def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, timeout=self._busy_timeout, isolation_level=None, uri=uri)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _open_writable(self) -> None:
+        with self._guard("creating the database folder"):
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create the folder of database {self._path}: {exc}"
+                ) from exc
+        with self._guard("opening the database"):
+            self._conn = self._connect(str(self._path), uri=False)
+            mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            if mode != "wal":
+                logger.warning(
+                    "database %s: WAL journal mode not available (using %s)", self._path, mode
+                )
+        self._migrate()
+
+    def _open_read_only(self) -> None:
+        if not self._path.exists():
+            logger.info("database %s does not exist; using an empty in-memory database", self._path)
+            self._in_memory = True
+            with self._guard("creating an in-memory database"):
+                self._conn = self._connect(":memory:", uri=False)
+            self._migrate()
+        else:
+            uri = self._path.resolve().as_uri() + "?mode=ro"
+            with self._guard("opening the database read-only"):
+                self._conn = self._connect(uri, uri=True)
+                version = self._user_version()
+            if version > SCHEMA_VERSION:
+                raise self._newer_error(version)
+        with self._guard("opening the database read-only"):
+            self._connection.execute("PRAGMA query_only = ON")
+
+    def _newer_error(self, version: int) -> DatabaseError:
+        return DatabaseError(
+            f"database {self._path} was written by a newer bobosync "
+            f"(schema {version}, this version knows {SCHEMA_VERSION})"
+        )
+
+    def _user_version(self) -> int:
+        return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self._guard("reading the schema version"):
+            version = self._user_version()
+        if version > SCHEMA_VERSION:
+            raise self._newer_error(version)
+        while version < SCHEMA_VERSION:
+            with self._transaction(), self._guard(f"migrating to schema {version + 1}"):
+                # Read again under the write lock: another process may have migrated.
+                version = self._user_version()
+                if version > SCHEMA_VERSION:
+                    raise self._newer_error(version)
+                if version == SCHEMA_VERSION:
+                    break
+                logger.info(
+                    "database %s: migrating schema %d -> %d", self._path, version, version + 1
+                )
+                _MIGRATIONS[version](self._connection)
+                version += 1
+                # PRAGMA values cannot be bound; ``version`` is an int we computed.
+                self._connection.execute(f"PRAGMA user_version = {int(version)}")
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise DatabaseError(f"database {self._path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """THE place where sqlite3 errors become :class:`DatabaseError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            text = str(exc)
+            if "locked" in text.lower() or "busy" in text.lower():
+                message = (
+                    f"database {self._path} is locked: another process holds the database "
+                    f"and it was still busy after waiting {self._busy_timeout:g} s "
+                    f"({action}: {text})"
+                )
+            else:
+                message = f"database {self._path}: {action} failed: {text}"
+            raise DatabaseError(message) from exc
+
+    def _check_writable(self, action: str) -> None:
+        if self._read_only:
+            raise DatabaseError(
+                f"database {self._path} is open read-only; refusing to write ({action})"
+            )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._depth > 0:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        conn = self._connection
+        with self._guard("starting a transaction"):
+            conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._rollback(conn)
+            raise
+        self._depth = 0
+        try:
+            with self._guard("committing a transaction"):
+                conn.execute("COMMIT")
+        except DatabaseError:
+            self._rollback(conn)
+            raise
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("database %s: rollback failed", self._path)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; ``ROLLBACK`` if the block raises.
+
+        Re-entrant: a ``transaction()`` inside another one joins the outer transaction (an
+        exception that escapes only the inner block, and is then caught, does not roll
+        anything back by itself).
+        """
+        self._check_writable("transaction")
+        with self._transaction():
+            yield
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        self._check_writable(action)
+        with self._transaction(), self._guard(action):
+            yield self._connection
+
+    def _has_table(self, table: str) -> bool:
+        """False only for a read-only database whose (older) schema lacks ``table``."""
+        if not self._read_only:
+            return True
+        row = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        return row is not None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database (``PRAGMA user_version``)."""
+        with self._guard("reading the schema version"):
+            return self._user_version()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                logger.exception("database %s: close failed", self._path)
+
+    def __enter__(self) -> BOBODatabase:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def integrity_check(self) -> str:
+        """The result of ``PRAGMA integrity_check``: ``'ok'`` for a healthy database."""
+        with self._guard("checking integrity"):
+            rows = self._connection.execute("PRAGMA integrity_check").fetchall()
+        return "\n".join(str(row[0]) for row in rows)
+
+    # ------------------------------------------------------------------ worker_mapping
+
+    def update_mapping(self, employee_id: str, username: str) -> None:
+        with self._write("updating a worker mapping") as conn:
+            conn.execute(
+                "INSERT INTO worker_mapping (employee_id, username, last_updated) "
+                "VALUES (?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
+                "username = excluded.username, last_updated = excluded.last_updated",
+                (employee_id, username, format_datetime(datetime.now())),
+            )
+
+    def get_username_by_employee_id(self, employee_id: str) -> Optional[str]:
+        with self._guard("reading a worker mapping"):
+            if not self._has_table("worker_mapping"):
+                return None
+            row = self._connection.execute(
+                "SELECT username FROM worker_mapping WHERE employee_id = ?", (employee_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def get_usernames(self, employee_ids: Iterable[str]) -> dict[str, str]:
+        """employee_id -> username for those of ``employee_ids`` that are mapped."""
+        ids = _unique(employee_ids)
+        result: dict[str, str] = {}
+        with self._guard("reading worker mappings"):
+            if not ids or not self._has_table("worker_mapping"):
+                return result
+            for chunk in _chunks(ids):
+                rows = self._connection.execute(
+                    "SELECT employee_id, username FROM worker_mapping "
+                    f"WHERE employee_id IN ({_placeholders(len(chunk))})",
+                    tuple(chunk),
+                )
+                for employee_id, username in rows:
+                    result[str(employee_id)] = str(username)
+        return result
+
+    def all_mappings(self) -> dict[str, str]:
+        with self._guard("reading worker mappings"):
+            if not self._has_table("worker_mapping"):
+                return {}
+            rows = self._connection.execute(
+                "SELECT employee_id, username FROM worker_mapping"
+            ).fetchall()
+        return {str(employee_id): str(username) for employee_id, username in rows}
+
+    def mapping_count(self) -> int:
+        with self._guard("counting worker mappings"):
+            if not self._has_table("worker_mapping"):
+                return 0
+            row = self._connection.execute("SELECT COUNT(*) FROM worker_mapping").fetchone()
+        return int(row[0])
+
+    def replace_mappings(self, mapping: Mapping[str, str], now: datetime) -> MappingChange:
+        """Make ``worker_mapping`` equal to ``mapping`` in one transaction.
+
+        Rows not in ``mapping`` are deleted; new and changed rows are written with
+        ``last_updated = now``; unchanged rows are left alone. An empty ``mapping`` empties
+        the table: callers must not pass the result of a failed listing.
+        """
+        stamp = format_datetime(now)
+        with self._write("replacing worker mappings") as conn:
+            current = {
+                str(employee_id): str(username)
+                for employee_id, username in conn.execute(
+                    "SELECT employee_id, username FROM worker_mapping"
+                )
+            }
+            removed = [employee_id for employee_id in current if employee_id not in mapping]
+            added = [employee_id for employee_id in mapping if employee_id not in current]
+            changed = [
+                employee_id
+                for employee_id, username in mapping.items()
+                if employee_id in current and current[employee_id] != username
+            ]
+            for chunk in _chunks(removed):
+                conn.execute(
+                    "DELETE FROM worker_mapping "
+                    f"WHERE employee_id IN ({_placeholders(len(chunk))})",
+                    tuple(chunk),
+                )
+            conn.executemany(
+                "INSERT INTO worker_mapping (employee_id, username, last_updated) "
+                "VALUES (?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
+                "username = excluded.username, last_updated = excluded.last_updated",
+                [(employee_id, mapping[employee_id], stamp) for employee_id in added + changed],
+            )
+        change = MappingChange(
+            added=len(added), removed=len(removed), changed=len(changed), total=len(mapping)
+        )
+        logger.debug("database %s: mappings replaced: %s", self._path, change)
+        return change
+
+    # ------------------------------------------------------------------ processing_log
+
+    def log_processing(
+        self,
+        filename: str,
+        records_processed: int,
+        status: str,
+        error_message: Optional[str] = None,
+        processed_at: Optional[datetime] = None,
+    ) -> None:
+        when = format_datetime(processed_at if processed_at is not None else datetime.now())
+        with self._write("logging a processed file") as conn:
+            conn.execute(
+                "INSERT INTO processing_log "
+                "(filename, processed_at, records_processed, status, error_message) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (filename, when, records_processed, status, error_message),
+            )
+
+    # ------------------------------------------------------------------ sync_tracking
+
+    def get_sync_state(self, sync_type: str = "user_mapping") -> Optional[SyncState]:
+        """The ``sync_tracking`` row of ``sync_type``, or None when there is none."""
+        with self._guard("reading the sync state"):
+            if not self._has_table("sync_tracking"):
+                return None
+            row = self._connection.execute(
+                "SELECT * FROM sync_tracking WHERE sync_type = ?", (sync_type,)
+            ).fetchone()
+        if row is None:
+            return None
+        values: dict[str, Any] = dict(zip(row.keys(), tuple(row)))
+        last_sync_time = parse_datetime(values.get("last_sync_time"))
+        status = values.get("status")
+        status = None if status is None else str(status)
+        if "last_success_time" in values:
+            last_success_time = parse_datetime(values["last_success_time"])
+        else:
+            # A read-only schema-0 file: what the migration would backfill.
+            last_success_time = last_sync_time if status == "success" else None
+        for column in ("last_sync_time", "last_sync_date", "last_success_time"):
+            raw = values.get(column)
+            if raw not in (None, "") and parse_datetime(raw) is None:
+                logger.warning(
+                    "database %s: sync_tracking %r has an unreadable %s %r; ignoring it",
+                    self._path,
+                    sync_type,
+                    column,
+                    raw,
+                )
+        records = values.get("records_synced")
+        try:
+            records_synced = int(records) if records is not None else 0
+        except (TypeError, ValueError):
+            records_synced = 0
+        return SyncState(
+            last_sync_date=parse_date(values.get("last_sync_date")),
+            last_sync_time=last_sync_time,
+            status=status,
+            records_synced=records_synced,
+            last_success_time=last_success_time,
+        )
+
+    def record_sync(
+        self,
+        status: str,
+        when: datetime,
+        records_synced: int = 0,
+        sync_type: str = "user_mapping",
+    ) -> None:
+        """Record a sync attempt; ``last_success_time`` moves only when ``status == 'success'``."""
+        local = _naive_local(when)
+        stamp = format_datetime(local)
+        success = stamp if status == "success" else None
+        with self._write("recording a sync") as conn:
+            conn.execute(
+                "INSERT INTO sync_tracking (sync_type, last_sync_date, last_sync_time, status, "
+                "records_synced, last_success_time) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(sync_type) DO UPDATE SET "
+                "last_sync_date = excluded.last_sync_date, "
+                "last_sync_time = excluded.last_sync_time, "
+                "status = excluded.status, "
+                "records_synced = excluded.records_synced, "
+                "last_success_time = COALESCE(excluded.last_success_time, "
+                "sync_tracking.last_success_time)",
+                (sync_type, local.date().isoformat(), stamp, status, records_synced, success),
+            )
+
+    # ------------------------------------------------------------------ file_retry_tracking
+
+    def get_retry_count(self, filename: str) -> int:
+        with self._guard("reading a retry count"):
+            if not self._has_table("file_retry_tracking"):
+                return 0
+            row = self._connection.execute(
+                "SELECT retry_count FROM file_retry_tracking WHERE filename = ?", (filename,)
+            ).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def record_file_failure(self, filename: str, error: str, when: datetime) -> int:
+        """Count one more failure of ``filename``; returns the new count."""
+        stamp = format_datetime(when)
+        with self._write("recording a file failure") as conn:
+            conn.execute(
+                "INSERT INTO file_retry_tracking "
+                "(filename, retry_count, first_attempt, last_attempt, last_error) "
+                "VALUES (?, 1, ?, ?, ?) ON CONFLICT(filename) DO UPDATE SET "
+                "retry_count = COALESCE(file_retry_tracking.retry_count, 0) + 1, "
+                "last_attempt = excluded.last_attempt, last_error = excluded.last_error",
+                (filename, stamp, stamp, error),
+            )
+            row = conn.execute(
+                "SELECT retry_count FROM file_retry_tracking WHERE filename = ?", (filename,)
+            ).fetchone()
+        return int(row[0])
+
+    def clear_file_retry(self, filename: str) -> None:
+        with self._write("clearing a retry count") as conn:
+            conn.execute("DELETE FROM file_retry_tracking WHERE filename = ?", (filename,))
+
+    def retry_counts(self) -> dict[str, tuple[int, Optional[str]]]:
+        """filename -> (retry count, last error)."""
+        with self._guard("reading retry counts"):
+            if not self._has_table("file_retry_tracking"):
+                return {}
+            rows = self._connection.execute(
+                "SELECT filename, retry_count, last_error FROM file_retry_tracking"
+            ).fetchall()
+        return {
+            str(name): (int(count or 0), None if error is None else str(error))
+            for name, count, error in rows
+        }
+
+    # ------------------------------------------------------------------ employee_last_event
+
+    def get_last_events(self, employee_ids: Iterable[str]) -> dict[str, datetime]:
+        """employee_id -> time of the latest event applied, for those that have one."""
+        ids = _unique(employee_ids)
+        result: dict[str, datetime] = {}
+        with self._guard("reading last events"):
+            if not ids or not self._has_table("employee_last_event"):
+                return result
+            for chunk in _chunks(ids):
+                rows = self._connection.execute(
+                    "SELECT employee_id, event_time FROM employee_last_event "
+                    f"WHERE employee_id IN ({_placeholders(len(chunk))})",
+                    tuple(chunk),
+                )
+                for employee_id, event_time in rows:
+                    parsed = parse_datetime(event_time)
+                    if parsed is None:
+                        logger.warning(
+                            "database %s: unreadable event_time %r for employee %s; ignoring it",
+                            self._path,
+                            event_time,
+                            employee_id,
+                        )
+                    else:
+                        result[str(employee_id)] = parsed
+        return result
+
+    def record_applied_events(
+        self,
+        events: Iterable[tuple[str, datetime, str, str, str]],
+        applied_at: datetime,
+    ) -> None:
+        """Remember applied events: (employee_id, event_time, transaction_type, login_id,
+        source_file). The stored event of an employee only ever moves forward in time."""
+        stamp = format_datetime(applied_at)
+        rows = [
+            (employee_id, format_datetime(event_time), transaction_type, login_id, source, stamp)
+            for employee_id, event_time, transaction_type, login_id, source in events
+        ]
+        if not rows:
+            return
+        with self._write("recording applied events") as conn:
+            conn.executemany(
+                "INSERT INTO employee_last_event "
+                "(employee_id, event_time, transaction_type, login_id, source_file, applied_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
+                "event_time = excluded.event_time, "
+                "transaction_type = excluded.transaction_type, "
+                "login_id = excluded.login_id, "
+                "source_file = excluded.source_file, "
+                "applied_at = excluded.applied_at "
+                "WHERE excluded.event_time > employee_last_event.event_time",
+                rows,
+            )
+
+    # ------------------------------------------------------------------ remembered_files
+
+    def is_remembered(self, name: str, size: int, sha256: str) -> bool:
+        with self._guard("reading remembered files"):
+            if not self._has_table("remembered_files"):
+                return False
+            row = self._connection.execute(
+                "SELECT 1 FROM remembered_files WHERE name = ? AND size = ? AND sha256 = ?",
+                (name, size, sha256),
+            ).fetchone()
+        return row is not None
+
+    def remembered_by_name(
+        self, names: Optional[Iterable[str]] = None
+    ) -> dict[str, list[RememberedFile]]:
+        """name -> remembered versions of that file (oldest first); every name when None."""
+        rows: list[Any] = []
+        columns = "SELECT name, size, sha256, mtime_ns, processed_at FROM remembered_files"
+        with self._guard("reading remembered files"):
+            if not self._has_table("remembered_files"):
+                return {}
+            if names is None:
+                rows = self._connection.execute(columns).fetchall()
+            else:
+                for chunk in _chunks(_unique(names)):
+                    rows.extend(
+                        self._connection.execute(
+                            f"{columns} WHERE name IN ({_placeholders(len(chunk))})",
+                            tuple(chunk),
+                        )
+                    )
+        result: dict[str, list[RememberedFile]] = {}
+        for name, size, sha256, mtime_ns, processed_at in rows:
+            result.setdefault(str(name), []).append(
+                RememberedFile(
+                    name=str(name),
+                    size=int(size),
+                    sha256=str(sha256),
+                    mtime_ns=None if mtime_ns is None else int(mtime_ns),
+                    processed_at=parse_datetime(processed_at) or datetime.min,
+                )
+            )
+        for files in result.values():
+            files.sort(key=lambda remembered: remembered.processed_at)
+        return result
+
+    def remember_file(
+        self, name: str, size: int, sha256: str, mtime_ns: Optional[int], when: datetime
+    ) -> None:
+        """Remember a processed file; remembering it again refreshes mtime and time."""
+        with self._write("remembering a file") as conn:
+            conn.execute(
+                "INSERT INTO remembered_files (name, size, sha256, mtime_ns, processed_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, size, sha256) DO UPDATE SET "
+                "mtime_ns = excluded.mtime_ns, processed_at = excluded.processed_at",
+                (name, size, sha256, mtime_ns, format_datetime(when)),
+            )
+
+    def purge_remembered(self, before: datetime) -> int:
+        """Forget files processed before ``before``; returns how many were forgotten."""
+        with self._write("purging remembered files") as conn:
+            cursor = conn.execute(
+                "DELETE FROM remembered_files WHERE processed_at < ?", (format_datetime(before),)
+            )
+            return int(cursor.rowcount)
+
+    # ------------------------------------------------------------------ run_history
+
+    def start_run(self, kind: str, started_at: datetime, pid: Optional[int] = None) -> int:
+        """Record the start of a run (status ``running``); returns its id."""
+        with self._write("recording the start of a run") as conn:
+            cursor = conn.execute(
+                "INSERT INTO run_history (kind, started_at, status, pid) "
+                "VALUES (?, ?, 'running', ?)",
+                (kind, format_datetime(started_at), pid),
+            )
+            run_id = cursor.lastrowid
+        assert run_id is not None
+        return int(run_id)
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        finished_at: datetime,
+        counts: Optional[Mapping[str, Any]] = None,
+        error: Optional[str] = None,
+    ) -> None:
+        """Record how run ``run_id`` ended; the duration is measured from its start."""
+        counts_text = json.dumps(dict(counts or {}), sort_keys=True, default=str)
+        with self._write("recording the end of a run") as conn:
+            row = conn.execute(
+                "SELECT started_at FROM run_history WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise DatabaseError(f"database {self._path}: no run with id {run_id}")
+            started = parse_datetime(row[0])
+            duration: Optional[float] = None
+            if started is not None:
+                duration = round(max(0.0, (finished_at - started).total_seconds()), 3)
+            conn.execute(
+                "UPDATE run_history SET status = ?, finished_at = ?, duration_seconds = ?, "
+                "counts = ?, error = ? WHERE id = ?",
+                (status, format_datetime(finished_at), duration, counts_text, error, run_id),
+            )
+
+    def mark_interrupted_runs(self, now: datetime) -> int:
+        """Turn every ``running`` row into ``interrupted``; returns how many.
+
+        Only call this while holding the single-instance lock: any ``running`` row then
+        belongs to a process that died.
+        """
+        with self._write("marking interrupted runs") as conn:
+            cursor = conn.execute(
+                "UPDATE run_history SET status = 'interrupted', finished_at = ?, "
+                "error = COALESCE(error, 'the process ended before the run finished') "
+                "WHERE status = 'running'",
+                (format_datetime(now),),
+            )
+            count = int(cursor.rowcount)
+        if count:
+            logger.warning(
+                "database %s: %d unfinished run(s) marked interrupted", self._path, count
+            )
+        return count
+
+    def recent_runs(
+        self, kind: Optional[str] = None, limit: int = 20, since: Optional[datetime] = None
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally of one ``kind`` and started at or after ``since``."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if kind is not None:
+            conditions.append("kind = ?")
+            params.append(kind)
+        if since is not None:
+            conditions.append("started_at >= ?")
+            params.append(format_datetime(since))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        params.append(int(limit))
+        with self._guard("reading run history"):
+            if not self._has_table("run_history"):
+                return []
+            rows = self._connection.execute(
+                "SELECT id, kind, started_at, finished_at, status, duration_seconds, counts, "
+                f"error, pid FROM run_history{where} ORDER BY started_at DESC, id DESC LIMIT ?",
+                tuple(params),
+            ).fetchall()
+        return [self._run_record(row) for row in rows]
+
+    @staticmethod
+    def _run_record(row: Any) -> RunRecord:
+        counts: dict[str, Any] = {}
+        if row["counts"]:
+            try:
+                loaded = json.loads(row["counts"])
+            except ValueError:
+                loaded = None
+            if isinstance(loaded, dict):
+                counts = loaded
+        duration = row["duration_seconds"]
+        return RunRecord(
+            id=int(row["id"]),
+            kind=str(row["kind"]),
+            started_at=parse_datetime(row["started_at"]) or datetime.min,
+            finished_at=parse_datetime(row["finished_at"]),
+            status=str(row["status"]),
+            duration_seconds=None if duration is None else float(duration),
+            counts=counts,
+            error=row["error"],
+            pid=None if row["pid"] is None else int(row["pid"]),
+        )
+
+    # ------------------------------------------------------------------ pending_moves
+
+    def add_pending_move(self, src: str, dst: str, sha256: str, when: datetime) -> None:
+        """Journal a move before doing it (replaces an older entry for the same ``src``)."""
+        with self._write("journaling a file move") as conn:
+            conn.execute(
+                "INSERT INTO pending_moves (src, dst, sha256, started_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(src) DO UPDATE SET dst = excluded.dst, sha256 = excluded.sha256, "
+                "started_at = excluded.started_at",
+                (src, dst, sha256, format_datetime(when)),
+            )
+
+    def remove_pending_move(self, src: str) -> None:
+        with self._write("clearing a journaled file move") as conn:
+            conn.execute("DELETE FROM pending_moves WHERE src = ?", (src,))
+
+    def pending_moves(self) -> list[PendingMove]:
+        """Journaled moves, oldest first."""
+        with self._guard("reading journaled file moves"):
+            if not self._has_table("pending_moves"):
+                return []
+            rows = self._connection.execute(
+                "SELECT src, dst, sha256, started_at FROM pending_moves ORDER BY started_at, src"
+            ).fetchall()
+        return [
+            PendingMove(
+                src=str(src),
+                dst=str(dst),
+                sha256=str(sha256),
+                started_at=parse_datetime(started_at) or datetime.min,
+            )
+            for src, dst, sha256, started_at in rows
+        ]
