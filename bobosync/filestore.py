@@ -73,7 +73,7 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
                 stat = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished or unreadable between listing and stat: next pass
-            if now - stat.st_mtime < settle_seconds:
+            if settle_seconds > 0 and now - stat.st_mtime < settle_seconds:
                 too_young += 1
                 continue
             ready.append(WaitingFile(Path(entry.path), stat.st_size, stat.st_mtime_ns))

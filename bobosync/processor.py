@@ -416,7 +416,17 @@ class BOBOProcessor:
                 report.counts.unmapped += 1
                 log.warning("employee %s has no AtHoc user (no %s match); not sent",
                             employee_id, self.settings.collar_id_field)
-        return {mapping[e]: events[e] for e in events if e in mapping}
+        by_login: dict[str, ResolvedEvent] = {}
+        for employee_id, event in events.items():
+            login_id = mapping.get(employee_id)
+            if login_id is None:
+                continue
+            # Two employee IDs mapped to one AtHoc user (a stale or hand-edited mapping):
+            # that user's latest event wins, as for one employee.
+            other = by_login.get(login_id)
+            if other is None or event.key > other.key:
+                by_login[login_id] = event
+        return by_login
 
     def _updates_for(
         self, mapped: dict[str, ResolvedEvent]
