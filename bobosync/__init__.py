@@ -21,7 +21,17 @@ _EXPORTS = {
     "load_settings": "bobosync.settings",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "AtHocClient",
+    "BOBODatabase",
+    "BOBOEntry",
+    "BOBOProcessor",
+    "Settings",
+    "UpdateOutcome",
+    "UpdateResult",
+    "__version__",
+    "load_settings",
+]
 
 if TYPE_CHECKING:
     from .bobo_csv import BOBOEntry

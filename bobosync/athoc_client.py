@@ -8,6 +8,6 @@ if not __package__:
     # Imported as a top-level module from inside bobosync/: make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bobosync.client import AtHocClient, UpdateOutcome, UpdateResult  # noqa: E402
+from bobosync.client import AtHocClient, UpdateOutcome, UpdateResult
 
 __all__ = ["AtHocClient", "UpdateOutcome", "UpdateResult"]

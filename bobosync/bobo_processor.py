@@ -12,10 +12,10 @@ if not __package__:
     # Run as a script, or imported as a top-level module: make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bobosync.bobo_csv import BOBOEntry  # noqa: E402
-from bobosync.cli import main  # noqa: E402
-from bobosync.database import BOBODatabase  # noqa: E402
-from bobosync.processor import BOBOProcessor  # noqa: E402
+from bobosync.bobo_csv import BOBOEntry
+from bobosync.cli import main
+from bobosync.database import BOBODatabase
+from bobosync.processor import BOBOProcessor
 
 __all__ = ["BOBODatabase", "BOBOEntry", "BOBOProcessor", "main"]
 

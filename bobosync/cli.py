@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from . import __version__
 from .errors import AtHocError, BoboSyncError, ConfigError, LockHeld
@@ -31,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--watch", action="store_true", help="repeat the pass every POLL_INTERVAL_SECONDS until stopped")
     mode.add_argument("--dry-run", action="store_true", help="show the updates a pass would send; change nothing")
     mode.add_argument("--sync-users", action="store_true", help="sync the worker mapping from AtHoc now, then exit")
-    mode.add_argument("--cleanup-only", action="store_true", help="only clear duty values older than AUTO_CLEANUP_HOURS")
+    mode.add_argument(
+        "--cleanup-only", action="store_true", help="only clear duty values older than AUTO_CLEANUP_HOURS"
+    )
     parser.add_argument("--interval", type=float, metavar="N", help="seconds between passes with --watch")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override LOG_LEVEL")
     parser.add_argument("--version", action="version", version=f"bobosync {__version__}")

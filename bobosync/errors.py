@@ -25,7 +25,8 @@ excerpt of the response body.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 
 class BoboSyncError(Exception):

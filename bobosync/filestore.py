@@ -219,7 +219,8 @@ class FileMover:
                     final = self._move(src, dst, move.sha256)
                     log.info("completed interrupted move of %s to %s", src.name, final)
                 elif not dst_there:
-                    log.error("interrupted move of %s: file is in neither %s nor its source folder", src.name, dst.parent)
+                    log.error("interrupted move of %s: file is in neither %s nor its source folder",
+                              src.name, dst.parent)
             except OSError as exc:
                 log.error("could not complete interrupted move of %s to %s: %s", src, dst, exc)
             self.db.remove_pending_move(move.src)

@@ -97,7 +97,7 @@ class PassReport:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and self.counts.files_retry == 0
+        return not self.errors and self.counts.files_retry == 0 and self.counts.failed == 0
 
     @property
     def exit_code(self) -> int:
@@ -119,7 +119,11 @@ class _FileState:
     rows: int = 0
     bad: list[BadRow] = field(default_factory=list)
     unreadable: Optional[str] = None
+    #: Updates AtHoc rejected: the file is retried, and after MAX_RETRY_ATTEMPTS it fails.
     failures: list[str] = field(default_factory=list)
+    #: Updates AtHoc never answered (down, overloaded): retried without counting an attempt,
+    #: so an outage never pushes files into the failed folder.
+    unanswered: int = 0
     updates: int = 0
 
     @property
@@ -141,7 +145,7 @@ class _FileState:
 
 
 class AtHocUnavailable(BoboSyncError):
-    """Every update of a batch failed: AtHoc is down. Stop the pass; do not count retries."""
+    """AtHoc stopped answering during a batch: the rest of the pass waits for the next one."""
 
 
 class BOBOProcessor:
@@ -322,8 +326,9 @@ class BOBOProcessor:
     def process_file_batch(self, files: list[WaitingFile], report: PassReport) -> None:
         """Parse, resolve, map, send and settle one batch of files. See the module docstring.
 
-        Raises AtHocUnavailable (nothing settled, retry counts untouched) when every update
-        of the batch failed, and AtHocAuthError when the token can no longer be obtained.
+        Raises AtHocUnavailable, after settling what was answered, when AtHoc stopped
+        answering (its files are kept without counting an attempt), and AtHocAuthError when
+        the token can no longer be obtained (nothing settled).
         """
         now = self.clock()
         counts = report.counts
@@ -351,18 +356,11 @@ class BOBOProcessor:
 
         results: dict[str, UpdateResult] = {}
         if updates:
-            client = self.connect_athoc()
-            before = client.request_count
-            results = client.batch_update_duty_status(updates)
-            counts.requests += client.request_count - before
+            results = self.connect_athoc().batch_update_duty_status(updates)
             counts.updates_sent += len(updates)
-            if all(r.outcome is UpdateOutcome.FAILED for r in results.values()):
-                counts.failed += len(updates)
-                counts.files_retry += sum(1 for s in states if s.fatal_reason() is None)
-                detail = next(iter(results.values())).detail if results else "no result"
-                raise AtHocUnavailable(f"every update of the batch failed ({detail}); files kept for the next pass")
 
         applied_rows = []
+        unanswered: Optional[str] = None
         for login_id, result in results.items():
             employee_id, event = sources[login_id]
             state = states[event.file_index]
@@ -375,11 +373,17 @@ class BOBOProcessor:
             elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
                 counts.not_in_athoc += 1
                 log.warning("employee %s: LOGIN_ID %s is not in AtHoc (%s)", employee_id, login_id, result.detail)
+            elif result.outcome is UpdateOutcome.UNANSWERED:
+                counts.failed += 1
+                state.unanswered += 1
+                unanswered = result.detail
             else:
                 counts.failed += 1
                 state.failures.append(f"{login_id}: {result.detail}")
                 log.warning("update of %s (employee %s) failed: %s", login_id, employee_id, result.detail)
         self._settle(states, applied_rows, report, now)
+        if unanswered is not None:
+            raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
 
     def _parse_into(self, state: _FileState, index: int, latest: LatestEvents) -> None:
         try:
@@ -452,6 +456,11 @@ class BOBOProcessor:
             self.db.record_applied_events(applied_rows, now)
             for state in states:
                 reason = state.fatal_reason()
+                if reason is None and state.unanswered and not state.failures:
+                    counts.files_retry += 1
+                    log.warning("%s: AtHoc did not answer %d update(s); kept for the next pass",
+                                state.name, state.unanswered)
+                    continue
                 if reason is None and state.failures:
                     attempts = self.db.record_file_failure(state.name, "; ".join(state.failures[:_REASONS_QUOTED]), now)
                     if attempts < self.settings.max_retry_attempts:

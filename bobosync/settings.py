@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import Callable, Optional, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -327,7 +328,7 @@ class _Reader:
             poll_interval_seconds=self.number("POLL_INTERVAL_SECONDS", 60.0, 0, strictly_positive=True),
             env_file=self.env_file,
         )
-        if settings.processed_directory == settings.csv_directory or settings.failed_files_directory == settings.csv_directory:
+        if settings.csv_directory in (settings.processed_directory, settings.failed_files_directory):
             self.problems.append(
                 "PROCESSED_DIRECTORY / FAILED_FILES_DIRECTORY: must differ from CSV_DIRECTORY "
                 f"({settings.csv_directory})"

@@ -130,7 +130,7 @@ def test_bad_rows_are_reported_and_the_rest_used_bad_files_fail_with_reason(
 ) -> None:
     t = now() - timedelta(minutes=3)
     mixed = write_bobo_file(csv_dir(tmp_path), [export_row("BON", "00004", t),
-                                                ["XYZ", "00005", "P", "", "", t.strftime("%Y%m%d%H%M%S"), "", "", "", ""],
+                                                ["XYZ", "00005", "P", "", "", f"{t:%Y%m%d%H%M%S}", "", "", "", ""],
                                                 export_row("BON", "00006", t)], t, name="mixed.csv")
     all_bad = write_bobo_file(csv_dir(tmp_path), [["BON", "00007", "P", "", "", "20240230143000", "", "", "", ""]],
                               t, name="all_bad.csv")
@@ -393,7 +393,8 @@ def test_configuration_error_exits_2_naming_every_setting(tmp_path: Path) -> Non
     (tmp_path / ".env").write_text("ATHOC_SERVER_URL=http://athoc.example\nBATCH_SIZE=lots\n", encoding="utf-8")
     result = run_cli(tmp_path)
     assert result.returncode == 2
-    for name in ("ATHOC_SERVER_URL", "BATCH_SIZE='lots'", "CLIENT_ID", "CLIENT_SECRET", "APIUSER", "PASSWORD", "ORG_CODE"):
+    for name in ("ATHOC_SERVER_URL", "BATCH_SIZE='lots'", "CLIENT_ID", "CLIENT_SECRET", "APIUSER", "PASSWORD",
+                 "ORG_CODE"):
         assert name in result.stderr
 
 

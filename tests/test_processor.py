@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -112,7 +111,8 @@ def test_two_employee_ids_mapped_to_one_user_send_only_the_latest(
         proc.db.update_mapping("A1", "user00004@force.example")
         proc.db.update_mapping("B2", "user00004@force.example")
         write_bobo_file(settings.csv_directory, [export_row("BON", "A1", NOW - timedelta(minutes=1)),
-                                                 export_row("BOF", "B2", NOW - timedelta(minutes=2))], NOW, name="f.csv")
+                                                 export_row("BOF", "B2", NOW - timedelta(minutes=2))],
+                        NOW, name="f.csv")
         simulator.clear_journal()
         assert proc.run_pass(NOW).exit_code == 0
     finally:

@@ -1,0 +1,672 @@
+"""Reading BOBO duty files: both formats, BOM, cp1252, streaming.
+
+Two formats are understood (see ``docs`` and the BOBO reference):
+
+* the 10-column export, normally without a header::
+
+      BON,12345,PAY001,20240617,143000,20240617143000,1,40.7128,-74.0060,5.0
+
+  Only ``Transaction_Type`` (0), ``Employee_ID`` (1) and ``DateTime_Created`` (5) are used;
+  the other columns are never checked. A header row (first non-blank row whose first cell is
+  ``Transaction_Type``) is skipped silently.
+* the hand-made 3-column form, always with its header ``Employee_ID,Status,Timestamp``.
+
+:func:`read_bobo_file` checks the whole file first (NUL bytes, UTF-8 or else cp1252), chunk by
+chunk, and raises :class:`~bobosync.errors.InputFileError` when the file cannot be read at
+all. It then yields, lazily and in file order, one :class:`BOBOEntry` per good record and one
+:class:`BadRow` per bad one; blank lines yield nothing. Memory does not grow with the number
+of rows.
+
+The export path is the hot path (a catch-up after an outage can mean a million rows), so it
+is written as one flat loop: a row that is obviously well formed is accepted with a handful of
+C-level checks, anything else goes through :func:`_check_export_row`, the one complete
+implementation of the rules, which :meth:`BOBOEntry.from_csv_row` uses too. The fast path only
+ever accepts rows the complete check accepts, with the same result (a property test checks
+this).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import enum
+import functools
+import hashlib
+import io
+import itertools
+import operator
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional, TextIO, Union
+
+from .errors import InputFileError
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "SIMPLE_COLUMNS",
+    "BOBOEntry",
+    "BadRow",
+    "BadRowError",
+    "Transaction",
+    "file_fingerprint",
+    "read_bobo_file",
+]
+
+#: Column names of the 10-column export, in order.
+EXPORT_COLUMNS = (
+    "Transaction_Type",
+    "Employee_ID",
+    "Payroll_ID",
+    "Clocking_Date",
+    "Clocking_Time",
+    "DateTime_Created",
+    "Geo_Status",
+    "Geo_Latitude",
+    "Geo_Longitude",
+    "Geo_Accuracy",
+)
+#: Column names of the hand-made 3-column form (its header is mandatory).
+SIMPLE_COLUMNS = ("Employee_ID", "Status", "Timestamp")
+
+_N_EXPORT = len(EXPORT_COLUMNS)
+_N_SIMPLE = len(SIMPLE_COLUMNS)
+_EXPORT_HEADER_FIRST_CELL = "transaction_type"
+_SIMPLE_HEADER = tuple(name.casefold() for name in SIMPLE_COLUMNS)
+
+#: Files up to this size are read and decoded in one go; bigger ones are checked chunk by
+#: chunk and then parsed from the file as a stream.
+_CHUNK = 1 << 20
+_UTF8_BOM = codecs.BOM_UTF8
+_SHOW_MAX = 40
+_MAX_ID_LEN = 64
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SIMPLE_TS_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", re.ASCII)
+
+
+class Transaction(str, enum.Enum):
+    """The transaction type of a BOBO row."""
+
+    BOOK_ON = "BON"
+    BOOK_OFF = "BOF"
+
+
+_TX_BY_CODE = {t.value: t for t in Transaction}
+_TX_BY_STATUS = {"on duty": Transaction.BOOK_ON, "off duty": Transaction.BOOK_OFF}
+
+
+class BadRowError(ValueError):
+    """A record that cannot be used; ``reason`` says why, in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BadRow(NamedTuple):
+    """A record of a BOBO file that was rejected (yielded by :func:`read_bobo_file`)."""
+
+    row_number: int  # 1-based physical line on which the record starts
+    reason: str
+
+
+class BOBOEntry(NamedTuple):
+    """One book-on or book-off event. Immutable (a named tuple: cheap to create)."""
+
+    transaction: Transaction
+    employee_id: str  # text, leading zeros kept
+    event_time: datetime  # naive local time: DateTime_Created (export) or Timestamp (simple)
+    row_number: int  # 1-based physical line on which the record starts; 0 if not from a file
+
+    @classmethod
+    def from_csv_row(cls, row: Sequence[str], row_number: int = 0) -> BOBOEntry:
+        """Parse one row of the 10-column export; raise :class:`BadRowError` if it is bad."""
+        result = _check_export_row(row, row_number)
+        if result is None:
+            raise BadRowError("blank row")
+        if isinstance(result, BadRow):
+            raise BadRowError(result.reason)
+        return result
+
+    @property
+    def is_book_on(self) -> bool:
+        return self.transaction is Transaction.BOOK_ON
+
+
+# -- dates ---------------------------------------------------------------------------------
+
+
+def _ts14_ints(value: str) -> datetime:
+    """``YYYYMMDDHHMMSS`` (already known to be 14 characters) -> datetime; ValueError if not."""
+    if not (value.isdigit() and value.isascii()):
+        raise ValueError("not 14 digits")
+    return datetime(
+        int(value[0:4]),
+        int(value[4:6]),
+        int(value[6:8]),
+        int(value[8:10]),
+        int(value[10:12]),
+        int(value[12:14]),
+    )
+
+
+def _fromiso_basic_is_exact() -> bool:
+    """Can ``datetime.fromisoformat`` parse ``YYYYMMDDTHHMMSS`` exactly like :func:`_ts14_ints`?
+
+    Python 3.11+ reads the ISO basic format, in C, several times faster than slicing and
+    ``int()``. It is used on the hot path only where it gives the same answers as the slow
+    way for digit strings (some versions could read hour 24 as the next midnight).
+    """
+    probes = ("20240617143005", "20240229235959", "20240230143000", "20240617240000",
+              "20240617236000", "20240617235960", "00000101000000", "20241301000000")
+    for probe in probes:
+        try:
+            expected: Optional[datetime] = _ts14_ints(probe)
+        except ValueError:
+            expected = None
+        try:
+            got: Optional[datetime] = datetime.fromisoformat(probe[:8] + "T" + probe[8:])
+        except ValueError:
+            got = None
+        if got != expected or (got is not None and got.tzinfo is not None):
+            return False
+    return True
+
+
+_FAST_ISO = _fromiso_basic_is_exact()
+
+
+def _parse_ts14(value: str) -> datetime:
+    """Strict ``YYYYMMDDHHMMSS`` (14 ASCII digits, a real date and time) -> datetime."""
+    if len(value) != 14:
+        raise ValueError("not 14 digits")
+    return _ts14_ints(value)
+
+
+def _parse_simple_ts(value: str) -> datetime:
+    """Strict ``YYYY-MM-DD HH:MM:SS`` -> datetime."""
+    if _SIMPLE_TS_RE.fullmatch(value) is None:
+        raise ValueError("wrong shape")
+    return datetime(
+        int(value[0:4]),
+        int(value[5:7]),
+        int(value[8:10]),
+        int(value[11:13]),
+        int(value[14:16]),
+        int(value[17:19]),
+    )
+
+
+# -- the complete row checks ------------------------------------------------------------------
+
+
+def _show(value: str) -> str:
+    """A cell value for a reason: quoted, and cut short when long."""
+    if len(value) > _SHOW_MAX:
+        value = value[:_SHOW_MAX] + "..."
+    return repr(value)
+
+
+def _is_blank(row: Sequence[str]) -> bool:
+    return not any(cell.strip() for cell in row)
+
+
+def _column_count_problem(row: Sequence[str], expected: int) -> Optional[str]:
+    n = len(row)
+    if n == expected:
+        return None
+    if n > expected and _is_blank(row[expected:]):
+        return None  # trailing empty cells, as spreadsheets write them
+    return f"expected {expected} columns, found {n}"
+
+
+def _employee_id_problem(value: str) -> Optional[str]:
+    if not value:
+        return "missing Employee_ID"
+    if _ID_RE.fullmatch(value) is None:
+        return f"invalid Employee_ID {_show(value)}"
+    return None
+
+
+def _check_export_row(row: Sequence[str], row_number: int) -> Union[BOBOEntry, BadRow, None]:
+    """Every rule for one row of the 10-column export. None means a blank row (skip it)."""
+    if _is_blank(row):
+        return None
+    problem = _column_count_problem(row, _N_EXPORT)
+    if problem is not None:
+        return BadRow(row_number, problem)
+
+    code = row[0].replace("\ufeff", "").strip()
+    if not code:
+        return BadRow(row_number, "missing Transaction_Type")
+    transaction = _TX_BY_CODE.get(code.upper()) if code.isascii() else None
+    if transaction is None:
+        return BadRow(row_number, f"unknown transaction type {_show(code)} (expected BON or BOF)")
+
+    employee_id = row[1].strip()
+    problem = _employee_id_problem(employee_id)
+    if problem is not None:
+        return BadRow(row_number, problem)
+
+    created = row[5].strip()
+    if not created:
+        return BadRow(row_number, "missing DateTime_Created")
+    try:
+        event_time = _parse_ts14(created)
+    except ValueError:
+        return BadRow(
+            row_number, f"invalid DateTime_Created {_show(created)} (expected YYYYMMDDHHMMSS)"
+        )
+    return BOBOEntry(transaction, employee_id, event_time, row_number)
+
+
+def _check_simple_row(row: Sequence[str], row_number: int) -> Union[BOBOEntry, BadRow, None]:
+    """Every rule for one row of the 3-column form. None means a blank row (skip it)."""
+    if _is_blank(row):
+        return None
+    problem = _column_count_problem(row, _N_SIMPLE)
+    if problem is not None:
+        return BadRow(row_number, problem)
+
+    employee_id = row[0].replace("\ufeff", "").strip()
+    problem = _employee_id_problem(employee_id)
+    if problem is not None:
+        return BadRow(row_number, problem)
+
+    status = " ".join(row[1].split())
+    if not status:
+        return BadRow(row_number, "missing Status")
+    transaction = _TX_BY_STATUS.get(status.casefold())
+    if transaction is None:
+        return BadRow(
+            row_number, f"unknown Status {_show(status)} (expected On Duty or Off Duty)"
+        )
+
+    stamp = row[2].strip()
+    if not stamp:
+        return BadRow(row_number, "missing Timestamp")
+    try:
+        event_time = _parse_simple_ts(stamp)
+    except ValueError:
+        return BadRow(
+            row_number, f"invalid Timestamp {_show(stamp)} (expected YYYY-MM-DD HH:MM:SS)"
+        )
+    return BOBOEntry(transaction, employee_id, event_time, row_number)
+
+
+def _header_kind(row: Sequence[str]) -> Optional[str]:
+    """``"export"`` or ``"simple"`` when ``row`` is a header row of that format, else None."""
+    cells = [cell.replace("\ufeff", "").strip().casefold() for cell in row]
+    if cells and cells[0] == _EXPORT_HEADER_FIRST_CELL:
+        return "export"
+    while cells and not cells[-1]:
+        cells.pop()
+    if tuple(cells) == _SIMPLE_HEADER:
+        return "simple"
+    return None
+
+
+
+
+# -- getting at the text ------------------------------------------------------------------------
+
+
+class _Text(NamedTuple):
+    """What :func:`_inspect` found out about a file, enough to parse it."""
+
+    text: Optional[str]  # the whole decoded text (small files), or None: stream from the file
+    encoding: str  # "utf-8" or "cp1252"
+    skip: int  # bytes to skip at the start (a UTF-8 BOM)
+    ascii_only: bool  # every byte after the BOM is ASCII
+
+
+def _os_reason(path: Path, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"cannot read file: {exc.strerror or exc}"
+
+
+def _not_text(offset: int, data: bytes, index: int) -> str:
+    return (
+        f"not text: neither UTF-8 nor cp1252 (byte 0x{data[index]:02X} at offset {offset})"
+    )
+
+
+def _binary(offset: int) -> str:
+    return f"binary content (NUL byte at offset {offset})"
+
+
+def _decode_small(path: Path, data: bytes) -> _Text:
+    skip = 3 if data.startswith(_UTF8_BOM) else 0
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise InputFileError(path, _binary(nul))
+    body = data[skip:] if skip else data
+    if body.isascii():
+        return _Text(body.decode("ascii"), "utf-8", skip, True)
+    try:
+        return _Text(body.decode("utf-8"), "utf-8", skip, False)
+    except UnicodeDecodeError:
+        pass
+    try:
+        return _Text(body.decode("cp1252"), "cp1252", skip, False)
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, _not_text(skip + exc.start, body, exc.start)) from None
+
+
+def _inspect(path: Path) -> _Text:
+    """Check that ``path`` is a readable text file and choose its encoding.
+
+    Small files are decoded here in one go. Bigger ones are read chunk by chunk, the UTF-8
+    check run with an incremental decoder (so memory stays bounded), and cp1252 checked the
+    same way when UTF-8 fails.
+    """
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputFileError(path, "is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputFileError(path, "not a regular file")
+        with open(path, "rb") as f:
+            first = f.read(_CHUNK)
+            if len(first) < _CHUNK:
+                return _decode_small(path, first)
+
+            skip = 3 if first.startswith(_UTF8_BOM) else 0
+            utf8 = codecs.getincrementaldecoder("utf-8")()
+            utf8_ok = True
+            ascii_only = True
+            chunk = first[skip:]
+            offset = skip
+            while chunk:
+                nul = chunk.find(b"\0")
+                if nul >= 0:
+                    raise InputFileError(path, _binary(offset + nul))
+                if ascii_only and not chunk.isascii():
+                    ascii_only = False
+                if utf8_ok:
+                    try:
+                        utf8.decode(chunk)
+                    except UnicodeDecodeError:
+                        utf8_ok = False
+                offset += len(chunk)
+                chunk = f.read(_CHUNK)
+            if utf8_ok:
+                try:
+                    utf8.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    utf8_ok = False
+            if utf8_ok:
+                return _Text(None, "utf-8", skip, ascii_only)
+
+            f.seek(skip)
+            offset = skip
+            chunk = f.read(_CHUNK)
+            while chunk:
+                try:
+                    chunk.decode("cp1252")
+                except UnicodeDecodeError as exc:
+                    raise InputFileError(
+                        path, _not_text(offset + exc.start, chunk, exc.start)
+                    ) from None
+                offset += len(chunk)
+                chunk = f.read(_CHUNK)
+            return _Text(None, "cp1252", skip, False)
+    except OSError as exc:
+        raise InputFileError(path, _os_reason(path, exc)) from None
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+def read_bobo_file(path: Path) -> Iterator[Union[BOBOEntry, BadRow]]:
+    """Read one BOBO file: a lazy stream of :class:`BOBOEntry` and :class:`BadRow`, in order.
+
+    The file is checked when this is called (not on the first ``next()``): it raises
+    :class:`~bobosync.errors.InputFileError` if the file is missing, not readable, a
+    directory, holds a NUL byte, or is neither UTF-8 (with or without BOM) nor cp1252. If the
+    file changes under our feet while it is being read and becomes undecodable, the iterator
+    raises InputFileError too. Nothing else escapes: broken records (including ones the csv
+    module refuses, such as an oversized field) are yielded as BadRow and reading goes on.
+    """
+    path = Path(path)
+    found = _inspect(path)
+    return itertools.chain.from_iterable(_blocks(path, found))
+
+
+# How the rows get out: _blocks() yields one iterator per block of lines (about _BLOCK_CHARS
+# characters), and read_bobo_file chains them. A block in which every line is a well-formed
+# export row (the normal case) becomes a pipeline of C-level iterators (regex findall, map,
+# zip), so no Python code runs per row; any other block goes through _slow_block(), one line
+# at a time.
+_BLOCK_CHARS = 1 << 18
+
+
+@functools.lru_cache(maxsize=4)
+def _good_row_regex(field_limit: int) -> re.Pattern[str]:
+    """One well-formed export line, capturing (type, ID, YYYYMMDD, HHMMSS).
+
+    Exactly what the fast path of :func:`_slow_block` accepts, before the date check: 10
+    cells, no quote (so the csv module would split it on commas), no cell longer than the csv
+    field limit, BON/BOF exactly, an ID of 1 to 64 ASCII letters and digits, 14 ASCII digits.
+    Anchored on each line (MULTILINE); a CR may only come just before the LF or the end.
+    """
+    cell = f'[^,"\r\n\x00]{{0,{field_limit}}}'
+    return re.compile(
+        f"^(BON|BOF),([A-Za-z0-9]{{1,{_MAX_ID_LEN}}}),{cell},{cell},{cell},"
+        f"([0-9]{{8}})([0-9]{{6}}),{cell},{cell},{cell},{cell}\r?$",
+        re.MULTILINE,
+    )
+
+
+def _blocks(path: Path, found: _Text) -> Iterator[Iterator[Union[BOBOEntry, BadRow]]]:
+    try:
+        if found.text is not None:
+            yield from _file_blocks(io.StringIO(found.text, newline=""), found.ascii_only)
+            return
+        with open(path, "rb") as raw:
+            raw.seek(found.skip)
+            with io.TextIOWrapper(raw, encoding=found.encoding, newline="") as lines:
+                yield from _file_blocks(lines, found.ascii_only)
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, f"file changed while being read: {exc.reason}") from None
+    except OSError as exc:
+        raise InputFileError(path, _os_reason(path, exc)) from None
+
+
+def _read_record(first: str, rest: Iterator[str]) -> tuple[Sequence[str], Optional[str], int]:
+    """Parse the CSV record that starts with line ``first``, taking more lines from ``rest``
+    while a quoted field runs on. Returns ``(cells, csv error or None, lines used)``.
+
+    A record always ends at the end of a line, so a fresh reader per record splits a file
+    exactly as one reader over the whole file would.
+    """
+    reader = csv.reader(itertools.chain((first,), rest))
+    try:
+        row: Sequence[str] = next(reader)
+    except csv.Error as exc:
+        return (), f"unreadable CSV record: {exc}", reader.line_num
+    except StopIteration:  # pragma: no cover - a reader given a line always yields a row
+        return (), None, 1
+    return row, None, reader.line_num
+
+
+def _file_blocks(f: TextIO, ascii_only: bool) -> Iterator[Iterator[Union[BOBOEntry, BadRow]]]:
+    lineno = 0  # physical lines consumed so far
+
+    # The first non-blank record says which format this is.
+    kind: Optional[str] = None
+    first: list[Union[BOBOEntry, BadRow]] = []
+    for line in f:
+        start = lineno + 1
+        row, error, used = _read_record(line, f)
+        lineno += used
+        if error is not None:
+            first.append(BadRow(start, error))
+            break
+        if _is_blank(row):
+            continue
+        kind = _header_kind(row)
+        if kind is None:
+            item = _check_export_row(row, start)
+            if item is not None:
+                first.append(item)
+        break
+    if first:
+        yield iter(first)
+    if kind == "simple":
+        yield _iter_simple(f, lineno)
+        return
+
+    good_rows = _good_row_regex(csv.field_size_limit())
+    new_entry: Callable[..., BOBOEntry] = tuple.__new__
+    repeat = itertools.repeat
+    add = operator.add
+    fromiso = datetime.fromisoformat
+    tx_of = _TX_BY_CODE.__getitem__
+    while True:
+        block = f.readlines(_BLOCK_CHARS)
+        if not block:
+            return
+        n = len(block)
+        rows = good_rows.findall("".join(block))
+        if len(rows) == n:
+            # Every line is a good row (a line ending in a lone CR would make fewer matches
+            # than lines). Only the dates remain to be checked: all at once, in C.
+            codes, ids, days, times = zip(*rows)
+            try:
+                if _FAST_ISO:
+                    when = list(map(fromiso, map(add, map(add, days, repeat("T")), times)))
+                else:
+                    when = list(map(_day_time, days, times))
+            except ValueError:
+                pass  # some date is not real: let the slow way say which
+            else:
+                numbers = range(lineno + 1, lineno + n + 1)
+                lineno += n
+                yield map(
+                    new_entry,
+                    repeat(BOBOEntry),
+                    zip(map(tx_of, codes), ids, when, numbers),
+                )
+                continue
+        # chain.from_iterable asks for the next block only once this one is exhausted, so
+        # the line count is up to date by then.
+        counter = _LineCounter(lineno)
+        yield _slow_block(iter(block), f, counter, ascii_only)
+        lineno = counter.lineno
+
+
+def _day_time(day: str, time: str) -> datetime:
+    return _ts14_ints(day + time)
+class _LineCounter:
+    """Physical lines consumed so far, shared between a block generator and its caller."""
+
+    __slots__ = ("lineno",)
+
+    def __init__(self, lineno: int) -> None:
+        self.lineno = lineno
+
+
+def _slow_block(
+    lines: Iterator[str], f: TextIO, counter: _LineCounter, ascii_only: bool
+) -> Iterator[Union[BOBOEntry, BadRow]]:
+    """The rows of one block of export lines, one line at a time.
+
+    A record whose quoted field runs past the block's last line takes the lines it needs
+    from ``f`` (the rest of the file).
+
+    A line holding no quote and no longer than the csv field limit is split on ',' exactly
+    as the csv module would split it (the line ending stays on the last cell, never used). It
+    is accepted right here only when cheap checks prove that _check_export_row would accept it
+    with the same result: 10 cells; BON/BOF exactly; an alphanumeric ASCII ID of at most 64
+    characters (so nothing to trim); 14 digits forming a real date and time. Every other line
+    goes through the csv module and the complete checks.
+    """
+    rest = itertools.chain(lines, f)
+    lineno = counter.lineno
+    limit = csv.field_size_limit()
+    tx_get = _TX_BY_CODE.get
+    new_entry: Callable[..., BOBOEntry] = tuple.__new__
+    max_id = _MAX_ID_LEN
+    for line in lines:
+        lineno += 1
+        if '"' not in line and len(line) <= limit:
+            try:
+                code, employee_id, _, _, _, created, tail = line.split(",", 6)
+            except ValueError:
+                pass  # fewer than 7 cells
+            else:
+                transaction = tx_get(code)
+                if (
+                    transaction is not None
+                    and tail.count(",") == 3
+                    and employee_id.isalnum()
+                    and len(employee_id) <= max_id
+                    and (ascii_only or employee_id.isascii())
+                    and len(created) == 14
+                    and created.isdigit()
+                ):
+                    try:
+                        if _FAST_ISO:
+                            when = datetime.fromisoformat(created[:8] + "T" + created[8:])
+                        else:
+                            when = _ts14_ints(created)
+                    except ValueError:
+                        pass  # not a real date and time: let the complete check say so
+                    else:
+                        yield new_entry(BOBOEntry, (transaction, employee_id, when, lineno))
+                        continue
+        start = lineno
+        row, error, used = _read_record(line, rest)
+        lineno += used - 1
+        if error is not None:
+            yield BadRow(start, error)
+            continue
+        item = _check_export_row(row, start)
+        if item is not None:
+            yield item
+    counter.lineno = lineno
+
+
+def _iter_simple(f: TextIO, lineno: int) -> Iterator[Union[BOBOEntry, BadRow]]:
+    """The rest of a 3-column file, its header already read (``lineno`` lines so far)."""
+    reader = csv.reader(f)
+    last = 0
+    while True:
+        try:
+            for row in reader:
+                start, last = lineno + last + 1, reader.line_num
+                item = _check_simple_row(row, start)
+                if item is not None:
+                    yield item
+            return
+        except csv.Error as exc:
+            start, last = lineno + last + 1, reader.line_num
+            yield BadRow(start, f"unreadable CSV record: {exc}")
+
+
+def file_fingerprint(path: Path) -> tuple[int, str]:
+    """``(size in bytes, SHA-256 hex digest)`` of a file, read in chunks.
+
+    Raises InputFileError when the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            chunk = f.read(_CHUNK)
+            while chunk:
+                size += len(chunk)
+                digest.update(chunk)
+                chunk = f.read(_CHUNK)
+    except OSError as exc:
+        raise InputFileError(path, _os_reason(Path(path), exc)) from None
+    return size, digest.hexdigest()
