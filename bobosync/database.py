@@ -320,7 +320,7 @@ def _add_missing_columns(
     present = _table_columns(conn, table)
     for name, declaration in columns:
         if name not in present:
-            logger.info("database upgrade: adding missing column %s.%s", table, name)
+            logger.debug("database upgrade: adding missing column %s.%s", table, name)
             # Identifiers cannot be bound; both come from this module's constants.
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
@@ -462,8 +462,12 @@ class BOBODatabase:
                     raise self._newer_error(version)
                 if version == SCHEMA_VERSION:
                     break
+                fresh = version == 0 and not self._connection.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'worker_mapping'"
+                ).fetchone()
                 logger.info(
-                    "database %s: migrating schema %d -> %d", self._path, version, version + 1
+                    "database %s: %s", self._path,
+                    "created" if fresh else f"upgrading schema {version} -> {version + 1}",
                 )
                 _MIGRATIONS[version](self._connection)
                 version += 1
@@ -939,13 +943,21 @@ class BOBODatabase:
                 (name, size, sha256, mtime_ns, format_datetime(when)),
             )
 
-    def purge_remembered(self, before: datetime) -> int:
-        """Forget files processed before ``before``; returns how many were forgotten."""
+    def purge_remembered(self, before: datetime, keep: Iterable[str] = ()) -> int:
+        """Forget files processed before ``before``, except those named in ``keep`` (files
+        still waiting in the CSV folder: forgetting them would process them again).
+        Returns how many were forgotten."""
+        kept = set(keep)
         with self._write("purging remembered files") as conn:
-            cursor = conn.execute(
-                "DELETE FROM remembered_files WHERE processed_at < ?", (format_datetime(before),)
+            old = conn.execute(
+                "SELECT name, size, sha256 FROM remembered_files WHERE processed_at < ?",
+                (format_datetime(before),),
+            ).fetchall()
+            doomed = [tuple(row) for row in old if row[0] not in kept]
+            conn.executemany(
+                "DELETE FROM remembered_files WHERE name = ? AND size = ? AND sha256 = ?", doomed
             )
-            return int(cursor.rowcount)
+            return len(doomed)
 
     # ------------------------------------------------------------------ run_history
 

@@ -555,8 +555,7 @@ class BOBOProcessor:
             report.errors.append(f"unexpected error: {exc!r}")
             log.exception("pass failed unexpectedly")
         report.seconds = time.monotonic() - started
-        level = logging.INFO if report.ok else logging.ERROR
-        log.log(level, "pass %s: %s, %.2f s", report.status, report.counts.summary(), report.seconds)
+        log.info("pass %s: %s, %.2f s", report.status, report.counts.summary(), report.seconds)
         if run_id is not None:
             self.db.finish_run(run_id, report.status, self.clock(), asdict(report.counts),
                                "; ".join(report.errors) or None)
@@ -619,7 +618,12 @@ class BOBOProcessor:
             if settings.move_processed_files:
                 removed_files = purge_old_files(settings.processed_directory, days, now, "*.[cC][sS][vV]")
             else:
-                removed_files = self.db.purge_remembered(now - timedelta(days=days))
+                try:
+                    present = [p.name for p in settings.csv_directory.iterdir()]
+                except OSError:
+                    present = None  # cannot tell what is still there: forget nothing
+                if present is not None:
+                    removed_files = self.db.purge_remembered(now - timedelta(days=days), keep=present)
         if removed_logs or removed_files:
             log.info("purged %d old log file(s) and %d processed file record(s)", removed_logs, removed_files)
 

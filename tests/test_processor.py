@@ -238,3 +238,40 @@ def test_watch_loop_survives_a_failing_pass_and_stops_on_request(settings: Setti
     thread.join(20)
     proc.close()
     assert codes == [0] and Flaky.calls >= 3
+
+
+def test_pass_purges_old_logs_processed_files_and_forgets_only_files_that_are_gone(
+    simulator: AtHocSimulator, settings: Settings
+) -> None:
+    import os
+
+    old = (NOW - timedelta(days=31)).timestamp()
+    settings.processed_directory.mkdir(parents=True)
+    stale = settings.processed_directory / "old.csv"
+    stale.write_text("x")
+    os.utime(stale, (old, old))
+    recent = settings.processed_directory / "recent.csv"
+    recent.write_text("x")
+    settings.log_directory.mkdir(parents=True, exist_ok=True)
+    old_log = settings.log_directory / f"bobo_processor.log.{(NOW - timedelta(days=11)):%Y-%m-%d}"
+    old_log.write_text("x")
+    proc = processor_for(settings)
+    try:
+        assert proc.run_pass(NOW).exit_code == 0
+    finally:
+        proc.close()
+    assert not stale.exists() and recent.exists() and not old_log.exists()
+
+    in_place = dataclasses.replace(settings, move_processed_files=False)
+    still_here = write_bobo_file(settings.csv_directory, [export_row("BON", "00008", NOW)], NOW, name="here.csv")
+    gone = write_bobo_file(settings.csv_directory, [export_row("BON", "00009", NOW)], NOW, name="gone.csv")
+    proc = processor_for(in_place)
+    try:
+        assert proc.run_pass(NOW).counts.files_done == 2
+        gone.unlink()
+        report = proc.run_pass(NOW + timedelta(days=31))
+        remembered = proc.db.remembered_by_name()
+    finally:
+        proc.close()
+    assert report.counts.files == 0  # here.csv is still remembered: not processed again
+    assert list(remembered) == [still_here.name]
