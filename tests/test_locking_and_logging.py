@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -49,7 +50,25 @@ def test_lock_is_exclusive_across_processes_and_freed_when_holder_dies(tmp_path:
     assert not lock.is_held
 
 
-def test_log_file_console_and_redaction(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def bobosync_logger() -> Iterator[logging.Logger]:
+    """configure_logging changes the process-wide logger: put it back for the other tests."""
+    logger = logging.getLogger("bobosync")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield logger
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        if handler not in saved[0]:
+            handler.close()
+    for handler in saved[0]:
+        logger.addHandler(handler)
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+def test_log_file_console_and_redaction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bobosync_logger: logging.Logger
+) -> None:
     logger = configure_logging("DEBUG", tmp_path / "logs", secrets=("hunter2-secret",))
     register_secret("tok-abcdef123456")
     try:
