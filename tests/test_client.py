@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+import requests.adapters
 
 from bobosync.client import AtHocClient, UpdateOutcome, UpdateResult
 from bobosync.errors import (
@@ -672,7 +675,6 @@ def test_disable_ssl_verify_works_and_warns_once(
 def test_given_session_is_used_and_left_open(
     sim_settings: Settings, simulator: AtHocSimulator
 ) -> None:
-    import requests
 
     from bobosync.transport import build_session
 
@@ -688,14 +690,19 @@ def test_given_session_is_used_and_left_open(
         c.get_all_users_with_attributes()
     assert seen == [200, 200]
     # not closed by the client: its connection pool is still there
-    assert len(session.get_adapter(simulator.url).poolmanager.pools) == 1
+    assert len(_pools(session.get_adapter(simulator.url))) == 1
     session.close()
-    assert len(session.get_adapter(simulator.url).poolmanager.pools) == 0
+    assert len(_pools(session.get_adapter(simulator.url))) == 0
+
+
+def _pools(adapter: requests.adapters.BaseAdapter) -> Any:
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    return adapter.poolmanager.pools
 
 
 def test_own_session_closed_on_close(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     c = AtHocClient(sim_settings)
     adapter = c.transport.session.get_adapter(simulator.url)
-    assert len(adapter.poolmanager.pools) == 1
+    assert len(_pools(adapter)) == 1
     c.close()
-    assert len(adapter.poolmanager.pools) == 0
+    assert len(_pools(adapter)) == 0

@@ -20,11 +20,7 @@ from bobosync.database import (
     parse_datetime,
 )
 from bobosync.errors import DatabaseError
-
-try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
-    from legacy_db import create_legacy_database
-except ImportError:  # pragma: no cover - tests/ is a package
-    from tests.legacy_db import create_legacy_database
+from tests.legacy_db import create_legacy_database
 
 T0 = datetime(2025, 6, 17, 20, 1, 2)
 NEW_TABLES = ("employee_last_event", "run_history", "remembered_files", "pending_moves")

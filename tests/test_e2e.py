@@ -99,7 +99,9 @@ def test_first_pass_syncs_mapping_applies_latest_event_and_moves_files(
     assert simulator.tokens_issued == 1
     assert query(tmp_path, "SELECT status FROM sync_tracking WHERE sync_type='user_mapping'") == [("success",)]
     assert query(tmp_path, "SELECT COUNT(*) FROM worker_mapping") == [(50,)]
-    assert sorted(r[0] for r in query(tmp_path, "SELECT filename FROM processing_log")) == sorted([f1.name, f2.name])
+    assert sorted(str(r[0]) for r in query(tmp_path, "SELECT filename FROM processing_log")) == sorted(
+        [f1.name, f2.name]
+    )
     runs = query(tmp_path, "SELECT kind, status FROM run_history ORDER BY id")
     assert ("pass", "ok") in runs and ("mapping_sync", "ok") in runs and ("cleanup", "ok") in runs
     assert "pass ok: files 2 (done 2, retry 0, failed 0), rows 4" in result.stderr

@@ -39,7 +39,7 @@ from bobosync.simulator import (
 from bobosync.simulator.criteria import And, Comparison, Or
 
 if TYPE_CHECKING:
-    from conftest import TLSCerts
+    from tests.conftest import TLSCerts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN_PATH = "/AuthServices/Auth/connect/token"
