@@ -38,10 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, metavar="N", help="seconds between passes with --watch")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override LOG_LEVEL")
     parser.add_argument("--version", action="version", version=f"bobosync {__version__}")
+    # Subcommands also accept --env-file after their name; SUPPRESS keeps a value given
+    # before the name from being overwritten by the subcommand's default.
+    env_file = argparse.ArgumentParser(add_help=False)
+    env_file.add_argument("--env-file", type=Path, metavar="PATH", default=argparse.SUPPRESS,
+                          help="the .env file to read")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser("demo", help="run a pass against the built-in AtHoc simulator (no set-up needed)")
     demo.add_argument("--dir", type=Path, help="working folder to create (default: a new temporary folder)")
     demo.add_argument("--users", type=int, default=300, help="AtHoc users in the simulator (default 300)")
+    status = commands.add_parser("status", parents=[env_file], help="show health: last passes, sync, files, errors")
+    status.add_argument("--live", action="store_true", help="also ask AtHoc who is marked on duty now")
+    status.add_argument("--json", action="store_true", help="the same data as JSON, for monitoring systems")
+    commands.add_parser("check", parents=[env_file], help="verify configuration, folders and AtHoc before going live")
+    secret = commands.add_parser("set-secret", parents=[env_file],
+                                 help="store PASSWORD or CLIENT_SECRET in the operating system's credential store")
+    secret.add_argument("name", choices=("PASSWORD", "CLIENT_SECRET"))
     return parser
 
 
@@ -51,6 +63,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.dir, args.users)
+    if args.command == "check":
+        from .check import run_check
+
+        return run_check(args.env_file, sys.stdout)
+    if args.command == "set-secret":
+        from .secret_store import run_set_secret
+
+        return run_set_secret(args.name, args.env_file, sys.stdout)
     if args.interval is not None and args.interval <= 0:
         build_parser().error("--interval must be above 0")
     try:
@@ -59,6 +79,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         configure_logging("INFO", None)
         log.error("%s", exc)
         return EXIT_CONFIG
+    if args.command == "status":
+        from .status import run_status
+
+        configure_logging(args.log_level or "WARNING", None, secrets=settings.secret_values())
+        return run_status(settings, live=args.live, as_json=args.json, out=sys.stdout)
     configure_logging(args.log_level or settings.log_level, settings.log_directory, secrets=settings.secret_values())
     if settings.env_file is not None:
         log.debug("configuration read from %s", settings.env_file)
