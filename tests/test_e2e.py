@@ -470,3 +470,17 @@ def test_athoc_client_with_no_arguments_is_a_connection_test(
     assert bad.returncode != 0 and "Connection successful!" not in bad.stdout
     assert "AtHocAuthError" in bad.stderr and "invalid_grant" in bad.stderr
     assert "wrong-pass" not in bad.stderr
+
+
+def test_demo_runs_a_real_pass_on_the_simulator_and_exits_zero(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "bobosync", "demo", "--dir", str(folder), "--users", "120"],
+                            cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "On duty in AtHoc now:" in result.stdout
+    assert "BOBO_corrupt_output.csv: binary content" in result.stdout
+    assert (folder / ".env").exists() and (folder / "bobo_mapping.db").exists()
+    assert (folder / "logs" / "bobo_processor.log").exists()
+    assert names(folder / "failed_files") == ["BOBO_corrupt_output.csv"]
+    assert "BOBO_late_arrival_output.csv" in names(folder / "processed_files")
+    assert "unmapped 1" in result.stderr and "bad rows 1" in result.stderr
