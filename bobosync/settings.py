@@ -10,13 +10,17 @@ Where the ``.env`` file is looked for, first match wins: ``--env-file PATH``, th
 ``BOBO_ENV_FILE`` variable, ``./.env``, beside ``bobo_processor.py`` (where the original kept
 it), the repository root. Relative paths in the settings resolve against the folder holding
 the ``.env`` file that was used (the current folder when there is none).
+
+PASSWORD and CLIENT_SECRET written as ``keyring`` (or left empty) are read from the operating
+system's credential store through :mod:`bobosync.secret_store`; the keyring library is imported
+only then.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -148,6 +152,25 @@ def load_settings(
     environ: Optional[Mapping[str, str]] = None,
 ) -> Settings:
     """Read, merge and validate the configuration. Raises ConfigError listing every problem."""
+    return _open_reader(env_file, environ).build()
+
+
+def read_raw_values(
+    names: Iterable[str],
+    env_file: Optional[Path] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> tuple[Optional[Path], dict[str, Optional[str]]]:
+    """The ``.env`` file used and the raw values of ``names`` as :func:`load_settings` sees them
+    (environment over file, stripped, APIUSER falling back to a USERNAME written in the file),
+    without validating anything. For ``set-secret``, which runs before the settings are complete."""
+    reader = _open_reader(env_file, environ)
+    values = {name: reader.raw(name) for name in names}
+    if "APIUSER" in values and not values["APIUSER"]:
+        values["APIUSER"] = reader.file_values.get("USERNAME", "").strip() or values["APIUSER"]
+    return reader.env_file, values
+
+
+def _open_reader(env_file: Optional[Path], environ: Optional[Mapping[str, str]]) -> _Reader:
     environ = os.environ if environ is None else environ
     path = find_env_file(env_file, environ)
     file_values: dict[str, str] = {}
@@ -156,7 +179,7 @@ def load_settings(
             raise ConfigError([f"env file {path}: not found (given by --env-file or BOBO_ENV_FILE)"])
         file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
     base_dir = path.resolve().parent if path is not None else Path.cwd()
-    return _Reader(file_values, environ, base_dir, path).build()
+    return _Reader(file_values, environ, base_dir, path)
 
 
 class _Reader:
@@ -197,6 +220,18 @@ class _Reader:
             self.problems.append(f"{name}: required, not set (in the environment or the .env file)")
             return ""
         return value
+
+    def secret(self, name: str, server_url: str, org_code: str, apiuser: str) -> Secret:
+        """A plain value as written; ``keyring`` or empty: the operating system's credential store."""
+        value = self.raw(name)
+        if value and value.lower() != "keyring":
+            return Secret(value)
+        from .secret_store import resolve_secret  # imports the keyring library only now
+
+        found, problem = resolve_secret(name, value or "", server_url, org_code, apiuser, self.env_file)
+        if problem:
+            self.problems.append(problem)
+        return Secret(found or "")
 
     def text(self, name: str, default: str) -> str:
         return self.raw(name) or default
@@ -289,13 +324,16 @@ class _Reader:
         ssl_cert_path = self.path("SSL_CERT_PATH", ssl_cert) if ssl_cert else None
         if ssl_cert_path is not None and not ssl_cert_path.is_file():
             self.problems.append(f"SSL_CERT_PATH={ssl_cert!r}: expected an existing PEM file")
+        server_url = self.server_url()
+        client_id = self.required("CLIENT_ID")
+        org_code = self.required("ORG_CODE")
         settings = Settings(
-            athoc_server_url=self.server_url(),
-            client_id=self.required("CLIENT_ID"),
-            client_secret=Secret(self.required("CLIENT_SECRET")),
+            athoc_server_url=server_url,
+            client_id=client_id,
+            client_secret=self.secret("CLIENT_SECRET", server_url, org_code, apiuser),
             apiuser=apiuser,
-            password=Secret(self.required("PASSWORD")),
-            org_code=self.required("ORG_CODE"),
+            password=self.secret("PASSWORD", server_url, org_code, apiuser),
+            org_code=org_code,
             scope=self.text("SCOPE", "athoc.iws.web.api"),
             disable_ssl_verify=self.boolean("DISABLE_SSL_VERIFY", False),
             ssl_cert_path=ssl_cert_path,

@@ -8,6 +8,7 @@ import pytest
 
 from bobosync.errors import ConfigError
 from bobosync.settings import Secret, Settings, find_env_file, load_settings
+from tests.keyring_backend import FileKeyring, use_keyring
 
 REQUIRED = {
     "ATHOC_SERVER_URL": "https://athoc.example",
@@ -49,7 +50,7 @@ def test_every_problem_is_reported_at_once_naming_setting_and_value(tmp_path: Pa
     values = dict(REQUIRED, BATCH_SIZE="ten", SYNC_HOUR="24", DISABLE_SSL_VERIFY="maybe",
                   LOG_LEVEL="chatty", ATHOC_DATETIME_FORMAT="%H:%M")
     del values["PASSWORD"]
-    with pytest.raises(ConfigError) as caught:
+    with use_keyring(FileKeyring(tmp_path / "empty-keyring.json")), pytest.raises(ConfigError) as caught:
         load_settings(env_file=write_env(tmp_path / ".env", values), environ={})
     text = "\n".join(caught.value.problems)
     for expected in ("PASSWORD: required", "BATCH_SIZE='ten'", "SYNC_HOUR=24", "DISABLE_SSL_VERIFY='maybe'",
