@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -90,7 +91,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.dry_run:
             return _dry_run(settings)
-        with SingleInstanceLock(settings.lock_path):
+        lock = SingleInstanceLock(settings.lock_path)
+        if args.watch:
+            _wait_for_lock(lock, args.interval or settings.poll_interval_seconds)
+        with lock:
             return _run(settings, args)
     except LockHeld as exc:
         log.info("%s; nothing to do", exc)
@@ -101,6 +105,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         log.warning("interrupted")
         return EXIT_INCOMPLETE
+
+
+def _wait_for_lock(lock: SingleInstanceLock, interval: float) -> None:
+    """``--watch`` is a service: when another run holds the lock, wait for it rather than exit
+    (a supervisor would otherwise see a clean exit and leave the service stopped)."""
+    announced = False
+    while True:
+        try:
+            lock.acquire()
+            return
+        except LockHeld as exc:
+            if not announced:
+                log.info("%s; waiting for it to finish", exc)
+                announced = True
+            time.sleep(min(interval, 5.0))
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:

@@ -32,6 +32,9 @@ class SingleInstanceLock:
         self._lock = filelock.FileLock(str(path), timeout=0)
 
     def acquire(self) -> None:
+        """Take the lock (a no-op when this object already holds it)."""
+        if self._lock.is_locked:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()

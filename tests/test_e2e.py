@@ -484,3 +484,32 @@ def test_demo_runs_a_real_pass_on_the_simulator_and_exits_zero(tmp_path: Path) -
     assert names(folder / "failed_files") == ["BOBO_corrupt_output.csv"]
     assert "BOBO_late_arrival_output.csv" in names(folder / "processed_files")
     assert "unmapped 1" in result.stderr and "bad rows 1" in result.stderr
+
+
+def test_watch_waits_for_a_run_in_progress_instead_of_exiting(
+    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
+) -> None:
+    write_bobo_file(csv_dir(tmp_path), [export_row("BON", "00019", now())], now(), name="w.csv")
+    lock = SingleInstanceLock(Path(sim_env["DB_PATH"] + ".lock"))
+    lock.acquire()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bobosync", "--env-file", str(tmp_path / ".env"), "--watch", "--interval", "0.3"],
+        cwd=tmp_path, env=child_env({"MOVE_PROCESSED_FILES": "true"}), stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(1.5)
+        assert proc.poll() is None  # still there, waiting
+        assert names(csv_dir(tmp_path)) == ["w.csv"]
+        lock.release()
+        deadline = time.monotonic() + 30
+        while names(tmp_path / "processed_files") != ["w.csv"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        lock.release()
+        if proc.poll() is None:
+            proc.kill()
+    assert names(tmp_path / "processed_files") == ["w.csv"]
+    assert "waiting for it to finish" in err
+    assert proc.returncode == 0

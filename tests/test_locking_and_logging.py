@@ -96,3 +96,13 @@ def test_purge_old_logs_by_date_in_name(tmp_path: Path) -> None:
         [f"{LOG_FILE_NAME}.2025-06-10", LOG_FILE_NAME, "other.txt"]
     )
     assert purge_old_logs(tmp_path, 0, date(2030, 1, 1)) == 0
+
+
+def test_acquire_is_idempotent_and_one_release_frees(tmp_path: Path) -> None:
+    lock = SingleInstanceLock(tmp_path / "x.lock")
+    lock.acquire()
+    with lock:  # entering again does not count a second hold
+        assert lock.is_held
+    assert not lock.is_held
+    with SingleInstanceLock(tmp_path / "x.lock"):
+        pass
