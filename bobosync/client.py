@@ -465,10 +465,14 @@ class AtHocClient:
         field: Optional[str] = None,
         hours: Optional[float] = None,
         now: Optional[datetime] = None,
+        *,
+        strict: bool = False,
     ) -> int:
         """Clear ``field`` for every user found by :meth:`query_users_with_old_duty_status`.
 
-        Returns the number of users whose value AtHoc reports as cleared (APPLIED).
+        Returns the number of users whose value AtHoc reports as cleared (APPLIED). With
+        ``strict=True``, raises AtHocError (after clearing what it could) when a value was
+        not cleared: AtHoc refused the row or did not answer (a user gone from AtHoc is fine).
         """
         field = field or self.settings.duty_status_field
         stale = self.query_users_with_old_duty_status(field=field, hours=hours, now=now)
@@ -479,4 +483,12 @@ class AtHocClient:
         results = self._batch_update(updates, field)
         cleared = sum(1 for r in results.values() if r.outcome is UpdateOutcome.APPLIED)
         logger.info("Cleared stale %s for %d of %d users", field, cleared, len(stale))
+        left = [r for r in results.values() if r.outcome in (UpdateOutcome.FAILED, UpdateOutcome.UNANSWERED)]
+        if strict and left:
+            raise AtHocError(
+                f"POST {SYNC_PATH}: {len(left)} of {len(stale)} stale {field} value(s) not cleared "
+                f"({left[0].login_id}: {left[0].detail}); the next cleanup tries again",
+                method="POST",
+                path=SYNC_PATH,
+            )
         return cleared

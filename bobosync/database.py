@@ -715,6 +715,18 @@ class BOBODatabase:
                 (filename, when, records_processed, status, error_message),
             )
 
+    def last_failure_reason(self, filename: str) -> Optional[str]:
+        """Why ``filename`` was last sent to the failed folder (processing_log), if it was."""
+        with self._guard("reading processing_log"):
+            if not self._has_table("processing_log"):
+                return None
+            row = self._connection.execute(
+                "SELECT error_message FROM processing_log WHERE filename = ? AND status = 'failed' "
+                "ORDER BY id DESC LIMIT 1",
+                (filename,),
+            ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     # ------------------------------------------------------------------ sync_tracking
 
     def get_sync_state(self, sync_type: str = "user_mapping") -> Optional[SyncState]:
@@ -1022,7 +1034,8 @@ class BOBODatabase:
     def recent_runs(
         self, kind: Optional[str] = None, limit: int = 20, since: Optional[datetime] = None
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally of one ``kind`` and started at or after ``since``."""
+        """Runs, newest first (in the order they were recorded, which stays right when the
+        clock goes backwards), optionally of one ``kind`` and started at or after ``since``."""
         conditions: list[str] = []
         params: list[Any] = []
         if kind is not None:
@@ -1038,7 +1051,7 @@ class BOBODatabase:
                 return []
             rows = self._connection.execute(
                 "SELECT id, kind, started_at, finished_at, status, duration_seconds, counts, "
-                f"error, pid FROM run_history{where} ORDER BY started_at DESC, id DESC LIMIT ?",
+                f"error, pid FROM run_history{where} ORDER BY id DESC LIMIT ?",
                 tuple(params),
             ).fetchall()
         return [self._run_record(row) for row in rows]

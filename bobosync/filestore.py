@@ -54,6 +54,19 @@ class Listing:
     ready: list[WaitingFile]
     #: Modified less than FILE_SETTLE_SECONDS ago: probably still being written.
     too_young: int
+    #: Files left out because their name is not valid Unicode (e.g. cp1252 bytes on a Linux
+    #: mount of a Windows share): it could not be recorded. Shown with the bad bytes escaped.
+    bad_names: tuple[str, ...] = ()
+
+
+def printable_name(name: str) -> str:
+    """A file name as text that can always be logged and stored: bytes that are not valid
+    UTF-8 (surrogate-escaped by Python) are shown as ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
 
 
 def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Listing:
@@ -63,6 +76,7 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
     """
     ready: list[WaitingFile] = []
     too_young = 0
+    bad_names: list[str] = []
     with os.scandir(directory) as entries:
         for entry in entries:
             if not entry.name.lower().endswith(".csv"):
@@ -76,9 +90,13 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
             if settle_seconds > 0 and now - stat.st_mtime < settle_seconds:
                 too_young += 1
                 continue
+            shown = printable_name(entry.name)
+            if shown != entry.name:
+                bad_names.append(shown)
+                continue
             ready.append(WaitingFile(Path(entry.path), stat.st_size, stat.st_mtime_ns))
     ready.sort(key=lambda f: (f.mtime_ns, f.name))
-    return Listing(ready, too_young)
+    return Listing(ready, too_young, tuple(sorted(bad_names)))
 
 
 def sha256_of(path: Path) -> str:
@@ -164,8 +182,13 @@ class FileMover:
 
     def journal(self, src: Path, dest_dir: Path, sha256: str, taken: frozenset[str] = frozenset()) -> Path:
         """Choose a free destination and record the intended move. Call inside a transaction
-        together with whatever made the file done, so the decision and the move are one fact."""
-        dest_dir.mkdir(parents=True, exist_ok=True)
+        together with whatever made the file done, so the decision and the move are one fact.
+        A folder that cannot be created fails the move (the file stays, see :meth:`move`), not
+        the transaction holding the decision."""
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.debug("cannot create %s yet: %s", dest_dir, exc)
         dst = free_destination(dest_dir, src.name, taken)
         self.db.add_pending_move(str(src), str(dst), sha256, self.clock())
         return dst
@@ -177,6 +200,7 @@ class FileMover:
         pass decides again) and the OSError propagates.
         """
         try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
             final = self._move(src, dst, sha256)
         except OSError:
             self.db.remove_pending_move(str(src))
@@ -200,17 +224,23 @@ class FileMover:
                 self.db.add_pending_move(str(src), str(dst), sha256, self.clock())
         raise OSError(errno.EEXIST, f"no free name for {src.name} in {dst.parent}")
 
-    def recover(self) -> int:
-        """Finish the moves a crashed run left half done. Returns how many were found."""
+    def recover(self, placed: Optional[Callable[[Path, Path], None]] = None) -> int:
+        """Finish the moves a crashed run left half done. Returns how many were found.
+
+        ``placed(src, final)`` is called for each journalled file now at its destination, so
+        the caller can finish what it meant to do around the move (a failed file's note).
+        """
         pending = self.db.pending_moves()
         for move in pending:
             src, dst = Path(move.src), Path(move.dst)
             _unlink_quietly(_partial(dst))
             src_there, dst_there = src.exists(), dst.exists()
+            final: Optional[Path] = None
             try:
                 if src_there and dst_there:
                     if sha256_of(dst) == move.sha256:
                         src.unlink()  # the crash fell between placing the copy and deleting the source
+                        final = dst
                         log.info("recovered interrupted move: %s is in %s", src.name, dst.parent)
                     else:
                         log.warning("interrupted move of %s: %s holds other content; kept both", src, dst)
@@ -218,11 +248,15 @@ class FileMover:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     final = self._move(src, dst, move.sha256)
                     log.info("completed interrupted move of %s to %s", src.name, final)
-                elif not dst_there:
+                elif dst_there:
+                    final = dst
+                else:
                     log.error("interrupted move of %s: file is in neither %s nor its source folder",
                               src.name, dst.parent)
             except OSError as exc:
                 log.error("could not complete interrupted move of %s to %s: %s", src, dst, exc)
+            if final is not None and placed is not None:
+                placed(src, final)
             self.db.remove_pending_move(move.src)
         return len(pending)
 

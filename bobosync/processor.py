@@ -31,7 +31,7 @@ from typing import Callable, Optional
 from .bobo_csv import BadRow, BOBOEntry, read_bobo_file
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .database import BOBODatabase
-from .errors import AtHocAuthError, AtHocError, BoboSyncError, InputFileError
+from .errors import AtHocAuthError, AtHocError, BoboSyncError, DatabaseError, InputFileError
 from .filestore import (
     FileMover,
     Listing,
@@ -107,7 +107,10 @@ class PassReport:
     def status(self) -> str:
         if self.ok:
             return "ok"
-        return "failed" if self.counts.files_done == 0 and self.counts.applied == 0 else "partial"
+        # "failed": the pass itself went wrong (AtHoc unreachable, folder unreadable...) and
+        # achieved nothing; rejected rows or files kept for retry alone make it "partial".
+        nothing_done = self.counts.files_done == 0 and self.counts.applied == 0
+        return "failed" if self.errors and nothing_done else "partial"
 
 
 @dataclass
@@ -273,6 +276,11 @@ class BOBOProcessor:
             mapping[collar] = ordered[0]
         return mapping
 
+    def _has_mapping(self) -> bool:
+        if self._memory_mapping is not None:
+            return bool(self._memory_mapping)
+        return self.db.mapping_count() > 0
+
     def _lookup(self, employee_ids: list[str]) -> dict[str, str]:
         if self._memory_mapping is not None:
             return {e: self._memory_mapping[e] for e in employee_ids if e in self._memory_mapping}
@@ -300,7 +308,7 @@ class BOBOProcessor:
             ):
                 continue
             ready.append(waiting)
-        return Listing(ready, listing.too_young), len(listing.ready) - len(ready)
+        return Listing(ready, listing.too_young, listing.bad_names), len(listing.ready) - len(ready)
 
     def parse_csv_file(self, path: Path) -> list[BOBOEntry]:
         """Every valid entry of one file (bad rows are logged). For the REPL and tests: the
@@ -490,6 +498,15 @@ class BOBOProcessor:
         for state, dst, reason in moves:
             self._carry_out(state, dst, reason, now, report)
 
+    def _recovered_move(self, src: Path, final: Path) -> None:
+        """A move finished by recovery: if the crash came before a failed file's note was
+        written, write it now from the reason the database recorded with the decision."""
+        note = final.with_name(final.name + ".error.txt")
+        if final.parent != self.settings.failed_files_directory or note.exists():
+            return
+        reason = self.db.last_failure_reason(src.name) or "not recorded (see the log of the interrupted run)"
+        write_error_note(final, reason, self.clock())
+
     def _journal_move(self, state: _FileState, dest_dir: Path, taken: set[str]) -> Path:
         dst = self.mover.journal(state.path, dest_dir, state.sha256, frozenset(taken))
         taken.add(dst.name)
@@ -526,7 +543,7 @@ class BOBOProcessor:
             return 0
         run_id = self.db.start_run("cleanup", now, os.getpid())
         try:
-            cleared = client.clear_old_duty_status(self.settings.duty_status_field, hours, now)
+            cleared = client.clear_old_duty_status(self.settings.duty_status_field, hours, now, strict=True)
         except AtHocError as exc:
             self.db.finish_run(run_id, "failed", self.clock(), {}, str(exc))
             raise
@@ -548,9 +565,12 @@ class BOBOProcessor:
             if interrupted:
                 log.warning("%d earlier run(s) were interrupted before they finished", interrupted)
             run_id = self.db.start_run("pass", now, os.getpid())
-            self.mover.recover()
+            self.mover.recover(self._recovered_move)
         try:
             self._pass_body(report, now)
+        except DatabaseError as exc:  # e.g. locked by another process for longer than the busy timeout
+            report.errors.append(str(exc))
+            log.error("pass stopped: %s; what it could not record is done again by the next pass", exc)
         except Exception as exc:  # the run history must say what happened, whatever it was
             report.errors.append(f"unexpected error: {exc!r}")
             log.exception("pass failed unexpectedly")
@@ -573,8 +593,10 @@ class BOBOProcessor:
         try:
             if self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
                 report.errors.append("mapping sync failed")
-            self._process_files(report, now)
-            if self.settings.auto_cleanup_hours > 0:
+            athoc_stopped = self._process_files(report, now)
+            if self.settings.auto_cleanup_hours > 0 and athoc_stopped:
+                log.warning("auto-cleanup skipped: AtHoc stopped answering in this pass; the next pass runs it")
+            elif self.settings.auto_cleanup_hours > 0:
                 try:
                     counts.cleared = self.run_cleanup(now)
                 except AtHocError as exc:
@@ -585,19 +607,33 @@ class BOBOProcessor:
         if not self.dry_run:
             self._purge(now)
 
-    def _process_files(self, report: PassReport, now: datetime) -> None:
+    def _process_files(self, report: PassReport, now: datetime) -> bool:
+        """Process the waiting files batch by batch. True when AtHoc stopped answering."""
         try:
             listing, left_in_place = self._list_files(now)
         except OSError as exc:
             message = f"cannot list CSV_DIRECTORY {self.settings.csv_directory}: {exc.strerror or exc}"
             report.errors.append(message)
             log.error("%s", message)
-            return
+            return False
         report.counts.files_waiting_young = listing.too_young
+        for name in listing.bad_names:
+            message = (f"{name} in CSV_DIRECTORY: its name is not valid UTF-8 text, so it cannot be recorded; "
+                       "it is left where it is: rename it")
+            report.errors.append(message)
+            log.error("%s", message)
         if listing.too_young:
             log.info("%d file(s) modified in the last %g s left for the next pass",
                      listing.too_young, self.settings.file_settle_seconds)
         log.debug("%d file(s) ready, %d already processed and left in place", len(listing.ready), left_in_place)
+        if listing.ready and not self._has_mapping():
+            # Without any mapping every row would count as "no AtHoc user" and every file as
+            # done: the rows would be lost. Keep the files until a mapping sync succeeds.
+            message = (f"the worker mapping is empty (no mapping sync has succeeded yet); "
+                       f"{len(listing.ready)} file(s) kept for the next pass")
+            report.errors.append(message)
+            log.error("%s", message)
+            return False
         size = self.settings.batch_size or len(listing.ready) or 1
         for start in range(0, len(listing.ready), size):
             batch = listing.ready[start:start + size]
@@ -607,7 +643,8 @@ class BOBOProcessor:
                 remaining = len(listing.ready) - start - len(batch)
                 report.errors.append(str(exc))
                 log.error("AtHoc is not accepting updates: %s; %d more file(s) left for the next pass", exc, remaining)
-                return
+                return True
+        return False
 
     def _purge(self, now: datetime) -> None:
         settings = self.settings

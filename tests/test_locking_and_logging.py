@@ -101,8 +101,10 @@ def test_purge_old_logs_by_date_in_name(tmp_path: Path) -> None:
 def test_acquire_is_idempotent_and_one_release_frees(tmp_path: Path) -> None:
     lock = SingleInstanceLock(tmp_path / "x.lock")
     lock.acquire()
+    held = []
     with lock:  # entering again does not count a second hold
-        assert lock.is_held
-    assert not lock.is_held
+        held.append(lock.is_held)
+    held.append(lock.is_held)
+    assert held == [True, False]
     with SingleInstanceLock(tmp_path / "x.lock"):
         pass

@@ -135,6 +135,8 @@ class Fault:
     path_contains: Optional[str] = None
     delay: float = 0.0
     drop: bool = False
+    #: Send the status line, the headers (full Content-Length) and half the body, then close.
+    truncate: bool = False
 
     def matches(self, target: str) -> bool:
         return self.path_contains is None or self.path_contains in target
@@ -157,6 +159,7 @@ class _Response:
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    truncate: bool = False
 
 
 def _json_response(
@@ -436,17 +439,21 @@ class AtHocSimulator:
         path_contains: Optional[str] = None,
         delay: float = 0.0,
         drop: bool = False,
+        truncate: bool = False,
     ) -> None:
         """Queue ``count`` faults; each request matching ``path_contains`` consumes one.
 
         ``path_contains`` is searched in the request target (path and query); None matches
-        every request. ``drop``: close the connection without answering. ``delay``: wait that
+        every request. ``drop``: close the connection without answering. ``truncate``: answer
+        (the fault's status and body, or with ``status=200`` and no ``body`` the real answer,
+        the request being served) but close the connection half way through the body, after
+        the headers promised all of it. ``delay``: wait that
         long first (the wait ends early when the simulator stops). ``status=200`` with
         ``body`` answers 200 with that body; ``status=200`` without ``body`` only delays, then
         the request is served normally. Otherwise the answer is ``status`` with ``body`` (a
         small JSON error by default) and ``Retry-After`` when given.
         """
-        fault = Fault(status, retry_after, body, content_type, path_contains, delay, drop)
+        fault = Fault(status, retry_after, body, content_type, path_contains, delay, drop, truncate)
         with self.lock:
             self._faults.extend(Fault(**vars(fault)) for _ in range(count))
 
@@ -508,6 +515,7 @@ class AtHocSimulator:
             response = self._fault_response(fault)
             if response is None:  # a pure delay: serve normally
                 response = self._route(request, form, is_token)
+            response.truncate = fault.truncate
         else:
             response = self._route(request, form, is_token)
 
@@ -900,4 +908,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+        if response.truncate:  # a response cut short mid-body
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.wfile.write(response.body[: len(response.body) // 2])
+                self.wfile.flush()
+                socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
+            return
         self.wfile.write(response.body)
