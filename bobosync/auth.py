@@ -26,6 +26,7 @@ import requests
 import requests.auth
 
 from .errors import AtHocAuthError, AtHocHTTPError, AtHocResponseError
+from .logsetup import register_secret
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -134,6 +135,7 @@ class TokenAuth(requests.auth.AuthBase):
                 raise
             token, lifetime = self._parse_token_response(data)
             self._token = token
+            register_secret(token)  # the log filter's second line of defence
             self._lifetime = lifetime
             self._expires_at = self.clock() + lifetime
             self.tokens_fetched += 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 from dotenv import dotenv_values
 
@@ -130,8 +130,15 @@ class Settings:
         return tuple(dict.fromkeys(fields))
 
     def secret_values(self) -> tuple[str, ...]:
-        """The values that must never be written anywhere (for the log redaction filter)."""
-        return tuple(s.reveal() for s in (self.password, self.client_secret) if s)
+        """The values that must never be written anywhere, also as they look inside a URL or
+        a form body (a server or proxy may echo the request), longest first."""
+        return secret_forms(*(s.reveal() for s in (self.password, self.client_secret) if s))
+
+
+def secret_forms(*values: str) -> tuple[str, ...]:
+    """Each value raw, percent-encoded and form-encoded (``+`` for spaces), longest first."""
+    forms = {form for value in values if value for form in (value, quote(value, safe=""), quote_plus(value))}
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def find_env_file(explicit: Optional[Path] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:

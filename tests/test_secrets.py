@@ -236,9 +236,6 @@ def test_the_scan_finds_a_secret_when_there_is_one(tmp_path: Path) -> None:
     assert hits({"x": "nothing here " + str(timedelta(0))}, [PASSWORD]) == []
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (transport._redact): only raw secret values are redacted from "
-                   "error bodies; a server echoing the form-encoded request leaks the client secret to the log, "
-                   "the output and run_history. Remove this marker once fixed.")
 def test_a_server_echoing_the_form_encoded_request_leaks_nothing(
     secret_sim: RecordingSimulator, tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
