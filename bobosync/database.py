@@ -306,6 +306,11 @@ _V1_TABLES: tuple[str, ...] = (
         dst TEXT NOT NULL,
         sha256 TEXT NOT NULL,
         started_at TEXT NOT NULL)""",
+    # Events sent to AtHoc whose outcome is not recorded yet: AtHoc may hold them.
+    """CREATE TABLE IF NOT EXISTS events_in_flight (
+        employee_id TEXT PRIMARY KEY,
+        event_time TEXT NOT NULL,
+        sent_at TEXT NOT NULL)""",
 )
 
 
@@ -896,6 +901,54 @@ class BOBODatabase:
                 "WHERE excluded.event_time > employee_last_event.event_time",
                 rows,
             )
+
+    # ------------------------------------------------------------------ events_in_flight
+
+    def record_in_flight(self, events: Iterable[tuple[str, datetime]], sent_at: datetime) -> None:
+        """Note (employee_id, event_time) pairs about to be sent. Until :meth:`clear_in_flight`,
+        AtHoc may hold them (a crash or a timeout can hide the answer)."""
+        stamp = format_datetime(sent_at)
+        rows = [(employee_id, format_datetime(event_time), stamp) for employee_id, event_time in events]
+        if not rows:
+            return
+        with self._write("recording events in flight") as conn:
+            conn.executemany(
+                "INSERT INTO events_in_flight (employee_id, event_time, sent_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(employee_id) DO UPDATE SET event_time = excluded.event_time, "
+                "sent_at = excluded.sent_at WHERE excluded.event_time > events_in_flight.event_time",
+                rows,
+            )
+
+    def get_in_flight(self, employee_ids: Iterable[str]) -> dict[str, datetime]:
+        """employee_id -> the latest event sent whose outcome was never recorded."""
+        ids = _unique(employee_ids)
+        result: dict[str, datetime] = {}
+        with self._guard("reading events in flight"):
+            if not ids or not self._has_table("events_in_flight"):
+                return result
+            for chunk in _chunks(ids):
+                rows = self._connection.execute(
+                    "SELECT employee_id, event_time FROM events_in_flight "
+                    f"WHERE employee_id IN ({_placeholders(len(chunk))})",
+                    tuple(chunk),
+                )
+                for employee_id, event_time in rows:
+                    parsed = parse_datetime(event_time)
+                    if parsed is not None:
+                        result[str(employee_id)] = parsed
+        return result
+
+    def clear_in_flight(self, employee_ids: Iterable[str]) -> None:
+        """AtHoc's answer for these employees is recorded: they are no longer in flight."""
+        ids = _unique(employee_ids)
+        if not ids:
+            return
+        with self._write("clearing events in flight") as conn:
+            for chunk in _chunks(ids):
+                conn.execute(
+                    f"DELETE FROM events_in_flight WHERE employee_id IN ({_placeholders(len(chunk))})",
+                    tuple(chunk),
+                )
 
     # ------------------------------------------------------------------ remembered_files
 

@@ -42,7 +42,7 @@ from .filestore import (
     write_error_note,
 )
 from .logsetup import purge_old_logs
-from .resolution import LatestEvents, ResolvedEvent, drop_not_newer
+from .resolution import LatestEvents, ResolvedEvent, drop_not_newer, drop_older_than_in_flight
 from .scheduling import mapping_is_stale, mapping_sync_due
 from .settings import Settings, load_settings
 
@@ -352,6 +352,8 @@ class BOBOProcessor:
         counts.superseded += latest.superseded
         events, not_newer = drop_not_newer(events, self.db.get_last_events(events))
         counts.superseded += not_newer
+        events, under_way = drop_older_than_in_flight(events, self.db.get_in_flight(events))
+        counts.superseded += under_way
 
         mapped = self._map(events, report, now)
         updates, sources = self._updates_for(mapped)
@@ -364,15 +366,22 @@ class BOBOProcessor:
 
         results: dict[str, UpdateResult] = {}
         if updates:
+            # Noted before sending: if the answer is lost (crash, timeout), AtHoc may hold
+            # these events, and an older event must not be sent over them meanwhile.
+            with self.db.transaction():
+                self.db.record_in_flight(((e, ev.entry.event_time) for e, ev in sources.values()), now)
             results = self.connect_athoc().batch_update_duty_status(updates)
             counts.updates_sent += len(updates)
 
         applied_rows = []
+        answered: list[str] = []
         unanswered: Optional[str] = None
         for login_id, result in results.items():
             employee_id, event = sources[login_id]
             state = states[event.file_index]
             state.updates += 1
+            if result.outcome is not UpdateOutcome.UNANSWERED:
+                answered.append(employee_id)
             if result.outcome is UpdateOutcome.APPLIED:
                 counts.applied += 1
                 entry = event.entry
@@ -389,7 +398,7 @@ class BOBOProcessor:
                 counts.failed += 1
                 state.failures.append(f"{login_id}: {result.detail}")
                 log.warning("update of %s (employee %s) failed: %s", login_id, employee_id, result.detail)
-        self._settle(states, applied_rows, report, now)
+        self._settle(states, applied_rows, answered, report, now)
         if unanswered is not None:
             raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
 
@@ -455,13 +464,14 @@ class BOBOProcessor:
         return updates, sources
 
     def _settle(self, states: list[_FileState], applied_rows: list[tuple[str, datetime, str, str, str]],
-                report: PassReport, now: datetime) -> None:
+                answered: list[str], report: PassReport, now: datetime) -> None:
         """Commit every decision of the batch in one transaction, then move the files."""
         counts = report.counts
         moves: list[tuple[_FileState, Path, Optional[str]]] = []
         taken: set[str] = set()
         with self.db.transaction():
             self.db.record_applied_events(applied_rows, now)
+            self.db.clear_in_flight(answered)
             for state in states:
                 reason = state.fatal_reason()
                 if reason is None and state.unanswered and not state.failures:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from .bobo_csv import BOBOEntry, Transaction
 
-__all__ = ["LatestEvents", "ResolvedEvent", "drop_not_newer"]
+__all__ = ["LatestEvents", "ResolvedEvent", "drop_not_newer", "drop_older_than_in_flight"]
 
 
 class ResolvedEvent(NamedTuple):
@@ -100,6 +100,26 @@ def drop_not_newer(
     for employee_id, event in events.items():
         applied = last_applied.get(employee_id)
         if applied is not None and event.entry.event_time <= applied:
+            dropped += 1
+        else:
+            kept[employee_id] = event
+    return kept, dropped
+
+
+def drop_older_than_in_flight(
+    events: Mapping[str, ResolvedEvent], in_flight: Mapping[str, datetime]
+) -> tuple[dict[str, ResolvedEvent], int]:
+    """Keep the events not older than an event sent earlier whose outcome was lost.
+
+    AtHoc may already hold such an in-flight event (the process died, or a request timed out
+    after AtHoc applied it), so an older one must not be sent over it. An event at the same
+    time is kept: it is usually that very event, sent again to learn its outcome.
+    """
+    kept: dict[str, ResolvedEvent] = {}
+    dropped = 0
+    for employee_id, event in events.items():
+        sent = in_flight.get(employee_id)
+        if sent is not None and event.entry.event_time < sent:
             dropped += 1
         else:
             kept[employee_id] = event

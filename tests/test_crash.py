@@ -399,9 +399,6 @@ def test_kill_before_the_error_note_still_leaves_the_reason_beside_the_failed_fi
         sim.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (processor): after a kill between AtHoc's answer and the commit, "
-                   "a file kept for retry shifts the batch boundaries and an older event is sent over the newer "
-                   "one AtHoc already holds (transiently, until the later batch). Remove once fixed.")
 def test_after_a_kill_an_older_event_is_never_sent_over_a_newer_one_already_applied(
     tls_certs: TLSCerts, tmp_path: Path
 ) -> None:

@@ -23,7 +23,7 @@ from bobosync.errors import DatabaseError
 from tests.legacy_db import create_legacy_database
 
 T0 = datetime(2025, 6, 17, 20, 1, 2)
-NEW_TABLES = ("employee_last_event", "run_history", "remembered_files", "pending_moves")
+NEW_TABLES = ("employee_last_event", "run_history", "remembered_files", "pending_moves", "events_in_flight")
 
 
 def raw(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -612,3 +612,12 @@ def test_remembered_files_and_purge(db: BOBODatabase) -> None:
     (left,) = db.remembered_by_name()["a.csv"]
     assert (left.size, left.sha256, left.mtime_ns) == (10, "aa", 333)
     assert db.purge_remembered(T0) == 0
+
+
+def test_events_in_flight_keep_the_latest_until_cleared(tmp_path: Path) -> None:
+    with BOBODatabase(tmp_path / "db.sqlite") as db:
+        db.record_in_flight([("A", T0), ("B", T0)], T0)
+        db.record_in_flight([("A", T0 - timedelta(minutes=1)), ("B", T0 + timedelta(minutes=1))], T0)
+        assert db.get_in_flight(["A", "B", "C"]) == {"A": T0, "B": T0 + timedelta(minutes=1)}
+        db.clear_in_flight(["A"])
+        assert db.get_in_flight(["A", "B"]) == {"B": T0 + timedelta(minutes=1)}
