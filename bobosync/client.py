@@ -29,6 +29,7 @@ import requests
 from .errors import (
     AtHocAuthError,
     AtHocError,
+    AtHocHTTPError,
     AtHocResponseError,
     AtHocTransportError,
     IncompleteListing,
@@ -66,6 +67,22 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else str(value)
+
+
+#: Whole-request refusals that say nothing about the rows: credentials, permissions, the
+#: organization, the request size. Every chunk would get the same answer.
+_REFUSALS = frozenset({401, 403, 404, 405, 407, 413})
+
+
+def _never_judged(exc: AtHocError) -> bool:
+    """True when AtHoc never looked at the rows of a failed request: unreachable, overloaded
+    after the retries, refusing the whole request, or answered by something that is not AtHoc
+    (a proxy's HTML page). Such rows are UNANSWERED: kept for later, no attempt counted."""
+    if exc.retryable or isinstance(exc, AtHocTransportError):
+        return True
+    if isinstance(exc, AtHocHTTPError):
+        return exc.status in _REFUSALS
+    return type(exc) is AtHocResponseError  # not JSON at all; a wrong JSON shape is judged
 
 
 class AtHocClient:
@@ -272,7 +289,7 @@ class AtHocClient:
             except AtHocAuthError:
                 raise
             except AtHocError as exc:
-                if exc.retryable or isinstance(exc, AtHocTransportError):
+                if _never_judged(exc):
                     remaining = sum(len(c) for c in chunks[index + 1 :])
                     logger.error(
                         "AtHoc update failed for chunk %d/%d (%d users): %s; %d users in later "

@@ -706,3 +706,14 @@ def test_own_session_closed_on_close(sim_settings: Settings, simulator: AtHocSim
     assert len(_pools(adapter)) == 1
     c.close()
     assert len(_pools(adapter)) == 0
+
+
+@pytest.mark.parametrize("status", [403, 404, 413])
+def test_whole_request_refusal_is_unanswered_and_stops_later_chunks(
+    status: int, sim_settings: Settings, simulator: AtHocSimulator
+) -> None:
+    with AtHocClient(replace(sim_settings, max_users_per_request=2)) as c:
+        simulator.fail_next(1, status, path_contains="SyncByCommonNames")
+        results = c.batch_update_duty_status({uid(i): "" for i in range(1, 6)})
+    assert {r.outcome for r in results.values()} == {UpdateOutcome.UNANSWERED}
+    assert len(simulator.requests_to("SyncByCommonNames")) == 1

@@ -363,11 +363,13 @@ MATRIX: list[tuple[str, str, Outcome, bool]] = [
     ("sync", "504 x2", OK, CORE),
     ("sync", "504 persistent", OUTAGE, CORE),
     ("sync", "401 expired token", OK, CORE),
-    ("sync", "401 persistent", REJECTED, HEAVY),
+    # A whole-request refusal (credentials, permission, organization) or a page that is not
+    # AtHoc's says nothing about the rows: kept without spending an attempt, like an outage.
+    ("sync", "401 persistent", OUTAGE, HEAVY),
     ("sync", "400", REJECTED, CORE),  # not retried
-    ("sync", "403", REJECTED, HEAVY),
-    ("sync", "404", REJECTED, HEAVY),
-    ("sync", "non-JSON 200", REJECTED, CORE),
+    ("sync", "403", OUTAGE, CORE),
+    ("sync", "404", OUTAGE, HEAVY),
+    ("sync", "non-JSON 200", OUTAGE, CORE),
     ("sync", "wrong-shape 200", REJECTED, HEAVY),
     ("sync", "missing rows", REJECTED, CORE),  # the row present is done; the missing one is sent again
     # ---- cleanup: GET users/search/basic with Criteria "On-Duty-DTG pr and On-Duty-DTG lt '...'"
