@@ -57,6 +57,13 @@ class Listing:
     #: Files left out because their name is not valid Unicode (e.g. cp1252 bytes on a Linux
     #: mount of a Windows share): it could not be recorded. Shown with the bad bytes escaped.
     bad_names: tuple[str, ...] = ()
+    #: Among the too young: modified more than a minute in the future (clock skew between the
+    #: BOBO server and this one). They wait until this clock passes their time.
+    from_the_future: tuple[str, ...] = ()
+
+
+#: A modification time this far ahead of our clock is skew, not a file being written now.
+CLOCK_SKEW_SECONDS = 60.0
 
 
 def printable_name(name: str) -> str:
@@ -77,6 +84,7 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
     ready: list[WaitingFile] = []
     too_young = 0
     bad_names: list[str] = []
+    future: list[str] = []
     with os.scandir(directory) as entries:
         for entry in entries:
             if not entry.name.lower().endswith(".csv"):
@@ -89,6 +97,8 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
                 continue  # vanished or unreadable between listing and stat: next pass
             if settle_seconds > 0 and now - stat.st_mtime < settle_seconds:
                 too_young += 1
+                if stat.st_mtime - now > CLOCK_SKEW_SECONDS:
+                    future.append(printable_name(entry.name))
                 continue
             shown = printable_name(entry.name)
             if shown != entry.name:
@@ -96,7 +106,7 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
                 continue
             ready.append(WaitingFile(Path(entry.path), stat.st_size, stat.st_mtime_ns))
     ready.sort(key=lambda f: (f.mtime_ns, f.name))
-    return Listing(ready, too_young, tuple(sorted(bad_names)))
+    return Listing(ready, too_young, tuple(sorted(bad_names)), tuple(sorted(future)))
 
 
 def sha256_of(path: Path) -> str:

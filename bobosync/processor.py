@@ -20,6 +20,7 @@ journalled (:mod:`bobosync.filestore`), so a crash at any instant is recovered b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -308,7 +309,7 @@ class BOBOProcessor:
             ):
                 continue
             ready.append(waiting)
-        return Listing(ready, listing.too_young, listing.bad_names), len(listing.ready) - len(ready)
+        return dataclasses.replace(listing, ready=ready), len(listing.ready) - len(ready)
 
     def parse_csv_file(self, path: Path) -> list[BOBOEntry]:
         """Every valid entry of one file (bad rows are logged). For the REPL and tests: the
@@ -635,6 +636,10 @@ class BOBOProcessor:
         if listing.too_young:
             log.info("%d file(s) modified in the last %g s left for the next pass",
                      listing.too_young, self.settings.file_settle_seconds)
+        if listing.from_the_future:
+            log.warning("%d file(s) have a modification time in the future (%s): is this server's clock "
+                        "behind the BOBO server's? They wait until this clock reaches their time",
+                        len(listing.from_the_future), ", ".join(listing.from_the_future[:5]))
         log.debug("%d file(s) ready, %d already processed and left in place", len(listing.ready), left_in_place)
         if listing.ready and not self._has_mapping():
             # Without any mapping every row would count as "no AtHoc user" and every file as

@@ -184,3 +184,12 @@ def test_error_note_beside_the_file(tmp_path: Path) -> None:
     note = write_error_note(tmp_path / "f.csv", "no valid row", NOW)
     assert note == tmp_path / "f.csv.error.txt"
     assert "Reason: no valid row" in note.read_text(encoding="utf-8")
+
+
+def test_listing_names_files_from_the_future(tmp_path: Path) -> None:
+    base = NOW.timestamp()
+    make(tmp_path / "skewed.csv", mtime=base + 3600)
+    make(tmp_path / "writing.csv", mtime=base - 1)
+    listing = list_waiting_files(tmp_path, base, settle_seconds=5)
+    assert listing.ready == [] and listing.too_young == 2
+    assert listing.from_the_future == ("skewed.csv",)
