@@ -496,14 +496,44 @@ def _read_record(first: str, rest: Iterator[str]) -> tuple[Sequence[str], Option
     A record always ends at the end of a line, so a fresh reader per record splits a file
     exactly as one reader over the whole file would.
     """
-    reader = csv.reader(itertools.chain((first,), rest))
+    taken: list[str] = []  # the lines after ``first`` that the record took
+
+    def lines() -> Iterator[str]:
+        yield first
+        for line in rest:
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(lines())
     try:
         row: Sequence[str] = next(reader)
     except csv.Error as exc:
         return (), f"unreadable CSV record: {exc}", reader.line_num
     except StopIteration:  # pragma: no cover - a reader given a line always yields a row
         return (), None, 1
+    if taken and _quote_never_closed(first, taken):
+        return (), (f"{UNCLOSED_QUOTE}: the {len(taken)} line(s) after it, to the end of the file, "
+                    "were swallowed by this record and not read"), reader.line_num
     return row, None, reader.line_num
+
+
+#: The start of the reason given when an opening quote is never closed: every later line of
+#: the file became part of one broken record, so the file cannot be trusted as read.
+UNCLOSED_QUOTE = "a quoted field is never closed"
+
+
+def swallows_rest(bad: BadRow) -> bool:
+    """True when this bad row took the rest of its file with it (an unclosed quote)."""
+    return bad.reason.startswith(UNCLOSED_QUOTE)
+
+
+def _quote_never_closed(first: str, taken: list[str]) -> bool:
+    """The lenient reader ends an unclosed quote at the end of the file; a strict one says so."""
+    try:
+        next(csv.reader(itertools.chain((first,), taken), strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 class _LineCounter:

@@ -129,6 +129,8 @@ _DATETIME_RE = re.compile(
     \s*$""",
     re.VERBOSE | re.IGNORECASE,
 )
+#: Exactly the text :func:`format_datetime` writes.
+_STORED_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
 
 
 def _naive_local(value: datetime) -> datetime:
@@ -139,7 +141,9 @@ def _naive_local(value: datetime) -> datetime:
 
 def format_datetime(value: datetime) -> str:
     """``value`` as stored: naive local ISO text, seconds precision."""
-    return _naive_local(value).replace(microsecond=0).isoformat(sep="T")
+    # timespec="seconds" drops the microseconds (truncates, like replace(microsecond=0));
+    # this runs twice per update sent, so it avoids the extra datetime copies.
+    return _naive_local(value).isoformat(sep="T", timespec="seconds")
 
 
 def parse_datetime(value: object) -> Optional[datetime]:
@@ -152,6 +156,13 @@ def parse_datetime(value: object) -> Optional[datetime]:
     """
     if value is None:
         return None
+    if type(value) is str and _STORED_RE.fullmatch(value):
+        # What format_datetime writes, read once per employee in every batch: the C parser,
+        # several times faster than the tolerant regular expression below.
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None  # e.g. month 13: the tolerant path would refuse it too
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return datetime.fromtimestamp(value)
@@ -850,14 +861,18 @@ class BOBODatabase:
 
     def get_last_events(self, employee_ids: Iterable[str]) -> dict[str, datetime]:
         """employee_id -> time of the latest event applied, for those that have one."""
+        return self._event_times("employee_last_event", employee_ids)
+
+    def _event_times(self, table: str, employee_ids: Iterable[str]) -> dict[str, datetime]:
+        """employee_id -> event_time from ``table`` (one of this module's tables)."""
         ids = _unique(employee_ids)
         result: dict[str, datetime] = {}
-        with self._guard("reading last events"):
-            if not ids or not self._has_table("employee_last_event"):
+        with self._guard(f"reading {table}"):
+            if not ids or not self._has_table(table):
                 return result
             for chunk in _chunks(ids):
                 rows = self._connection.execute(
-                    "SELECT employee_id, event_time FROM employee_last_event "
+                    f"SELECT employee_id, event_time FROM {table} "
                     f"WHERE employee_id IN ({_placeholders(len(chunk))})",
                     tuple(chunk),
                 )
@@ -865,10 +880,11 @@ class BOBODatabase:
                     parsed = parse_datetime(event_time)
                     if parsed is None:
                         logger.warning(
-                            "database %s: unreadable event_time %r for employee %s; ignoring it",
+                            "database %s: unreadable event_time %r for employee %s in %s; ignoring it",
                             self._path,
                             event_time,
                             employee_id,
+                            table,
                         )
                     else:
                         result[str(employee_id)] = parsed
@@ -921,22 +937,7 @@ class BOBODatabase:
 
     def get_in_flight(self, employee_ids: Iterable[str]) -> dict[str, datetime]:
         """employee_id -> the latest event sent whose outcome was never recorded."""
-        ids = _unique(employee_ids)
-        result: dict[str, datetime] = {}
-        with self._guard("reading events in flight"):
-            if not ids or not self._has_table("events_in_flight"):
-                return result
-            for chunk in _chunks(ids):
-                rows = self._connection.execute(
-                    "SELECT employee_id, event_time FROM events_in_flight "
-                    f"WHERE employee_id IN ({_placeholders(len(chunk))})",
-                    tuple(chunk),
-                )
-                for employee_id, event_time in rows:
-                    parsed = parse_datetime(event_time)
-                    if parsed is not None:
-                        result[str(employee_id)] = parsed
-        return result
+        return self._event_times("events_in_flight", employee_ids)
 
     def clear_in_flight(self, employee_ids: Iterable[str]) -> None:
         """AtHoc's answer for these employees is recorded: they are no longer in flight."""

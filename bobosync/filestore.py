@@ -203,11 +203,14 @@ class FileMover:
         self.db.add_pending_move(str(src), str(dst), sha256, self.clock())
         return dst
 
-    def move(self, src: Path, dst: Path, sha256: str) -> Path:
+    def move(self, src: Path, dst: Path, sha256: str, *, forget: bool = True) -> Path:
         """Carry out a journalled move; returns where the file now is.
 
         On an error the source is left where it was, the journal entry is dropped (the next
-        pass decides again) and the OSError propagates.
+        pass decides again) and the OSError propagates. ``forget=False`` leaves the journal
+        entry of a successful move for the caller to drop, so that a batch of moves costs one
+        commit rather than one each (an entry left by a crash is finished by :meth:`recover`:
+        the file is already at its destination).
         """
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +218,8 @@ class FileMover:
         except OSError:
             self.db.remove_pending_move(str(src))
             raise
-        self.db.remove_pending_move(str(src))
+        if forget:
+            self.db.remove_pending_move(str(src))
         return final
 
     def _move(self, src: Path, dst: Path, sha256: str) -> Path:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Optional
 
-from .bobo_csv import BadRow, BOBOEntry, read_bobo_file
+from .bobo_csv import BadRow, BOBOEntry, read_bobo_file, swallows_rest
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .database import BOBODatabase
 from .errors import AtHocAuthError, AtHocError, BoboSyncError, DatabaseError, InputFileError
@@ -142,6 +142,11 @@ class _FileState:
         """Why this file goes to the failed folder at once, if it does."""
         if self.unreadable:
             return self.unreadable
+        broken = next((b for b in self.bad if swallows_rest(b)), None)
+        if broken is not None:
+            # The rows after the broken quote were never read: fail the file so that nobody's
+            # event is lost unnoticed (the rows before it were used as usual).
+            return f"row {broken.row_number}: {broken.reason}; fix the quote and put the file back"
         if self.rows == 0 and self.bad:
             quoted = "; ".join(f"row {b.row_number}: {b.reason}" for b in self.bad[:_REASONS_QUOTED])
             return f"no valid row, {len(self.bad)} bad row(s): {quoted}"
@@ -377,6 +382,8 @@ class BOBOProcessor:
         applied_rows = []
         answered: list[str] = []
         unanswered: Optional[str] = None
+        names = [state.name for state in states]  # once per file, not once per update
+        debug = log.isEnabledFor(logging.DEBUG)
         for login_id, result in results.items():
             employee_id, event = sources[login_id]
             state = states[event.file_index]
@@ -386,8 +393,11 @@ class BOBOProcessor:
             if result.outcome is UpdateOutcome.APPLIED:
                 counts.applied += 1
                 entry = event.entry
-                applied_rows.append((employee_id, entry.event_time, entry.transaction.value, login_id, state.name))
-                log.debug("applied %s (employee %s) = %r", login_id, employee_id, updates[login_id])
+                applied_rows.append(
+                    (employee_id, entry.event_time, entry.transaction.value, login_id, names[event.file_index])
+                )
+                if debug:
+                    log.debug("applied %s (employee %s) = %r", login_id, employee_id, updates[login_id])
             elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
                 counts.not_in_athoc += 1
                 log.warning("employee %s: LOGIN_ID %s is not in AtHoc (%s)", employee_id, login_id, result.detail)
@@ -506,8 +516,13 @@ class BOBOProcessor:
                     self.db.remember_file(state.name, state.waiting.size, state.sha256, state.waiting.mtime_ns, now)
                     log.info("%s: %d rows, %d bad, %d update(s): done (left in place)",
                              state.name, state.rows, len(state.bad), state.updates)
-        for state, dst, reason in moves:
-            self._carry_out(state, dst, reason, now, report)
+        placed = [state for state, dst, reason in moves if self._carry_out(state, dst, reason, now, report)]
+        if placed:
+            # The journal entries of the files now in place, dropped in one commit for the
+            # batch (a crash before it leaves entries that recover() finds already done).
+            with self.db.transaction():
+                for state in placed:
+                    self.db.remove_pending_move(str(state.path))
 
     def _recovered_move(self, src: Path, final: Path) -> None:
         """A move finished by recovery: if the crash came before a failed file's note was
@@ -524,21 +539,23 @@ class BOBOProcessor:
         return dst
 
     def _carry_out(self, state: _FileState, dst: Path, reason: Optional[str], now: datetime,
-                   report: PassReport) -> None:
+                   report: PassReport) -> bool:
+        """Move one settled file; True when it moved (its journal entry is left to the caller)."""
         if reason is not None:
             write_error_note(dst, reason, now)
         try:
-            final = self.mover.move(state.path, dst, state.sha256)
+            final = self.mover.move(state.path, dst, state.sha256, forget=False)
         except OSError as exc:
             message = f"{state.name}: could not move to {dst.parent}: {exc}; it stays for the next pass"
             log.error("%s", message)
             report.errors.append(message)
-            return
+            return False
         if reason is not None:
             log.error("%s: moved to %s: %s", state.name, final, reason)
         else:
             log.info("%s: %d rows, %d bad, %d update(s): done, moved to %s",
                      state.name, state.rows, len(state.bad), state.updates, final)
+        return True
 
     # ------------------------------------------------------------------ cleanup and the pass
 

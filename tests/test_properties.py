@@ -200,24 +200,27 @@ class Scenario:
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
+    """Events of a few employees in a 5-second window, on 2 to 7 files arriving over 1 to 3
+    passes. Tuned so that ties matter often (measured: about one example in five turns on
+    a tie between files of a batch or rows of a file): at least one twin, the same employee
+    and second with the other transaction, and more than one file."""
     events = draw(st.lists(
         st.builds(Event, st.sampled_from((*MAPPED, UNMAPPED)), st.sampled_from(["BON", "BOF"]), st.integers(0, 4)),
         min_size=1, max_size=24,
     ))
-    # Twins: the same employee and second with the other transaction, the hardest ties.
-    for index in draw(st.lists(st.integers(0, len(events) - 1), max_size=3)):
+    for index in draw(st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=3)):
         twin = events[index]
         events.append(Event(twin.employee, "BOF" if twin.tx == "BON" else "BON", twin.second))
-    n_files = draw(st.integers(1, 7))
+    n_files = draw(st.integers(2, 7))
     files: list[list[Event]] = [[] for _ in range(n_files)]
     for event in events:
         files[draw(st.integers(0, n_files - 1))].append(event)
     junk = [draw(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(JUNK)), max_size=2)) for _ in files]
-    n_passes = draw(st.integers(1, 4))
+    n_passes = draw(st.integers(1, 3))
     passes: list[list[int]] = [[] for _ in range(n_passes)]
     for index in draw(st.permutations(range(n_files))):  # arrival order within a pass too
         passes[draw(st.integers(0, n_passes - 1))].append(index)
-    return Scenario(files, junk, passes, draw(st.sampled_from([0, 1, 2, 10])), draw(st.booleans()))
+    return Scenario(files, junk, passes, draw(st.sampled_from([0, 2, 10, 1])), draw(st.booleans()))
 
 
 class Model:
