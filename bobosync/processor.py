@@ -49,6 +49,10 @@ from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
+#: An event dated further ahead than this is held back (its file retried, then failed): once
+#: applied, it would make every real event of that person "not newer" until its time came.
+FUTURE_EVENT_TOLERANCE = timedelta(hours=1)
+
 #: How many bad-row reasons a failed file's ``.error.txt`` and processing_log row quote.
 _REASONS_QUOTED = 5
 
@@ -349,7 +353,7 @@ class BOBOProcessor:
         states = [_FileState(f) for f in files]
         latest = LatestEvents()
         for index, state in enumerate(states):
-            self._parse_into(state, index, latest)
+            self._parse_into(state, index, latest, now + FUTURE_EVENT_TOLERANCE)
             counts.files += 1
             counts.rows += state.rows
             counts.bad_rows += len(state.bad)
@@ -413,10 +417,20 @@ class BOBOProcessor:
         if unanswered is not None:
             raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
 
-    def _parse_into(self, state: _FileState, index: int, latest: LatestEvents) -> None:
+    def _parse_into(self, state: _FileState, index: int, latest: LatestEvents, latest_allowed: datetime) -> None:
         try:
             state.sha256 = sha256_of(state.path)
             for item in read_bobo_file(state.path):
+                if not isinstance(item, BadRow) and item.event_time > latest_allowed:
+                    # Applied, it would make every real event of that person "not newer" until
+                    # then. Held back instead: the file is retried, and fails with this reason
+                    # if the clocks do not agree by then.
+                    problem = (f"row {item.row_number}: DateTime_Created {item.event_time:%Y-%m-%d %H:%M:%S} is more "
+                               f"than {FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this server's "
+                               "clock (check the clock of the BOBO terminal or of this server)")
+                    state.failures.append(problem)
+                    log.warning("%s %s", state.name, problem)
+                    continue
                 if isinstance(item, BadRow):
                     state.bad.append(item)
                     log.warning("%s row %d: %s", state.name, item.row_number, item.reason)

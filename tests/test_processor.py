@@ -275,3 +275,24 @@ def test_pass_purges_old_logs_processed_files_and_forgets_only_files_that_are_go
         proc.close()
     assert report.counts.files == 0  # here.csv is still remembered: not processed again
     assert list(remembered) == [still_here.name]
+
+
+def test_an_event_dated_far_in_the_future_is_held_back_not_applied(
+    simulator: AtHocSimulator, settings: Settings
+) -> None:
+    write_bobo_file(settings.csv_directory, [export_row("BON", "00010", NOW + timedelta(days=400)),
+                                             export_row("BON", "00011", NOW + timedelta(minutes=30))],
+                    NOW, name="f.csv")
+    proc = processor_for(dataclasses.replace(settings, max_retry_attempts=2))
+    try:
+        first = proc.run_pass(NOW)
+        second = proc.run_pass(NOW)
+        last = proc.db.get_last_events(["00010", "00011"])
+    finally:
+        proc.close()
+    assert first.counts.applied == 1 and first.counts.files_retry == 1 and first.exit_code == 1
+    assert duty(simulator, 10) == "" and duty(simulator, 11) != ""  # 30 min ahead: a skewed clock, used
+    assert list(last) == ["00011"]
+    assert second.counts.files_failed == 1
+    note = (settings.failed_files_directory / "f.csv.error.txt").read_text(encoding="utf-8")
+    assert "ahead of this server's clock" in note
