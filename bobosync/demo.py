@@ -3,7 +3,7 @@
 Starts the simulator on a free loopback port, writes a working folder (its own ``.env``, CSV,
 processed and failed folders, database, logs), generates a realistic set of BOBO files (both
 formats, a bad row, an unreadable file, a late out-of-order file, an unknown employee ID),
-runs passes through the same code as production (:func:`bobosync.cli.main`), and prints who
+runs two passes through the same code as production (:func:`bobosync.cli.main`), and prints who
 is now on duty in AtHoc and what happened to each file.
 """
 
@@ -72,6 +72,11 @@ def write_demo_files(csv_dir: Path, now: datetime) -> None:
     (csv_dir / "BOBO_corrupt_output.csv").write_bytes(b"\x00\x01\x02binary\xff\xfe")
 
 
+def _on_duty(sim: AtHocSimulator) -> list[str]:
+    """Collar numbers of the users the simulator shows on duty, in collar order."""
+    return sorted(attrs.get("Collar-Number", "") for attrs in sim.users.values() if attrs.get(DUTY_FIELD))
+
+
 def run_demo(directory: Optional[Path] = None, users: int = 300, out: TextIO = sys.stdout) -> int:
     from .cli import main  # the production entry point, not a copy of it
 
@@ -85,6 +90,13 @@ def run_demo(directory: Optional[Path] = None, users: int = 300, out: TextIO = s
         out.write(f"bobosync demo in {folder}\nAtHoc simulator at {sim.url} with {users} users\n\n")
         out.flush()
         code = main(["--env-file", str(env)])
+        # A minute later: two people book off. The second pass sends only that news.
+        later = datetime.now().replace(microsecond=0)
+        write_bobo_file(folder / "crown_files", [export_row("BOF", collar, later) for collar in _on_duty(sim)[:2]],
+                        later, name="BOBO_later_book_offs_output.csv")
+        out.write("\n--- a second pass, after two people booked off ---\n\n")
+        out.flush()
+        code = max(code, main(["--env-file", str(env)]))
         on_duty = sorted(
             (attrs.get("Collar-Number", ""), login, attrs.get(DUTY_FIELD, ""))
             for login, attrs in sim.users.items()
