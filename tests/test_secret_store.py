@@ -27,20 +27,7 @@ from bobosync.settings import load_settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator
 from tests.keyring_backend import BACKEND_NAME, PATH_VARIABLE, BrokenKeyring, FileKeyring, no_store, use_keyring
 from tests.test_e2e import child_env
-
-REQUIRED = {
-    "ATHOC_SERVER_URL": "https://athoc.example",
-    "CLIENT_ID": "client",
-    "CLIENT_SECRET": "s3cr3t-client",
-    "APIUSER": "operator",
-    "PASSWORD": "pa55word!",
-    "ORG_CODE": "ORG1",
-}
-
-
-def write_env(path: Path, values: dict[str, str]) -> Path:
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
-    return path
+from tests.test_settings import REQUIRED, write_env
 
 
 @pytest.fixture
