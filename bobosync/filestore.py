@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -117,7 +118,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def free_destination(dest_dir: Path, name: str, taken: frozenset[str] = frozenset()) -> Path:
+def free_destination(dest_dir: Path, name: str, taken: AbstractSet[str] = frozenset()) -> Path:
     """``dest_dir/name``, or ``stem_1.ext``, ``stem_2.ext``... if that name is already used."""
     stem, suffix = os.path.splitext(name)
     candidate = dest_dir / name
@@ -190,7 +191,7 @@ class FileMover:
         self.db = db
         self.clock = clock
 
-    def journal(self, src: Path, dest_dir: Path, sha256: str, taken: frozenset[str] = frozenset()) -> Path:
+    def journal(self, src: Path, dest_dir: Path, sha256: str, taken: AbstractSet[str] = frozenset()) -> Path:
         """Choose a free destination and record the intended move. Call inside a transaction
         together with whatever made the file done, so the decision and the move are one fact.
         A folder that cannot be created fails the move (the file stays, see :meth:`move`), not

@@ -548,7 +548,7 @@ class BOBOProcessor:
         write_error_note(final, reason, self.clock())
 
     def _journal_move(self, state: _FileState, dest_dir: Path, taken: set[str]) -> Path:
-        dst = self.mover.journal(state.path, dest_dir, state.sha256, frozenset(taken))
+        dst = self.mover.journal(state.path, dest_dir, state.sha256, taken)  # read, not kept: no copy per file
         taken.add(dst.name)
         return dst
 
