@@ -511,7 +511,8 @@ def _read_record(first: str, rest: Iterator[str]) -> tuple[Sequence[str], Option
         return (), f"unreadable CSV record: {exc}", reader.line_num
     except StopIteration:  # pragma: no cover - a reader given a line always yields a row
         return (), None, 1
-    if taken and _quote_never_closed(first, taken):
+    # Only a record that holds something counts: a lone quote before blank lines loses nothing.
+    if taken and not _is_blank(row) and _quote_never_closed(first, taken):
         return (), (f"{UNCLOSED_QUOTE}: the {len(taken)} line(s) after it, to the end of the file, "
                     "were swallowed by this record and not read"), reader.line_num
     return row, None, reader.line_num

@@ -3,15 +3,23 @@ HTTPS, and a complete bobosync configuration pointing at it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import settings as hypothesis_settings
 
 from bobosync.settings import Settings, load_settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator, make_users
+
+# Property tests are seeded by default, so that CI gives the same answer every time;
+# BOBOSYNC_HYPOTHESIS_PROFILE=random explores new examples on each run.
+hypothesis_settings.register_profile("seeded", derandomize=True)
+hypothesis_settings.register_profile("random", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("BOBOSYNC_HYPOTHESIS_PROFILE", "seeded"))
 
 
 @dataclass(frozen=True)

@@ -883,3 +883,10 @@ def test_property_from_csv_row_raises_only_bad_row_error(cells: list[str], row_n
         assert entry.row_number == row_number
         assert entry.employee_id == entry.employee_id.strip() != ""
         assert isinstance(entry.event_time, datetime) and entry.event_time.tzinfo is None
+
+
+def test_a_lone_quote_before_blank_lines_loses_nothing_and_is_not_reported(tmp_path: Path) -> None:
+    # Found by the property test: b'"\r\n\r\n' swallows only blank lines.
+    path = tmp_path / "q.csv"
+    path.write_bytes(b'"\r\n\r\n')
+    assert list(read_bobo_file(path)) == []
