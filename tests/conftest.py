@@ -28,6 +28,10 @@ class TLSCerts:
     certfile: Path  # server certificate chain for 127.0.0.1 and localhost
     keyfile: Path  # its private key
 
+    def simulator(self, users: int = 50) -> AtHocSimulator:
+        """An HTTPS simulator (not started) with ``make_users(users)``, serving these certs."""
+        return AtHocSimulator(users=make_users(users), certfile=self.certfile, keyfile=self.keyfile)
+
 
 @pytest.fixture(scope="session")
 def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> TLSCerts:
@@ -45,9 +49,7 @@ def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> TLSCerts:
 
 @pytest.fixture
 def simulator(tls_certs: TLSCerts) -> Iterator[AtHocSimulator]:
-    sim = AtHocSimulator(
-        users=make_users(50), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile
-    )
+    sim = tls_certs.simulator(50)
     sim.start()
     try:
         yield sim

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bobosync.simulator import AtHocSimulator, make_users
+from bobosync.simulator import AtHocSimulator
 from tests.conftest import TLSCerts
 from tests.harness import (
     Event,
@@ -44,7 +44,7 @@ USERS = 120
 @pytest.fixture
 def slow_sim(tls_certs: TLSCerts) -> Iterator[AtHocSimulator]:
     """A simulator slow enough (latency per request) that a pass holds the lock for a while."""
-    sim = AtHocSimulator(users=make_users(USERS), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile)
+    sim = tls_certs.simulator(USERS)
     sim.start()
     try:
         yield sim

@@ -33,7 +33,7 @@ import pytest
 
 from bobosync.processor import BOBOProcessor
 from bobosync.settings import Settings
-from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator, make_users
+from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator
 from tests.conftest import TLSCerts
 from tests.corpus.make_corpus import GENERATORS, generate, index_line
 from tests.test_e2e import child_env
@@ -163,7 +163,7 @@ def test_corpus_is_complete_and_readable() -> None:
 
 @pytest.fixture
 def corpus_simulator(tls_certs: TLSCerts) -> Iterator[AtHocSimulator]:
-    sim = AtHocSimulator(users=make_users(USERS), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile)
+    sim = tls_certs.simulator(USERS)
     sim.start()
     try:
         yield sim

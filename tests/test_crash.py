@@ -40,7 +40,7 @@ from typing import Optional
 
 import pytest
 
-from bobosync.simulator import AtHocSimulator, make_users
+from bobosync.simulator import AtHocSimulator
 from tests.conftest import TLSCerts
 from tests.harness import (
     DUTY,
@@ -306,7 +306,7 @@ class Campaign:
 def _campaign(variant: Variant, tls_certs: TLSCerts, root: Path, kills: int, seed: int) -> Campaign:
     root.mkdir(parents=True)
     (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
-    sim = AtHocSimulator(users=make_users(60), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile)
+    sim = tls_certs.simulator(60)
     sim.row_errors.update(REFUSED)
     sim.start()
     campaign = Campaign(variant, sim, root / "work", random.Random(seed))
@@ -356,7 +356,7 @@ def test_kill_between_athoc_and_the_moves_resends_once_and_moves_every_file(
     root = tmp_path / "one"
     root.mkdir()
     (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
-    sim = AtHocSimulator(users=make_users(60), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile)
+    sim = tls_certs.simulator(60)
     sim.start()
     try:
         variant = Variant("one", True, False, (), 0)
@@ -383,7 +383,7 @@ def test_kill_before_the_error_note_still_leaves_the_reason_beside_the_failed_fi
     root = tmp_path / "note"
     root.mkdir()
     (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
-    sim = AtHocSimulator(users=make_users(60), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile)
+    sim = tls_certs.simulator(60)
     sim.start()
     try:
         campaign = Campaign(Variant("note", True, False, (), 0), sim, root / "work", random.Random(SEED))
@@ -408,7 +408,7 @@ def test_after_a_kill_an_older_event_is_never_sent_over_a_newer_one_already_appl
     root = tmp_path / "shift"
     root.mkdir()
     (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
-    sim = AtHocSimulator(users=make_users(60), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile)
+    sim = tls_certs.simulator(60)
     sim.row_errors.update(REFUSED)
     sim.start()
     try:
@@ -441,7 +441,7 @@ def test_a_failed_first_mapping_sync_keeps_every_file_for_the_next_pass(
     root = tmp_path / "nomap"
     root.mkdir()
     (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
-    sim = AtHocSimulator(users=make_users(60), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile)
+    sim = tls_certs.simulator(60)
     sim.start()
     try:
         campaign = Campaign(Variant("nomap", True, False, (), 0), sim, root / "work", random.Random(SEED))
