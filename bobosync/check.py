@@ -68,8 +68,17 @@ from .errors import (
     ConfigError,
     DatabaseError,
     LockHeld,
+    MailError,
 )
-from .settings import PACKAGE_DIR, REPO_ROOT, Settings, find_env_file, load_settings
+from .settings import (
+    Settings,
+    describe_env_source,
+    find_env_file,
+    known_setting_names,
+    load_settings,
+    repeated_setting_names,
+    unknown_setting_names,
+)
 from .transport import TLS_MINIMUM_VERSION, proxies_setting
 
 logger = logging.getLogger(__name__)
@@ -171,6 +180,8 @@ class Checker:
             _Step("TLS", self.check_tls, ("network",)),
             _Step("authentication", self.check_authentication, ("TLS",)),
             _Step("users", self.check_users, ("authentication",)),
+            _Step("e-mail", self.check_email, ("configuration",)),
+            _Step("metrics", self.check_metrics, ("configuration",)),
         ]
 
     def run(self) -> Iterator[CheckResult]:
@@ -249,27 +260,7 @@ class Checker:
             yield ok("DISABLE_SSL_VERIFY", f"false: certificates are verified against {trust}")
 
     def _env_source(self, path: Optional[Path]) -> str:
-        if path is None:
-            return (
-                "no .env file found (looked for --env-file, BOBO_ENV_FILE, ./.env, beside "
-                "bobo_processor.py, the repository root): settings from the environment only"
-            )
-        if self.env_file is not None:
-            how = "--env-file"
-        elif self.environ.get("BOBO_ENV_FILE"):
-            how = "BOBO_ENV_FILE"
-        else:
-            try:
-                resolved = path.resolve()
-                if resolved.parent == PACKAGE_DIR:
-                    how = "beside bobo_processor.py"
-                elif resolved.parent == REPO_ROOT:
-                    how = "the repository root"
-                else:
-                    how = "the current folder"
-            except OSError:
-                how = "found"
-        return f"read from {path.resolve()} ({how})"
+        return describe_env_source(path, self.env_file, self.environ)
 
     def _unknown_settings(
         self, path: Optional[Path], file_values: Mapping[str, Optional[str]]
@@ -277,8 +268,7 @@ class Checker:
         name = "unknown settings"
         if path is None:
             return
-        known = _known_setting_names()
-        unknown = sorted(key for key in file_values if key not in known)  # names are case-sensitive
+        unknown = unknown_setting_names(file_values)
         if unknown:
             yield warn(
                 name,
@@ -289,6 +279,15 @@ class Checker:
             )
         else:
             yield ok(name, f"none: every setting in {path.name} is one bobosync reads")
+        repeated = repeated_setting_names(path)
+        if repeated:
+            yield warn(
+                "repeated settings",
+                f"written more than once in {path.name}: "
+                + ", ".join(f"{key} ({count} times)" for key, count in repeated.items())
+                + "; only the last one is used",
+                "keep one line per setting, so that the value you read is the value bobosync uses",
+            )
 
     def _overridden_settings(
         self, path: Optional[Path], file_values: Mapping[str, Optional[str]]
@@ -296,7 +295,7 @@ class Checker:
         name = "environment overrides"
         if path is None:
             return
-        known = _known_setting_names() - {"USERNAME", "BOBO_ENV_FILE"}
+        known = known_setting_names() - {"USERNAME", "BOBO_ENV_FILE"}
         differ = sorted(
             key
             for key, value in file_values.items()
@@ -754,8 +753,70 @@ class Checker:
         yield ok(name, f"read the first page: {len(users)}{of_total} user(s), fields {', '.join(fields)}")
         yield from check_collar_values(users, collar_field)
         yield check_duty_values(users, duty_field, settings.athoc_datetime_format,
-                                settings.auto_cleanup_hours, datetime.now())
+                                settings.auto_cleanup_hours, datetime.now(), self._recent_book_ons())
         yield check_shared_collars(users, collar_field)
+
+
+    def _recent_book_ons(self) -> int:
+        """How many people bobosync's own records say it booked on within AUTO_CLEANUP_HOURS
+        (24 h when that is off) and not off since: AtHoc should show them on duty."""
+        from .database import BOBODatabase
+
+        settings = self._settings()
+        if not settings.db_path.exists():
+            return 0
+        hours = settings.auto_cleanup_hours or 24.0
+        try:
+            with BOBODatabase(settings.db_path, read_only=True) as db:
+                return db.count_book_ons_applied_since(datetime.now() - timedelta(hours=hours))
+        except DatabaseError:
+            return 0  # the database line says why
+
+    # -- 9. e-mail and metrics ---------------------------------------------------------
+
+    def check_email(self) -> Iterator[CheckResult]:
+        from .notify import Mailer
+
+        settings = self._settings()
+        if not settings.notify_enabled:
+            yield ok("e-mail", "off: NOTIFY_EMAIL_TO is not set, so health changes are not mailed")
+            return
+        mailer = Mailer(settings)
+        try:
+            described = mailer.verify()
+        except MailError as exc:
+            yield fail("SMTP", str(exc), "correct the setting named above, then send a test mail with "
+                                         "bobosync notify-test")
+            return
+        yield ok("SMTP", f"{described}; nothing sent (bobosync notify-test sends a test mail); health "
+                         f"e-mails from {settings.notify_email_from} to {', '.join(settings.notify_email_to)}")
+        if settings.smtp_security == "none" and settings.smtp_username and not _is_loopback_host(settings.smtp_host):
+            yield warn("SMTP_SECURITY", f"none: SMTP_PASSWORD for {settings.smtp_username} crosses the network "
+                                        "unencrypted", "set SMTP_SECURITY=starttls (or ssl) if the server offers it")
+
+    def check_metrics(self) -> Iterator[CheckResult]:
+        name = "METRICS_FILE"
+        path = self._settings().metrics_file
+        if path is None:
+            yield ok(name, "off: no metrics file is written")
+            return
+        folder = path.parent
+        if not folder.is_dir():
+            yield fail(name, f"the folder {folder} does not exist (bobosync does not create it: it is the "
+                             "textfile collector's folder)",
+                       "create it, or set METRICS_FILE to a file in the folder node_exporter's "
+                       "--collector.textfile.directory or windows_exporter's textfile directory names")
+            return
+        problem = _write_test(folder)
+        if problem is not None:
+            yield fail(name, f"{folder} is not writable ({problem})",
+                       "give the account that runs bobosync write access to the folder")
+            return
+        if path.suffix != ".prom":
+            yield warn(name, f"{path}: the textfile collectors read only files ending in .prom",
+                       f"rename it, e.g. METRICS_FILE={path.with_suffix('.prom')}")
+            return
+        yield ok(name, f"{path}: folder writable; written after every pass")
 
 
 # =========================================================================== user page checks
@@ -818,8 +879,11 @@ def check_duty_values(
     fmt: str,
     cleanup_hours: float,
     now: datetime,
+    recent_book_ons: int = 0,
 ) -> CheckResult:
-    """Duty values must read back with ATHOC_DATETIME_FORMAT (WARN with samples otherwise)."""
+    """Duty values must read back with ATHOC_DATETIME_FORMAT (WARN with samples otherwise).
+    ``recent_book_ons``: people bobosync booked on lately (its own records); with those, an
+    attribute AtHoc never returns is a FAIL: the name must be wrong."""
     name = "DUTY_STATUS_FIELD"
     values = [_value(u, field) for u in users]
     present = [v for v in values if v]
@@ -827,6 +891,16 @@ def check_duty_values(
         if any(field in u for u in users):
             return ok(name, f"{field}: empty for all {len(users)} users on the first page "
                             "(nobody marked on duty yet)")
+        if recent_book_ons:
+            hours = cleanup_hours or 24.0
+            return fail(
+                name,
+                f"{field}: AtHoc returned no such attribute for any of the {len(users)} users on the first "
+                f"page, yet bobosync's records show {recent_book_ons} person(s) booked on in the last {hours:g} h "
+                "and not off since: the name is wrong",
+                "set DUTY_STATUS_FIELD to the common name of the AtHoc date-time attribute (e.g. On-Duty-DTG; "
+                "names are case-sensitive)",
+            )
         return warn(
             name,
             f"{field}: AtHoc returned no such attribute for any of the {len(users)} users on the "
@@ -1147,11 +1221,6 @@ def decode_certificate(der: bytes) -> CertificateInfo:
 # =========================================================================== helpers
 
 
-def _known_setting_names() -> set[str]:
-    names = {f.name.upper() for f in dataclasses.fields(Settings) if f.name != "env_file"}
-    return names | {"USERNAME", "BOBO_ENV_FILE"}
-
-
 def _os_error(exc: OSError) -> str:
     if isinstance(exc, socket.gaierror):
         return exc.strerror or str(exc)
@@ -1163,6 +1232,13 @@ def _os_error(exc: OSError) -> str:
 def _resolve(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _is_loopback_host(host: str) -> bool:
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_ip_address(host: str) -> bool:

@@ -15,7 +15,8 @@ from . import __version__
 from .errors import AtHocError, BoboSyncError, ConfigError, LockHeld
 from .locking import SingleInstanceLock
 from .logsetup import LOGGER_NAME, configure_logging
-from .settings import Settings, load_settings
+from .secret_store import SECRET_NAMES
+from .settings import LOG_LEVELS, Settings, load_settings
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -25,7 +26,9 @@ EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG = 0, 1, 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bobosync",
-        description="Apply BOBO book-on/book-off files to the AtHoc duty-status field.",
+        usage="%(prog)s [OPTIONS] [COMMAND ...]",
+        description="Apply BOBO book-on/book-off files to the AtHoc duty-status field. Without a COMMAND: "
+                    "one pass (or, with --watch, a pass every POLL_INTERVAL_SECONDS).",
         epilog="Exit codes: 0 all done, 1 something left for retry or AtHoc failed, 2 configuration error.",
     )
     parser.add_argument("--env-file", type=Path, metavar="PATH", help="the .env file to read")
@@ -36,25 +39,44 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--cleanup-only", action="store_true", help="only clear duty values older than AUTO_CLEANUP_HOURS"
     )
-    parser.add_argument("--interval", type=float, metavar="N", help="seconds between passes with --watch")
-    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override LOG_LEVEL")
+    parser.add_argument("--interval", type=float, metavar="N", help="seconds between passes (only with --watch)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
+                        help=f"override LOG_LEVEL: {', '.join(LOG_LEVELS)} (any letter case)")
     parser.add_argument("--version", action="version", version=f"bobosync {__version__}")
     # Subcommands also accept --env-file after their name; SUPPRESS keeps a value given
     # before the name from being overwritten by the subcommand's default.
     env_file = argparse.ArgumentParser(add_help=False)
     env_file.add_argument("--env-file", type=Path, metavar="PATH", default=argparse.SUPPRESS,
                           help="the .env file to read")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (optional)")
     demo = commands.add_parser("demo", help="run a pass against the built-in AtHoc simulator (no set-up needed)")
     demo.add_argument("--dir", type=Path, help="working folder to create (default: a new temporary folder)")
     demo.add_argument("--users", type=int, default=300, help="AtHoc users in the simulator (default 300)")
-    status = commands.add_parser("status", parents=[env_file], help="show health: last passes, sync, files, errors")
+    status = commands.add_parser(
+        "status", parents=[env_file], help="show health: last passes, sync, files, errors",
+        description="Show the health of bobosync from its database and folders (AtHoc only with --live).",
+        epilog="Exit codes: 0 healthy, 1 warning, 2 unhealthy (the reasons are listed first).")
     status.add_argument("--live", action="store_true", help="also ask AtHoc who is marked on duty now")
     status.add_argument("--json", action="store_true", help="the same data as JSON, for monitoring systems")
-    commands.add_parser("check", parents=[env_file], help="verify configuration, folders and AtHoc before going live")
-    secret = commands.add_parser("set-secret", parents=[env_file],
-                                 help="store PASSWORD or CLIENT_SECRET in the operating system's credential store")
-    secret.add_argument("name", choices=("PASSWORD", "CLIENT_SECRET"))
+    commands.add_parser(
+        "check", parents=[env_file], help="verify configuration, folders and AtHoc before going live",
+        description="Verify the configuration, folders, database, network, TLS, AtHoc login and fields, and the "
+                    "SMTP server when health e-mails are on. Changes nothing and sends nothing.",
+        epilog="Exit codes: 0 nothing FAILed (read any WARN lines), 1 at least one check FAILed.")
+    commands.add_parser(
+        "notify-test", parents=[env_file], help="send a test health e-mail to NOTIFY_EMAIL_TO",
+        description="Send a test e-mail with the current status to NOTIFY_EMAIL_TO, as health e-mails are sent.",
+        epilog="Exit codes: 0 sent, 1 not sent (the reason is printed), 2 configuration error or e-mail not "
+               "configured.")
+    secret = commands.add_parser(
+        "set-secret", parents=[env_file],
+        help="store PASSWORD, CLIENT_SECRET or SMTP_PASSWORD in the operating system's credential store",
+        description="Store a secret in the operating system's credential store (Windows Credential Manager, "
+                    "macOS Keychain, a Secret Service on Linux), so that .env can say NAME=keyring. The value is "
+                    "asked twice with typing hidden, or read from standard input when that is not a terminal. "
+                    "Run it as the account that runs bobosync.",
+        epilog="Exit codes: 0 stored, 2 nothing stored (the reason is printed).")
+    secret.add_argument("name", choices=SECRET_NAMES)
     return parser
 
 
@@ -72,6 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .secret_store import run_set_secret
 
         return run_set_secret(args.name, args.env_file, sys.stdout)
+    if args.interval is not None and not args.watch:
+        build_parser().error("--interval works only with --watch (a single pass has no interval)")
     if args.interval is not None and args.interval <= 0:
         build_parser().error("--interval must be above 0")
     try:
@@ -80,20 +104,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         configure_logging("INFO", None)
         log.error("%s", exc)
         return EXIT_CONFIG
-    if args.command == "status":
+    if args.command in ("status", "notify-test"):
+        configure_logging(args.log_level or "WARNING", None, secrets=settings.secret_values())
+        if args.command == "notify-test":
+            from .notify import run_notify_test
+
+            return run_notify_test(settings, sys.stdout)
         from .status import run_status
 
-        configure_logging(args.log_level or "WARNING", None, secrets=settings.secret_values())
         return run_status(settings, live=args.live, as_json=args.json, out=sys.stdout)
-    configure_logging(args.log_level or settings.log_level, settings.log_directory, secrets=settings.secret_values())
-    if settings.env_file is not None:
-        log.debug("configuration read from %s", settings.env_file)
+    # A dry run changes nothing, not even the log folder: it logs to the console only.
+    log_directory = None if args.dry_run else settings.log_directory
+    configure_logging(args.log_level or settings.log_level, log_directory, secrets=settings.secret_values())
+    log.debug("settings %s", settings.env_source)
     try:
         if args.dry_run:
             return _dry_run(settings)
         lock = SingleInstanceLock(settings.lock_path)
-        if args.watch:
-            _wait_for_lock(lock, args.interval or settings.poll_interval_seconds)
+        if args.watch and not _wait_for_lock(lock, args.interval or settings.poll_interval_seconds):
+            return EXIT_OK
         with lock:
             return _run(settings, args)
     except LockHeld as exc:
@@ -107,19 +136,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INCOMPLETE
 
 
-def _wait_for_lock(lock: SingleInstanceLock, interval: float) -> None:
+def _wait_for_lock(lock: SingleInstanceLock, interval: float) -> bool:
     """``--watch`` is a service: when another run holds the lock, wait for it rather than exit
-    (a supervisor would otherwise see a clean exit and leave the service stopped)."""
+    (a supervisor would otherwise see a clean exit and leave the service stopped). True once
+    the lock is held; False when a stop signal (Ctrl-C, SIGTERM, Ctrl-Break) came first: that
+    is a clean stop, as it is during the passes."""
+    from .worker import stop_signals
+
     announced = False
-    while True:
-        try:
-            lock.acquire()
-            return
-        except LockHeld as exc:
-            if not announced:
-                log.info("%s; waiting for it to finish", exc)
-                announced = True
-            time.sleep(min(interval, 5.0))
+    with stop_signals() as stop:
+        while not stop.is_set():
+            try:
+                lock.acquire()
+                return True
+            except LockHeld as exc:
+                if not announced:
+                    log.info("%s; waiting for it to finish", exc)
+                    announced = True
+            deadline = time.monotonic() + min(interval, 5.0)
+            while not stop.is_set() and time.monotonic() < deadline:
+                stop.wait(0.2)  # short naps: a signal is seen at once on every platform
+    log.info("stop requested while waiting for the lock; no pass was run")
+    return False
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -159,7 +197,12 @@ def _dry_run(settings: Settings) -> int:
     finally:
         processor.close()
     out = sys.stdout
-    out.write(f"Dry run: {len(report.planned)} update(s) would be sent; nothing was changed.\n")
+    if report.errors:
+        # Say it here too: "0 updates would be sent" alone would read as "nothing to do".
+        out.write("Dry run could not finish: " + "; ".join(report.errors) + "\n")
+        out.write(f"Of what it could see, {len(report.planned)} update(s) would be sent; nothing was changed.\n")
+    else:
+        out.write(f"Dry run: {len(report.planned)} update(s) would be sent; nothing was changed.\n")
     if report.planned:
         width = max(len(p[0]) for p in report.planned)
         for login_id, employee_id, value, file_name, row in report.planned:

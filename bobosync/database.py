@@ -918,6 +918,18 @@ class BOBODatabase:
                 rows,
             )
 
+    def count_book_ons_applied_since(self, since: datetime) -> int:
+        """Employees whose last applied event is a book-on applied at or after ``since``: people
+        AtHoc should show on duty now (for ``bobosync check``)."""
+        with self._guard("counting recent book-ons"):
+            if not self._has_table("employee_last_event"):
+                return 0
+            row = self._connection.execute(
+                "SELECT COUNT(*) FROM employee_last_event WHERE transaction_type = 'BON' AND applied_at >= ?",
+                (format_datetime(since),),
+            ).fetchone()
+        return int(row[0])
+
     # ------------------------------------------------------------------ events_in_flight
 
     def record_in_flight(self, events: Iterable[tuple[str, datetime]], sent_at: datetime) -> None:

@@ -14,6 +14,7 @@ Every error bobosync raises on purpose is a :class:`BoboSyncError`::
     │       └── IncompleteListing    paging stopped before every user was seen
     ├── InputFileError               a BOBO file cannot be read at all
     ├── DatabaseError                the local SQLite database failed
+    ├── MailError                    a health e-mail could not be sent (SMTP)
     └── LockHeld                     another bobosync run holds the single-instance lock
 
 Errors from ``requests`` and ``urllib3`` are mapped to this tree in exactly one place,
@@ -36,11 +37,14 @@ class BoboSyncError(Exception):
 class ConfigError(BoboSyncError):
     """The configuration is invalid. ``problems`` lists every problem found, one line each."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], *, source: str = "") -> None:
         self.problems = list(problems)
-        super().__init__(
-            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems)
-        )
+        #: Where the settings came from (the ``.env`` file read, or where none was found).
+        self.source = source
+        text = "invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        if source:
+            text += f"\n  (settings: {source})"
+        super().__init__(text)
 
 
 class AtHocError(BoboSyncError):
@@ -118,6 +122,11 @@ class InputFileError(BoboSyncError):
 
 class DatabaseError(BoboSyncError):
     """The local SQLite database could not be opened, migrated or written."""
+
+
+class MailError(BoboSyncError):
+    """The SMTP server could not be reached, secured, logged into, or refused the mail. The
+    message names the setting to look at and never holds SMTP_PASSWORD."""
 
 
 class LockHeld(BoboSyncError):

@@ -1,4 +1,5 @@
-"""PASSWORD and CLIENT_SECRET kept in the operating system's credential store, not in ``.env``.
+"""PASSWORD, CLIENT_SECRET and SMTP_PASSWORD kept in the operating system's credential store,
+not in ``.env``.
 
 The store is reached through the ``keyring`` library: Windows Credential Manager, the macOS
 Keychain, or a Secret Service on Linux (GNOME Keyring, KWallet, KeePassXC). ``python -m bobosync
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE = "bobosync"
-SECRET_NAMES = ("PASSWORD", "CLIENT_SECRET")
+SECRET_NAMES = ("PASSWORD", "CLIENT_SECRET", "SMTP_PASSWORD")
 #: The ``.env`` value that means "read this one from the credential store" (any letter case).
 KEYRING_VALUE = "keyring"
 #: The settings the entry is named after.

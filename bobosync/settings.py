@@ -18,16 +18,20 @@ only then.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, TypedDict, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from .errors import ConfigError
 
@@ -106,8 +110,25 @@ class Settings:
     log_directory: Path = Path("logs")
     log_purge_days: int = 10
     poll_interval_seconds: float = 60.0
+    #: Health e-mails (:mod:`bobosync.notify`): off while NOTIFY_EMAIL_TO is empty.
+    notify_email_to: tuple[str, ...] = ()
+    notify_email_from: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: Secret = field(default_factory=lambda: Secret(""))
+    notify_repeat_hours: float = 4.0
+    #: The Prometheus text file written after every pass (:mod:`bobosync.metrics`); None: off.
+    metrics_file: Optional[Path] = None
     #: The ``.env`` file that was read, if any (informational).
     env_file: Optional[Path] = field(default=None, compare=False)
+    #: Where the settings came from, for messages: the ``.env`` file and how it was found, or
+    #: that none was found and where it was looked for.
+    env_source: str = field(default="", compare=False)
+    #: Remarks about the ``.env`` file that do not stop a run (names bobosync does not know,
+    #: names written twice); every pass logs them as WARNINGs.
+    env_notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def api_base(self) -> str:
@@ -132,13 +153,92 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         """The values that must never be written anywhere, also as they look inside a URL or
         a form body (a server or proxy may echo the request), longest first."""
-        return secret_forms(*(s.reveal() for s in (self.password, self.client_secret) if s))
+        return secret_forms(
+            *(s.reveal() for s in (self.password, self.client_secret, self.smtp_password) if s)
+        )
+
+    @property
+    def notify_enabled(self) -> bool:
+        return bool(self.notify_email_to)
 
 
 def secret_forms(*values: str) -> tuple[str, ...]:
     """Each value raw, percent-encoded and form-encoded (``+`` for spaces), longest first."""
     forms = {form for value in values if value for form in (value, quote(value, safe=""), quote_plus(value))}
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+#: Settings fields that are not ``.env`` settings.
+_NOT_SETTINGS = frozenset({"env_file", "env_source", "env_notes"})
+#: Names read from the ``.env`` file or the environment that are not Settings fields.
+_OTHER_NAMES = frozenset({"USERNAME", "BOBO_ENV_FILE"})
+SMTP_SECURITY_MODES = ("none", "starttls", "ssl")
+
+
+def known_setting_names() -> frozenset[str]:
+    """Every name bobosync reads from a ``.env`` file."""
+    fields = {f.name.upper() for f in dataclasses.fields(Settings) if f.name not in _NOT_SETTINGS}
+    return frozenset(fields | _OTHER_NAMES)
+
+
+def unknown_setting_names(names: Iterable[str]) -> list[str]:
+    """The ``names`` bobosync does not read (misspelt?), sorted; names are case-sensitive."""
+    known = known_setting_names()
+    return sorted({name for name in names if name not in known})
+
+
+def repeated_setting_names(path: Path) -> dict[str, int]:
+    """Names written more than once in the ``.env`` file ``path`` (the last one is used), with
+    how often; parsed as python-dotenv parses it, so quoted multi-line values are not miscounted."""
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            keys = [binding.key for binding in parse_stream(stream) if binding.key is not None]
+    except (OSError, UnicodeDecodeError):
+        return {}
+    counts = Counter(keys)
+    return {key: count for key, count in sorted(counts.items()) if count > 1}
+
+
+def env_file_notes(path: Path, file_values: Mapping[str, object]) -> tuple[str, ...]:
+    """WARNING lines for names in the ``.env`` file that bobosync does not read, and for
+    names written twice."""
+    notes = []
+    unknown = unknown_setting_names(file_values)
+    if unknown:
+        notes.append(f"{path}: {', '.join(unknown)}: not a bobosync setting, ignored "
+                     "(misspelt? names are case-sensitive; see .env_safe)")
+    for name, count in repeated_setting_names(path).items():
+        notes.append(f"{path}: {name} is written {count} times; only the last one is used")
+    return tuple(notes)
+
+
+def _env_search_places() -> str:
+    return (f"--env-file, the BOBO_ENV_FILE variable, {Path.cwd() / '.env'}, {PACKAGE_DIR / '.env'}, "
+            f"{REPO_ROOT / '.env'}")
+
+
+def describe_env_source(path: Optional[Path], explicit: Optional[Path], environ: Mapping[str, str]) -> str:
+    """Where the settings come from, for messages: ``path`` and how it was found (``explicit``
+    is ``--env-file``), or that no ``.env`` file was found and where it was looked for."""
+    if path is None:
+        return (f"no .env file found (looked for: {_env_search_places()}): settings from the process "
+                "environment only")
+    if explicit is not None:
+        how = "--env-file"
+    elif environ.get("BOBO_ENV_FILE"):
+        how = "BOBO_ENV_FILE"
+    else:
+        try:
+            parent = path.resolve().parent
+        except OSError:
+            parent = path.parent
+        how = ("beside bobo_processor.py" if parent == PACKAGE_DIR else
+               "the repository root" if parent == REPO_ROOT else "the current folder")
+    try:
+        shown = path.resolve()
+    except OSError:
+        shown = path
+    return f"read from {shown} ({how}); the process environment wins over it"
 
 
 def find_env_file(explicit: Optional[Path] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
@@ -186,7 +286,20 @@ def _open_reader(env_file: Optional[Path], environ: Optional[Mapping[str, str]])
             raise ConfigError([f"env file {path}: not found (given by --env-file or BOBO_ENV_FILE)"])
         file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
     base_dir = path.resolve().parent if path is not None else Path.cwd()
-    return _Reader(file_values, environ, base_dir, path)
+    reader = _Reader(file_values, environ, base_dir, path)
+    reader.source = describe_env_source(path, env_file, environ)
+    return reader
+
+
+class _NotifySettings(TypedDict):
+    notify_email_to: tuple[str, ...]
+    notify_email_from: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str
+    smtp_username: str
+    smtp_password: Secret
+    notify_repeat_hours: float
 
 
 class _Reader:
@@ -203,6 +316,7 @@ class _Reader:
         self.environ = environ
         self.base_dir = base_dir
         self.env_file = env_file
+        self.source = ""
         self.problems: list[str] = []
 
     def raw(self, name: str) -> Optional[str]:
@@ -274,6 +388,10 @@ class _Reader:
         value = self.raw(name) or default
         candidate = Path(value).expanduser()
         return candidate if candidate.is_absolute() or _is_unc(value) else self.base_dir / candidate
+
+    def optional_path(self, name: str) -> Optional[Path]:
+        """A path setting that is off (None) while empty."""
+        return self.path(name, "") if self.raw(name) else None
 
     def server_url(self) -> str:
         url = self.required("ATHOC_SERVER_URL").rstrip("/")
@@ -371,7 +489,11 @@ class _Reader:
             log_directory=self.path("LOG_DIRECTORY", "logs"),
             log_purge_days=self.integer("LOG_PURGE_DAYS", 10, 0),
             poll_interval_seconds=self.number("POLL_INTERVAL_SECONDS", 60.0, 0, strictly_positive=True),
+            **self._notify_settings(server_url, org_code, apiuser),
+            metrics_file=self.optional_path("METRICS_FILE"),
             env_file=self.env_file,
+            env_source=self.source,
+            env_notes=env_file_notes(self.env_file, self.file_values) if self.env_file is not None else (),
         )
         if settings.csv_directory in (settings.processed_directory, settings.failed_files_directory):
             self.problems.append(
@@ -379,8 +501,53 @@ class _Reader:
                 f"({settings.csv_directory})"
             )
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(self.problems, source=self.source)
         return settings
+
+    def _notify_settings(self, server_url: str, org_code: str, apiuser: str) -> _NotifySettings:
+        """NOTIFY_* and SMTP_*: checked only as far as they matter (all of them once
+        NOTIFY_EMAIL_TO is set); SMTP_PASSWORD is read like PASSWORD, credential store included."""
+        recipients = self.field_list("NOTIFY_EMAIL_TO", ())
+        for address in recipients:
+            if not _is_address(address):
+                self.problems.append(f"NOTIFY_EMAIL_TO: {address!r} is not an e-mail address "
+                                     "(expected name@example.org, several separated by commas)")
+        sender = self.text("NOTIFY_EMAIL_FROM", "")
+        if sender and not _is_address(sender):
+            self.problems.append(f"NOTIFY_EMAIL_FROM={sender!r}: expected an e-mail address such as "
+                                 "bobosync@example.org")
+        security = self.text("SMTP_SECURITY", "starttls").lower()
+        if security not in SMTP_SECURITY_MODES:
+            self.problems.append(f"SMTP_SECURITY={security!r}: expected one of {', '.join(SMTP_SECURITY_MODES)}")
+            security = "starttls"
+        username = self.text("SMTP_USERNAME", "")
+        password = Secret("")
+        if recipients:
+            for name in ("NOTIFY_EMAIL_FROM", "SMTP_HOST"):
+                if not self.raw(name):
+                    self.problems.append(f"{name}: required when NOTIFY_EMAIL_TO is set")
+            if username:
+                password = self.secret("SMTP_PASSWORD", server_url, org_code, apiuser)
+            elif self.raw("SMTP_PASSWORD") and (self.raw("SMTP_PASSWORD") or "").lower() != "keyring":
+                self.problems.append("SMTP_PASSWORD: set, but SMTP_USERNAME is not (both, or neither for a "
+                                     "relay without login)")
+        return _NotifySettings(
+            notify_email_to=recipients,
+            notify_email_from=sender,
+            smtp_host=self.text("SMTP_HOST", ""),
+            smtp_port=self.integer("SMTP_PORT", 465 if security == "ssl" else 25, 1, 65535),
+            smtp_security=security,
+            smtp_username=username,
+            smtp_password=password,
+            notify_repeat_hours=self.number("NOTIFY_REPEAT_HOURS", 4.0, 0),
+        )
+
+
+def _is_address(value: str) -> bool:
+    """``name@domain``, optionally with a display name (``Control room <cr@example.org>``)."""
+    address = parseaddr(value)[1]
+    local, _, domain = address.rpartition("@")
+    return bool(local and domain and " " not in address)
 
 
 def _is_loopback(host: str) -> bool:

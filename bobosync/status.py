@@ -794,6 +794,21 @@ def render_json(report: StatusReport) -> str:
 # --------------------------------------------------------------------------- the command
 
 
+def status_now(settings: Settings, now: datetime, *, live: bool = False) -> StatusReport:
+    """The report from a read-only look at the database (which may be missing or unreadable)."""
+    db: Optional[BOBODatabase] = None
+    db_error: Optional[str] = None
+    try:
+        db = BOBODatabase(settings.db_path, read_only=True)
+    except DatabaseError as exc:
+        db_error = str(exc)
+    try:
+        return collect_status(settings, db, now, live=live, db_error=db_error)
+    finally:
+        if db is not None:
+            db.close()
+
+
 def run_status(
     settings: Settings,
     *,
@@ -803,18 +818,7 @@ def run_status(
     now: Optional[datetime] = None,
 ) -> int:
     """``bobosync status``: write the report to ``out``; return 0 healthy, 1 warning, 2 unhealthy."""
-    now = now or datetime.now().replace(microsecond=0)
-    db: Optional[BOBODatabase] = None
-    db_error: Optional[str] = None
-    try:
-        db = BOBODatabase(settings.db_path, read_only=True)
-    except DatabaseError as exc:
-        db_error = str(exc)
-    try:
-        report = collect_status(settings, db, now, live=live, db_error=db_error)
-    finally:
-        if db is not None:
-            db.close()
+    report = status_now(settings, now or datetime.now().replace(microsecond=0), live=live)
     out.write(render_json(report) if as_json else render_text(report))
     out.flush()
     log.debug("status: %s (%d reason(s))", report.health, len(report.reasons))

@@ -8,14 +8,17 @@ safe because every step of a pass is crash-safe (see :mod:`bobosync.filestore`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from types import FrameType
 from typing import Any, Callable, Optional
 
+from .monitoring import after_pass
 from .processor import BOBOProcessor, PassReport
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,28 @@ log = logging.getLogger(__name__)
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)
 )
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event that the first stop signal (SIGINT, SIGTERM, Ctrl-Break) sets while the block
+    runs; the previous handlers come back after it. Outside the main thread (tests) no handler
+    is installed and the event is only set by the caller."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
+        log.info("stop requested (signal %d)", signum)
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in _STOP_SIGNALS:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, on_signal)
+    try:
+        yield stop
+    finally:
+        Worker._restore_signal_handlers(previous)
 
 
 class ForcedStop(BaseException):
@@ -45,9 +70,11 @@ class Worker:
         self.passes = 0
 
     def run_once(self, now: Optional[datetime] = None) -> PassReport:
-        """One pass; the unit both modes are made of."""
+        """One pass, then the metrics file and health e-mail; the unit both modes are made of."""
         self.passes += 1
-        return self.processor.run_pass(now)
+        report = self.processor.run_pass(now)
+        after_pass(self.processor.settings, self.processor.db, report, self.processor.clock())
+        return report
 
     def run(self, *, watch: bool) -> int:
         """Run one pass, or passes until stopped. Returns the process exit code."""

@@ -149,7 +149,7 @@ def test_all_ok_against_the_simulator(
         "CSV_DIRECTORY", "PROCESSED_DIRECTORY", "FAILED_FILES_DIRECTORY", "LOG_DIRECTORY",
         "DB_PATH folder", "file moves", "database", "lock", "proxy", "DNS", "TCP", "TLS",
         "certificate", "authentication", "users", "COLLAR_ID_FIELD", "DUTY_STATUS_FIELD",
-        "shared collars",
+        "shared collars", "e-mail", "METRICS_FILE",
     ]
     assert f"read from {tmp_path / '.env'} (--env-file)" in outcome.one("configuration").detail
     assert "TLSv1.2" in outcome.one("TLS").detail or "TLSv1.3" in outcome.one("TLS").detail
@@ -159,7 +159,7 @@ def test_all_ok_against_the_simulator(
     assert "50 of 50 users have one (50 x 5 digits)" in outcome.one("COLLAR_ID_FIELD").detail
     assert "empty for all 50 users" in outcome.one("DUTY_STATUS_FIELD").detail
     assert "same volume" in outcome.one("file moves").detail
-    assert outcome.text.splitlines()[-1].startswith("summary: 22 OK, 0 WARN, 0 FAIL, 0 skipped - ready")
+    assert outcome.text.splitlines()[-1].startswith("summary: 24 OK, 0 WARN, 0 FAIL, 0 skipped - ready")
     # It looked, and changed nothing: no files, no folders, no database, no AtHoc update.
     assert tree(tmp_path) == before
     assert simulator.requests_to("SyncByCommonNames") == []
@@ -205,7 +205,7 @@ def test_cli_check_ok_exits_zero(simulator: AtHocSimulator, sim_env: dict[str, s
     assert result.returncode == 0, result.stdout + result.stderr
     lines = parse(result.stdout)
     assert [line for line in lines if line.status != "OK"] == []
-    assert result.stdout.splitlines()[-1].startswith("summary: 22 OK")
+    assert result.stdout.splitlines()[-1].startswith("summary: 24 OK")
     assert result.stderr == ""
     for secret in SECRETS:
         assert secret not in result.stdout
@@ -249,7 +249,8 @@ def test_invalid_configuration_lists_every_problem_and_skips_the_rest(
         assert word in text
     assert all(str(tmp_path / ".env") in p.fix for p in problems)
     skipped = outcome.with_status("SKIP")
-    assert [s.name for s in skipped] == ["folders", "database", "lock", "network", "TLS", "authentication", "users"]
+    assert [s.name for s in skipped] == ["folders", "database", "lock", "network", "TLS", "authentication", "users",
+                                        "e-mail", "metrics"]
     assert all(s.detail == "not checked: configuration failed" for s in skipped)
 
 
