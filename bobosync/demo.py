@@ -80,6 +80,13 @@ def _on_duty(sim: AtHocSimulator) -> list[str]:
 def run_demo(directory: Optional[Path] = None, users: int = 300, out: TextIO = sys.stdout) -> int:
     from .cli import main  # the production entry point, not a copy of it
 
+    if directory is not None and Path(directory).exists() and any(Path(directory).iterdir()):
+        # An old database against a fresh simulator would show a false picture (its events
+        # "already applied", nobody on duty): refuse rather than mislead, or delete anything.
+        out.write(f"demo: {directory} is not empty (a demo ran there before?). Give a new folder to --dir, "
+                  "or delete this one first.\n")
+        return 2
+    temporary = directory is None
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="bobosync-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "crown_files").mkdir(exist_ok=True)
@@ -92,9 +99,10 @@ def run_demo(directory: Optional[Path] = None, users: int = 300, out: TextIO = s
         code = main(["--env-file", str(env)])
         # A minute later: two people book off. The second pass sends only that news.
         later = datetime.now().replace(microsecond=0)
-        write_bobo_file(folder / "crown_files", [export_row("BOF", collar, later) for collar in _on_duty(sim)[:2]],
+        booking_off = _on_duty(sim)[:2]
+        write_bobo_file(folder / "crown_files", [export_row("BOF", collar, later) for collar in booking_off],
                         later, name="BOBO_later_book_offs_output.csv")
-        out.write("\n--- a second pass, after two people booked off ---\n\n")
+        out.write(f"\n--- a second pass, after {' and '.join(booking_off)} booked off ---\n\n")
         out.flush()
         code = max(code, main(["--env-file", str(env)]))
         on_duty = sorted(
@@ -105,10 +113,12 @@ def run_demo(directory: Optional[Path] = None, users: int = 300, out: TextIO = s
         requests = len(sim.journal)
     out.write(f"\nPass exit code: {code}   AtHoc requests: {requests}\n")
     out.write(f"\nOn duty in AtHoc now: {len(on_duty)} user(s)\n")
-    for collar, login, value in on_duty[:15]:
+    for collar, login, value in on_duty:
         out.write(f"  {collar:<8} {login:<28} {DUTY_FIELD} = {value}\n")
-    if len(on_duty) > 15:
-        out.write(f"  ... and {len(on_duty) - 15} more\n")
+    still_on = {collar for collar, _, _ in on_duty}
+    out.write("Booked off by the second pass: "
+              + ", ".join(f"{collar} ({'still on duty!' if collar in still_on else 'off duty'})"
+                          for collar in booking_off) + "\n")
     processed = sorted(p.name for p in (folder / "processed_files").glob("*.csv"))
     out.write(f"\nProcessed files: {len(processed)} (in {folder / 'processed_files'})\n")
     failed = sorted((folder / "failed_files").glob("*.csv"))
@@ -122,4 +132,6 @@ def run_demo(directory: Optional[Path] = None, users: int = 300, out: TextIO = s
         f"\nLook at: {folder / 'logs' / 'bobo_processor.log'} (the log), {folder / 'bobo_mapping.db'} "
         f"(run_history, processing_log), {env} (the configuration used).\n"
     )
+    if temporary:
+        out.write(f"The demo folder {folder} is left for you to look at; delete it when you are done.\n")
     return 0 if code in (0, 1) else code

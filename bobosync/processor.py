@@ -74,6 +74,7 @@ class PassCounts:
     applied: int = 0
     not_in_athoc: int = 0
     failed: int = 0
+    held: int = 0
     unmapped: int = 0
     superseded: int = 0
     cleared: int = 0
@@ -84,7 +85,7 @@ class PassCounts:
             f"files {self.files} (done {self.files_done}, retry {self.files_retry}, "
             f"failed {self.files_failed}), rows {self.rows}, bad rows {self.bad_rows}, "
             f"updates sent {self.updates_sent}, applied {self.applied}, "
-            f"not in AtHoc {self.not_in_athoc}, failed {self.failed}, unmapped {self.unmapped}, "
+            f"not in AtHoc {self.not_in_athoc}, failed {self.failed}, held {self.held}, unmapped {self.unmapped}, "
             f"superseded {self.superseded}, cleared {self.cleared}"
         )
 
@@ -129,10 +130,14 @@ class _FileState:
     unreadable: Optional[str] = None
     #: Updates AtHoc rejected: the file is retried, and after MAX_RETRY_ATTEMPTS it fails.
     failures: list[str] = field(default_factory=list)
+    #: Events dated too far in the future, held back: the file is retried like a failure.
+    held: list[str] = field(default_factory=list)
     #: Updates AtHoc never answered (down, overloaded): retried without counting an attempt,
     #: so an outage never pushes files into the failed folder.
     unanswered: int = 0
     updates: int = 0
+    #: Valid rows of this file whose employee has no AtHoc user.
+    unmapped: int = 0
 
     @property
     def path(self) -> Path:
@@ -141,6 +146,25 @@ class _FileState:
     @property
     def name(self) -> str:
         return self.waiting.name
+
+    def outcome(self) -> str:
+        """``N rows, N bad, N update(s)`` and what became of the rows that sent nothing."""
+        text = f"{self.rows} rows, {len(self.bad)} bad, {self.updates} update(s)"
+        superseded = self.rows - self.updates - self.unmapped
+        if superseded > 0:
+            text += f", {superseded} superseded (a newer event for the same person exists)"
+        if self.unmapped:
+            text += f", {self.unmapped} with no AtHoc user"
+        return text
+
+    def retry_problems(self) -> str:
+        """Why this file is kept for a retry: rejected updates and events held back."""
+        parts = []
+        if self.failures:
+            parts.append(f"{len(self.failures)} update(s) failed")
+        if self.held:
+            parts.append(f"{len(self.held)} event(s) held back as dated in the future")
+        return " and ".join(parts)
 
     def fatal_reason(self) -> Optional[str]:
         """Why this file goes to the failed folder at once, if it does."""
@@ -366,6 +390,10 @@ class BOBOProcessor:
         counts.superseded += under_way
 
         mapped = self._map(events, report, now)
+        sent_ids = {event.entry.employee_id for event in mapped.values()}
+        for employee_id, event in events.items():
+            if employee_id not in sent_ids and employee_id in self._reported_unmapped:
+                states[event.file_index].unmapped += 1
         updates, sources = self._updates_for(mapped)
         if self.dry_run:
             for login_id, (employee_id, event) in sorted(sources.items()):
@@ -428,8 +456,8 @@ class BOBOProcessor:
                     problem = (f"row {item.row_number}: DateTime_Created {item.event_time:%Y-%m-%d %H:%M:%S} is more "
                                f"than {FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this server's "
                                "clock (check the clock of the BOBO terminal or of this server)")
-                    state.failures.append(problem)
-                    log.warning("%s %s", state.name, problem)
+                    state.held.append(problem)
+                    log.warning("%s %s; held back", state.name, problem)
                     continue
                 if isinstance(item, BadRow):
                     state.bad.append(item)
@@ -499,20 +527,22 @@ class BOBOProcessor:
             self.db.clear_in_flight(answered)
             for state in states:
                 reason = state.fatal_reason()
-                if reason is None and state.unanswered and not state.failures:
+                counts.held += len(state.held)
+                if reason is None and state.unanswered and not state.failures and not state.held:
                     counts.files_retry += 1
                     log.warning("%s: AtHoc did not answer %d update(s); kept for the next pass",
                                 state.name, state.unanswered)
                     continue
-                if reason is None and state.failures:
-                    attempts = self.db.record_file_failure(state.name, "; ".join(state.failures[:_REASONS_QUOTED]), now)
+                if reason is None and (state.failures or state.held):
+                    problems = state.failures + state.held
+                    attempts = self.db.record_file_failure(state.name, "; ".join(problems[:_REASONS_QUOTED]), now)
                     if attempts < self.settings.max_retry_attempts:
                         counts.files_retry += 1
-                        log.warning("%s: %d update(s) failed; kept for retry (attempt %d of %d)",
-                                    state.name, len(state.failures), attempts, self.settings.max_retry_attempts)
+                        log.warning("%s: %s; kept for retry (attempt %d of %d)",
+                                    state.name, state.retry_problems(), attempts, self.settings.max_retry_attempts)
                         continue
-                    reason = (f"{len(state.failures)} update(s) still failing after {attempts} attempts: "
-                              + "; ".join(state.failures[:_REASONS_QUOTED]))
+                    reason = (f"{state.retry_problems()}, still after {attempts} attempts: "
+                              + "; ".join(problems[:_REASONS_QUOTED]))
                 if reason is not None:
                     counts.files_failed += 1
                     self.db.log_processing(state.name, state.rows, "failed", reason, now)
@@ -528,8 +558,7 @@ class BOBOProcessor:
                     moves.append((state, self._journal_move(state, self.settings.processed_directory, taken), None))
                 else:
                     self.db.remember_file(state.name, state.waiting.size, state.sha256, state.waiting.mtime_ns, now)
-                    log.info("%s: %d rows, %d bad, %d update(s): done (left in place)",
-                             state.name, state.rows, len(state.bad), state.updates)
+                    log.info("%s: %s: done (left in place)", state.name, state.outcome())
         placed = [state for state, dst, reason in moves if self._carry_out(state, dst, reason, now, report)]
         if placed:
             # The journal entries of the files now in place, dropped in one commit for the
@@ -567,8 +596,7 @@ class BOBOProcessor:
         if reason is not None:
             log.error("%s: moved to %s: %s", state.name, final, reason)
         else:
-            log.info("%s: %d rows, %d bad, %d update(s): done, moved to %s",
-                     state.name, state.rows, len(state.bad), state.updates, final)
+            log.info("%s: %s: done, moved to %s", state.name, state.outcome(), final)
         return True
 
     # ------------------------------------------------------------------ cleanup and the pass
@@ -601,6 +629,8 @@ class BOBOProcessor:
         started = time.monotonic()
         self._synced_this_pass = False
         self._reported_unmapped = set()
+        for note in self.settings.env_notes:  # a misspelt setting must not go unnoticed
+            log.warning("%s", note)
         run_id = None
         if not self.dry_run:
             interrupted = self.db.mark_interrupted_runs(now)

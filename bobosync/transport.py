@@ -30,6 +30,7 @@ import json as jsonlib
 import logging
 import random
 import re
+import socket
 import ssl
 import time
 import warnings
@@ -216,9 +217,11 @@ def map_request_exception(
     anything else -> AtHocTransportError. The message is ``METHOD /path: cause``; never a
     query string, credentials or secret.
     """
-    path = path_of(path) if "://" in path else path.split("?", 1)[0]
+    parts = urlsplit(path) if "://" in path else None
+    path = path_of(path) if parts is not None else path.split("?", 1)[0]
     where = f"{method} {path}"
     cause = _cause_text(exc, secrets)
+    root = _root_cause(exc)
     error: AtHocError
     if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)) or (
         isinstance(exc, requests.ConnectionError) and _is_read_timeout(exc)
@@ -238,6 +241,25 @@ def map_request_exception(
             error.retryable = False
     elif isinstance(exc, requests.exceptions.ProxyError):
         error = AtHocTransportError(f"{where}: proxy error: {cause}", method=method, path=path)
+    elif isinstance(exc, requests.ConnectionError) and isinstance(root, socket.gaierror):
+        # A name that does not resolve is a typo far more often than an outage: say which
+        # setting holds it, and do not spend the retries on it (the next pass tries again).
+        host = f" {parts.hostname!r}" if parts is not None and parts.hostname else ""
+        error = AtHocTransportError(
+            f"{where}: the host name{host} does not resolve ({cause}): check the host in "
+            "ATHOC_SERVER_URL (and HTTPS_PROXY if AtHoc is reached through a proxy)",
+            method=method, path=path,
+        )
+        error.retryable = False
+    elif isinstance(exc, requests.ConnectionError) and isinstance(root, ConnectionRefusedError):
+        target = ""
+        if parts is not None and parts.hostname:
+            target = f" by {parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        error = AtHocTransportError(
+            f"{where}: connection refused{target}: nothing accepts connections there; check the host "
+            "and port in ATHOC_SERVER_URL, and that AtHoc is up",
+            method=method, path=path,
+        )
     elif isinstance(exc, requests.ConnectionError):
         error = AtHocTransportError(
             f"{where}: connection failed: {cause}", method=method, path=path
@@ -554,7 +576,7 @@ class Transport:
             logger.debug(
                 "%s %s failed after %.0f ms: %s", method, path, elapsed_ms, type(exc).__name__
             )
-            raise map_request_exception(exc, method, path, self._secrets) from exc
+            raise map_request_exception(exc, method, url, self._secrets) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
         if response.status_code >= 300:

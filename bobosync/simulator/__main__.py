@@ -1,12 +1,13 @@
 """Command line of the AtHoc simulator.
 
 ``python -m bobosync.simulator [serve] --port 8443 [--host 127.0.0.1] [--users 50]
-[--certfile cert.pem --keyfile key.pem] [--token-lifetime 3600]`` runs the server in the
-foreground until Ctrl-C or SIGTERM. It logs the URL (stderr) and prints a ready-to-copy
-``.env`` block (stdout).
+[--tls [--tls-dir DIR] | --certfile cert.pem --keyfile key.pem] [--token-lifetime 3600]`` runs
+the server in the foreground until Ctrl-C or SIGTERM. It logs the URL (stderr) and prints a
+ready-to-copy ``.env`` block (stdout); with ``--tls`` it makes a throwaway CA and server
+certificate first, and the block names the CA file in SSL_CERT_PATH.
 
 ``python -m bobosync.simulator generate DIR --files 10 [--users 50] [--seed 0]`` writes BOBO
-export files for collar numbers 00001..N.
+export files for collar numbers 00001..N, a minute apart, the last one stamped now.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import argparse
 import logging
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Optional
@@ -53,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--users", type=int, default=50, help="number of users (default 50)")
     serve.add_argument("--certfile", type=Path, help="PEM certificate (chain): serve HTTPS")
     serve.add_argument("--keyfile", type=Path, help="PEM private key of --certfile")
+    serve.add_argument("--tls", action="store_true",
+                       help="serve HTTPS with a throwaway CA and certificate made now; prints the CA file to "
+                            "trust (SSL_CERT_PATH)")
+    serve.add_argument("--tls-dir", type=Path, metavar="DIR",
+                       help="where --tls writes its files (default: a new temporary folder, kept)")
     serve.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds")
     serve.add_argument(
         "--datetime-format", default="%d/%m/%Y %H:%M:%S", help="the organization's format"
@@ -64,12 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--users", type=int, default=50, help="collar numbers 00001..N")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     generate.add_argument(
-        "--start", type=_parse_start, help="time of the first file (default: now)"
+        "--start", type=_parse_start,
+        help="time of the first file; files are a minute apart (default: the last file is stamped now)"
     )
     return parser
 
 
-def _env_block(sim: AtHocSimulator, certfile: Optional[Path]) -> str:
+def _env_block(sim: AtHocSimulator, certfile: Optional[Path], ca_pem: Optional[Path] = None) -> str:
     creds = sim.credentials
     lines = [
         "# bobosync .env for the AtHoc simulator",
@@ -80,7 +88,9 @@ def _env_block(sim: AtHocSimulator, certfile: Optional[Path]) -> str:
         f"PASSWORD={creds['password']}",
         f"ORG_CODE={creds['org_code']}",
     ]
-    if certfile is not None:
+    if ca_pem is not None:
+        lines.append(f"SSL_CERT_PATH={ca_pem}")
+    elif certfile is not None:
         lines.append(
             f"# SSL_CERT_PATH=<the CA that signed {certfile}> (or the certificate itself "
             "when it is self-signed)"
@@ -92,6 +102,18 @@ def _serve(args: argparse.Namespace) -> int:
     if (args.certfile is None) != (args.keyfile is None):
         logger.error("--certfile and --keyfile go together")
         return 2
+    ca_pem: Optional[Path] = None
+    if args.tls:
+        if args.certfile is not None:
+            logger.error("--tls makes its own certificate: give --tls or --certfile/--keyfile, not both")
+            return 2
+        from .certs import make_throwaway_tls  # imports the cryptography package only now
+
+        folder = args.tls_dir or Path(tempfile.mkdtemp(prefix="bobosync-sim-tls-"))
+        files = make_throwaway_tls(folder, list(dict.fromkeys((args.host, "127.0.0.1", "localhost"))))
+        args.certfile, args.keyfile, ca_pem = files.certfile, files.keyfile, files.ca_pem
+        logger.info("throwaway CA written to %s: trust it with SSL_CERT_PATH=%s (delete %s when done)",
+                    folder, ca_pem, folder)
     sim = AtHocSimulator(
         make_users(args.users),
         host=args.host,
@@ -113,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
         logger.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
         return 1
     try:
-        print(_env_block(sim, args.certfile), flush=True)
+        print(_env_block(sim, args.certfile, ca_pem), flush=True)
         logger.info("%d users; Ctrl-C or SIGTERM stops", len(sim.users))
         while not stop.wait(0.5):
             pass
@@ -129,7 +151,10 @@ def _generate(args: argparse.Namespace) -> int:
     if args.files < 0 or args.users < 1:
         logger.error("--files must be 0 or more and --users at least 1")
         return 2
-    start = args.start if args.start is not None else datetime.now().replace(microsecond=0)
+    if args.start is not None:
+        start = args.start
+    else:  # into the past: the last file at about now, so that no event is in the future
+        start = datetime.now().replace(microsecond=0) - timedelta(seconds=60 * max(0, args.files - 1))
     employees = [f"{i:05d}" for i in range(1, args.users + 1)]
     paths = generate_bobo_files(
         args.directory, employees, files=args.files, start=start, seed=args.seed
