@@ -17,6 +17,7 @@ from .locking import SingleInstanceLock
 from .logsetup import LOGGER_NAME, configure_logging
 from .secret_store import SECRET_NAMES
 from .settings import LOG_LEVELS, Settings, load_settings
+from .stopping import stop_signals
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -141,8 +142,6 @@ def _wait_for_lock(lock: SingleInstanceLock, interval: float) -> bool:
     (a supervisor would otherwise see a clean exit and leave the service stopped). True once
     the lock is held; False when a stop signal (Ctrl-C, SIGTERM, Ctrl-Break) came first: that
     is a clean stop, as it is during the passes."""
-    from .worker import stop_signals
-
     announced = False
     with stop_signals() as stop:
         while not stop.is_set():

@@ -256,8 +256,8 @@ def map_request_exception(
         if parts is not None and parts.hostname:
             target = f" by {parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
         error = AtHocTransportError(
-            f"{where}: connection refused{target}: nothing accepts connections there; check the host "
-            "and port in ATHOC_SERVER_URL, and that AtHoc is up",
+            f"{where}: connection refused{target} ({cause}): nothing accepts connections there; check "
+            "the host and port in ATHOC_SERVER_URL, and that AtHoc is up",
             method=method, path=path,
         )
     elif isinstance(exc, requests.ConnectionError):

@@ -8,46 +8,20 @@ safe because every step of a pass is crash-safe (see :mod:`bobosync.filestore`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from types import FrameType
 from typing import Any, Callable, Optional
 
 from .monitoring import after_pass
 from .processor import BOBOProcessor, PassReport
+from .stopping import STOP_SIGNALS, restore_signal_handlers
 
 log = logging.getLogger(__name__)
 
-_STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)
-)
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[threading.Event]:
-    """An event that the first stop signal (SIGINT, SIGTERM, Ctrl-Break) sets while the block
-    runs; the previous handlers come back after it. Outside the main thread (tests) no handler
-    is installed and the event is only set by the caller."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("stop requested (signal %d)", signum)
-        stop.set()
-
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in _STOP_SIGNALS:
-            previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, on_signal)
-    try:
-        yield stop
-    finally:
-        Worker._restore_signal_handlers(previous)
 
 
 class ForcedStop(BaseException):
@@ -93,7 +67,7 @@ class Worker:
             log.info("stopped after %d pass(es)", self.passes)
             return 0
         finally:
-            self._restore_signal_handlers(previous)
+            restore_signal_handlers(previous)
 
     def request_stop(self) -> None:
         self.stop_requested = True
@@ -116,12 +90,7 @@ class Worker:
         if threading.current_thread() is not threading.main_thread():
             return {}  # only the main thread may set handlers (tests run workers in threads)
         previous = {}
-        for sig in _STOP_SIGNALS:
+        for sig in STOP_SIGNALS:
             previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._handle_signal)
         return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
