@@ -20,6 +20,10 @@ Schema version 1 adds ``sync_tracking.last_success_time`` and the tables
 ``remembered_files`` (files processed in place when processed files are not moved) and
 ``pending_moves`` (the journal that makes file moves survive a crash).
 
+Schema version 2 adds ``remembered_files.ctime_ns`` and ``remembered_files.file_id``: with
+``mtime_ns`` and the size, the fingerprint that tells, without reading it, that a file left in
+place is still the one processed (rows remembered before have none: they are hashed once).
+
 The schema version lives in ``PRAGMA user_version``. Migrations only go forward, each in its
 own transaction. A legacy table that lacks some columns gets them; unknown extra columns are
 left alone. Datetimes are stored as naive local ISO text with seconds precision
@@ -48,7 +52,7 @@ from bobosync.errors import DatabaseError
 logger = logging.getLogger(__name__)
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The most bound parameters put in one ``IN (...)`` list.
 _CHUNK = 500
@@ -94,6 +98,13 @@ class RememberedFile:
     sha256: str
     mtime_ns: Optional[int]
     processed_at: datetime
+    ctime_ns: Optional[int] = None
+    file_id: Optional[int] = None
+
+    @property
+    def fingerprint(self) -> tuple[int, Optional[int], Optional[int], Optional[int]]:
+        """(size, mtime_ns, ctime_ns, file_id), as :class:`bobosync.filestore.Fingerprint`."""
+        return (self.size, self.mtime_ns, self.ctime_ns, self.file_id)
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,10 @@ def _placeholders(count: int) -> str:
 
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
 
 
 # --------------------------------------------------------------------------- schema
@@ -369,8 +384,13 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
             )
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the rest of a remembered file's fingerprint."""
+    _add_missing_columns(conn, "remembered_files", (("ctime_ns", "INTEGER"), ("file_id", "INTEGER")))
+
+
 #: MIGRATIONS[n] takes a database from schema n to schema n + 1.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -968,10 +988,12 @@ class BOBODatabase:
     ) -> dict[str, list[RememberedFile]]:
         """name -> remembered versions of that file (oldest first); every name when None."""
         rows: list[Any] = []
-        columns = "SELECT name, size, sha256, mtime_ns, processed_at FROM remembered_files"
+        columns = "SELECT name, size, sha256, mtime_ns, processed_at, ctime_ns, file_id FROM remembered_files"
         with self._guard("reading remembered files"):
             if not self._has_table("remembered_files"):
                 return {}
+            if self._read_only and "file_id" not in _table_columns(self._connection, "remembered_files"):
+                columns = "SELECT name, size, sha256, mtime_ns, processed_at FROM remembered_files"  # schema 1
             if names is None:
                 rows = self._connection.execute(columns).fetchall()
             else:
@@ -983,14 +1005,18 @@ class BOBODatabase:
                         )
                     )
         result: dict[str, list[RememberedFile]] = {}
-        for name, size, sha256, mtime_ns, processed_at in rows:
+        for row in rows:
+            name, size, sha256, mtime_ns, processed_at = row[:5]
+            ctime_ns, file_id = tuple(row[5:7]) if len(row) > 5 else (None, None)
             result.setdefault(str(name), []).append(
                 RememberedFile(
                     name=str(name),
                     size=int(size),
                     sha256=str(sha256),
-                    mtime_ns=None if mtime_ns is None else int(mtime_ns),
+                    mtime_ns=_int_or_none(mtime_ns),
                     processed_at=parse_datetime(processed_at) or datetime.min,
+                    ctime_ns=_int_or_none(ctime_ns),
+                    file_id=_int_or_none(file_id),
                 )
             )
         for files in result.values():
@@ -998,15 +1024,36 @@ class BOBODatabase:
         return result
 
     def remember_file(
-        self, name: str, size: int, sha256: str, mtime_ns: Optional[int], when: datetime
+        self,
+        name: str,
+        size: int,
+        sha256: str,
+        mtime_ns: Optional[int],
+        when: datetime,
+        ctime_ns: Optional[int] = None,
+        file_id: Optional[int] = None,
     ) -> None:
-        """Remember a processed file; remembering it again refreshes mtime and time."""
+        """Remember a processed file; remembering it again refreshes fingerprint and time."""
         with self._write("remembering a file") as conn:
             conn.execute(
-                "INSERT INTO remembered_files (name, size, sha256, mtime_ns, processed_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, size, sha256) DO UPDATE SET "
-                "mtime_ns = excluded.mtime_ns, processed_at = excluded.processed_at",
-                (name, size, sha256, mtime_ns, format_datetime(when)),
+                "INSERT INTO remembered_files "
+                "(name, size, sha256, mtime_ns, processed_at, ctime_ns, file_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name, size, sha256) DO UPDATE SET "
+                "mtime_ns = excluded.mtime_ns, processed_at = excluded.processed_at, "
+                "ctime_ns = excluded.ctime_ns, file_id = excluded.file_id",
+                (name, size, sha256, mtime_ns, format_datetime(when), ctime_ns, file_id),
+            )
+
+    def refresh_remembered(
+        self, name: str, size: int, sha256: str, mtime_ns: int, ctime_ns: int, file_id: int
+    ) -> None:
+        """A remembered file was found unchanged by its hash: store its new fingerprint, so
+        that later passes need not read it again (its processing time stays)."""
+        with self._write("refreshing a remembered file") as conn:
+            conn.execute(
+                "UPDATE remembered_files SET mtime_ns = ?, ctime_ns = ?, file_id = ? "
+                "WHERE name = ? AND size = ? AND sha256 = ?",
+                (mtime_ns, ctime_ns, file_id, name, size, sha256),
             )
 
     def purge_remembered(self, before: datetime, keep: Iterable[str] = ()) -> int:

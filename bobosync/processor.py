@@ -36,9 +36,14 @@ from .errors import AtHocAuthError, AtHocError, BoboSyncError, DatabaseError, In
 from .filestore import (
     FileMover,
     Listing,
+    Snapshot,
     WaitingFile,
+    changed_since,
+    is_transient,
     list_waiting_files,
     purge_old_files,
+    read_snapshot,
+    remembered_match,
     sha256_of,
     write_error_note,
 )
@@ -56,6 +61,12 @@ FUTURE_EVENT_TOLERANCE = timedelta(hours=1)
 #: How many bad-row reasons a failed file's ``.error.txt`` and processing_log row quote.
 _REASONS_QUOTED = 5
 
+#: A last line without a line ending that does not parse is a row still being written until
+#: the file has been left unchanged for this many FILE_SETTLE_SECONDS (and at least the
+#: minimum); only then is it a bad row.
+GROWTH_PATIENCE_SETTLES = 10
+GROWTH_PATIENCE_MIN_SECONDS = 60.0
+
 __all__ = ["BOBODatabase", "BOBOEntry", "BOBOProcessor", "PassCounts", "PassReport"]
 
 
@@ -68,6 +79,9 @@ class PassCounts:
     files_retry: int = 0
     files_failed: int = 0
     files_waiting_young: int = 0
+    #: Read, then left in CSV_DIRECTORY with nothing decided: still being written (a last
+    #: line cut short), changed since it was read, or gone since it was listed.
+    files_left: int = 0
     rows: int = 0
     bad_rows: int = 0
     updates_sent: int = 0
@@ -124,9 +138,16 @@ class _FileState:
 
     waiting: WaitingFile
     sha256: str = ""
+    #: The file as it was read (None when it could not be read): moved only if still so.
+    snapshot: Optional[Snapshot] = None
     rows: int = 0
     bad: list[BadRow] = field(default_factory=list)
     unreadable: Optional[str] = None
+    #: A read error that may go away (permission denied, a sharing or lock violation, in
+    #: use): the file stays, one attempt is counted; after MAX_RETRY_ATTEMPTS it fails.
+    transient: Optional[str] = None
+    #: Why the file is left in CSV_DIRECTORY with nothing recorded (next pass reads it again).
+    left: Optional[str] = None
     #: Updates AtHoc rejected: the file is retried, and after MAX_RETRY_ATTEMPTS it fails.
     failures: list[str] = field(default_factory=list)
     #: Updates AtHoc never answered (down, overloaded): retried without counting an attempt,
@@ -309,16 +330,26 @@ class BOBOProcessor:
             return listing, 0
         remembered = self.db.remembered_by_name(f.name for f in listing.ready)
         ready = []
+        unexamined = list(listing.unexamined)
+        left_in_place = 0
         for waiting in listing.ready:
-            known = remembered.get(waiting.name, [])
-            if any(r.size == waiting.size and r.mtime_ns == waiting.mtime_ns for r in known):
+            try:
+                match = remembered_match(waiting, remembered.get(waiting.name, []))
+            except OSError as exc:
+                # Probably the processed file, but it cannot be compared now: that file's
+                # problem only, reported by name; the next pass looks again.
+                unexamined.append((waiting.name, f"cannot read it to compare with the processed file "
+                                                 f"of that name: {exc.strerror or exc}"))
                 continue
-            if any(r.size == waiting.size for r in known) and self.db.is_remembered(
-                waiting.name, waiting.size, sha256_of(waiting.path)
-            ):
+            if match is None:
+                ready.append(waiting)
                 continue
-            ready.append(waiting)
-        return dataclasses.replace(listing, ready=ready), len(listing.ready) - len(ready)
+            left_in_place += 1
+            if match.fingerprint != waiting.fingerprint and not self.dry_run:
+                # Same content, new metadata (a chmod, a touch): hashed once, not every pass.
+                fp = waiting.fingerprint
+                self.db.refresh_remembered(match.name, match.size, match.sha256, fp.mtime_ns, fp.ctime_ns, fp.file_id)
+        return dataclasses.replace(listing, ready=ready, unexamined=tuple(unexamined)), left_in_place
 
     def parse_csv_file(self, path: Path) -> list[BOBOEntry]:
         """Every valid entry of one file (bad rows are logged). For the REPL and tests: the
@@ -353,7 +384,7 @@ class BOBOProcessor:
         states = [_FileState(f) for f in files]
         latest = LatestEvents()
         for index, state in enumerate(states):
-            self._parse_into(state, index, latest, now + FUTURE_EVENT_TOLERANCE)
+            self._parse_into(state, index, latest, now)
             counts.files += 1
             counts.rows += state.rows
             counts.bad_rows += len(state.bad)
@@ -417,9 +448,11 @@ class BOBOProcessor:
         if unanswered is not None:
             raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
 
-    def _parse_into(self, state: _FileState, index: int, latest: LatestEvents, latest_allowed: datetime) -> None:
+    def _parse_into(self, state: _FileState, index: int, latest: LatestEvents, now: datetime) -> None:
+        latest_allowed = now + FUTURE_EVENT_TOLERANCE
         try:
-            state.sha256 = sha256_of(state.path)
+            state.snapshot = snapshot = read_snapshot(state.path)
+            state.sha256 = snapshot.sha256
             for item in read_bobo_file(state.path):
                 if not isinstance(item, BadRow) and item.event_time > latest_allowed:
                     # Applied, it would make every real event of that person "not newer" until
@@ -432,15 +465,39 @@ class BOBOProcessor:
                     log.warning("%s %s", state.name, problem)
                     continue
                 if isinstance(item, BadRow):
+                    if item.open_end and self._may_still_grow(snapshot, now):
+                        # The rows before it are complete and used; the file waits for the rest.
+                        state.left = (f"its last line (row {item.row_number}) has no line ending and does not "
+                                      "parse: probably still being written; left for the next pass (a bad row "
+                                      f"once the file has not changed for {self._growth_patience():g} s)")
+                        continue
                     state.bad.append(item)
                     log.warning("%s row %d: %s", state.name, item.row_number, item.reason)
                 else:
                     state.rows += 1
                     latest.add(item, index)
         except InputFileError as exc:
-            state.unreadable = exc.reason
+            self._read_failed(state, exc.os_error, exc.reason)
         except OSError as exc:
-            state.unreadable = f"cannot read: {exc.strerror or exc}"
+            self._read_failed(state, exc, f"cannot read: {exc.strerror or exc}")
+
+    def _read_failed(self, state: _FileState, exc: Optional[OSError], reason: str) -> None:
+        """Sort a read error: gone (nothing to decide), transient (retried), or permanent."""
+        if isinstance(exc, FileNotFoundError):
+            state.left = "it is no longer in CSV_DIRECTORY (renamed or moved away since it was listed)"
+        elif exc is not None and is_transient(exc):
+            winerror = getattr(exc, "winerror", None)
+            state.transient = f"cannot read: {exc.strerror or exc}" + (
+                f" (Windows error {winerror})" if winerror else "")
+        else:
+            state.unreadable = reason
+
+    def _growth_patience(self) -> float:
+        return max(GROWTH_PATIENCE_MIN_SECONDS, GROWTH_PATIENCE_SETTLES * self.settings.file_settle_seconds)
+
+    def _may_still_grow(self, snapshot: Snapshot, now: datetime) -> bool:
+        """Modified too recently for a last line cut short to be the writer's final word."""
+        return now.timestamp() - snapshot.fingerprint.mtime_ns / 1e9 < self._growth_patience()
 
     def _map(self, events: dict[str, ResolvedEvent], report: PassReport, now: datetime) -> dict[str, ResolvedEvent]:
         """employee ID -> event, keyed now by LOGIN_ID-resolvable employees only."""
@@ -498,7 +555,21 @@ class BOBOProcessor:
             self.db.record_applied_events(applied_rows, now)
             self.db.clear_in_flight(answered)
             for state in states:
-                reason = state.fatal_reason()
+                if state.left is not None:
+                    counts.files_left += 1
+                    log.info("%s: %s", state.name, state.left)
+                    continue
+                if state.transient is not None:
+                    attempts = self.db.record_file_failure(state.name, state.transient, now)
+                    if attempts < self.settings.max_retry_attempts:
+                        counts.files_retry += 1
+                        log.error("%s: %s; it stays in CSV_DIRECTORY and is tried again next pass (attempt %d of %d)",
+                                  state.name, state.transient, attempts, self.settings.max_retry_attempts)
+                        continue
+                    reason: Optional[str] = (f"could not be read in {attempts} attempts, the last: {state.transient} "
+                                             "(locked by another program, or no permission to read it)")
+                else:
+                    reason = state.fatal_reason()
                 if reason is None and state.unanswered and not state.failures:
                     counts.files_retry += 1
                     log.warning("%s: AtHoc did not answer %d update(s); kept for the next pass",
@@ -513,10 +584,19 @@ class BOBOProcessor:
                         continue
                     reason = (f"{len(state.failures)} update(s) still failing after {attempts} attempts: "
                               + "; ".join(state.failures[:_REASONS_QUOTED]))
+                if state.snapshot is not None:
+                    # Move or remember only what was read: a file appended to, rewritten or
+                    # replaced since stays, and the next pass reads it again.
+                    changed = changed_since(state.path, state.snapshot)
+                    if changed is not None:
+                        counts.files_left += 1
+                        log.warning("%s: %s; left for the next pass, which reads it again", state.name, changed)
+                        continue
                 if reason is not None:
                     counts.files_failed += 1
                     self.db.log_processing(state.name, state.rows, "failed", reason, now)
-                    self.db.clear_file_retry(state.name)
+                    # Its attempts are forgotten once it is in the failed folder: if it cannot
+                    # be moved, the count shows (in `status`) that it is stuck in CSV_DIRECTORY.
                     dst = self._journal_move(state, self.settings.failed_files_directory, taken)
                     moves.append((state, dst, reason))
                     continue
@@ -527,7 +607,8 @@ class BOBOProcessor:
                 if self.settings.move_processed_files:
                     moves.append((state, self._journal_move(state, self.settings.processed_directory, taken), None))
                 else:
-                    self.db.remember_file(state.name, state.waiting.size, state.sha256, state.waiting.mtime_ns, now)
+                    fp = state.snapshot.fingerprint if state.snapshot is not None else state.waiting.fingerprint
+                    self.db.remember_file(state.name, fp.size, state.sha256, fp.mtime_ns, now, fp.ctime_ns, fp.file_id)
                     log.info("%s: %d rows, %d bad, %d update(s): done (left in place)",
                              state.name, state.rows, len(state.bad), state.updates)
         placed = [state for state, dst, reason in moves if self._carry_out(state, dst, reason, now, report)]
@@ -537,12 +618,16 @@ class BOBOProcessor:
             with self.db.transaction():
                 for state in placed:
                     self.db.remove_pending_move(str(state.path))
+                    self.db.clear_file_retry(state.name)
 
     def _recovered_move(self, src: Path, final: Path) -> None:
         """A move finished by recovery: if the crash came before a failed file's note was
         written, write it now from the reason the database recorded with the decision."""
         note = final.with_name(final.name + ".error.txt")
-        if final.parent != self.settings.failed_files_directory or note.exists():
+        if final.parent != self.settings.failed_files_directory:
+            return
+        self.db.clear_file_retry(src.name)
+        if note.exists():
             return
         reason = self.db.last_failure_reason(src.name) or "not recorded (see the log of the interrupted run)"
         write_error_note(final, reason, self.clock())
@@ -554,9 +639,10 @@ class BOBOProcessor:
 
     def _carry_out(self, state: _FileState, dst: Path, reason: Optional[str], now: datetime,
                    report: PassReport) -> bool:
-        """Move one settled file; True when it moved (its journal entry is left to the caller)."""
-        if reason is not None:
-            write_error_note(dst, reason, now)
+        """Move one settled file; True when it moved (its journal entry is left to the caller).
+
+        A failed file's note is written once the file is in the failed folder, never before:
+        a move that fails leaves no stray note (a crash in between: recovery writes it)."""
         try:
             final = self.mover.move(state.path, dst, state.sha256, forget=False)
         except OSError as exc:
@@ -565,6 +651,7 @@ class BOBOProcessor:
             report.errors.append(message)
             return False
         if reason is not None:
+            write_error_note(final, reason, now)
             log.error("%s: moved to %s: %s", state.name, final, reason)
         else:
             log.info("%s: %d rows, %d bad, %d update(s): done, moved to %s",
@@ -662,6 +749,10 @@ class BOBOProcessor:
         for name in listing.bad_names:
             message = (f"{name} in CSV_DIRECTORY: its name is not valid UTF-8 text, so it cannot be recorded; "
                        "it is left where it is: rename it")
+            report.errors.append(message)
+            log.error("%s", message)
+        for name, problem in listing.unexamined:
+            message = f"{name} in CSV_DIRECTORY: {problem}; it is left where it is and looked at again next pass"
             report.errors.append(message)
             log.error("%s", message)
         if listing.too_young:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 from . import __version__
 from .database import BOBODatabase, RunRecord
 from .errors import AtHocError, DatabaseError
-from .filestore import list_waiting_files, sha256_of
+from .filestore import list_waiting_files, remembered_match
 from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
@@ -363,16 +363,11 @@ def _waiting(
             remembered = {}
         still = []
         for waiting in ready:
-            known = [r for r in remembered.get(waiting.name, []) if r.size == waiting.size]
-            if any(r.mtime_ns == waiting.mtime_ns for r in known):
-                continue
-            if known:
-                try:
-                    digest = sha256_of(waiting.path)
-                except OSError:
-                    digest = ""
-                if any(r.sha256 == digest for r in known):
+            try:
+                if remembered_match(waiting, remembered.get(waiting.name, [])) is not None:
                     continue
+            except OSError:
+                pass  # cannot be compared now: the pass reports it, and it shows here as waiting
             still.append(waiting)
         ready = still
     for waiting in ready:
@@ -527,6 +522,12 @@ def judge(report: StatusReport, settings: Settings) -> list[Reason]:
     files = report.files
     if files.csv_error:
         bad(f"CSV_DIRECTORY {files.csv_directory} cannot be read: {files.csv_error}")
+    stuck = [f.name for f in files.waiting if f.retry_count >= files.max_retry_attempts]
+    if stuck:
+        # Done with its attempts, so it belongs in the failed folder, but it could not be moved.
+        warn(f"{_n(len(stuck), 'file')} used all {files.max_retry_attempts} attempts (MAX_RETRY_ATTEMPTS) and could "
+             f"not be moved to the failed folder, so it stays in CSV_DIRECTORY: {', '.join(stuck[:3])}"
+             f"{', ...' if len(stuck) > 3 else ''} (see the last error; check FAILED_FILES_DIRECTORY)")
     if files.oldest_waiting_seconds is not None:
         limit = _file_gap(settings)
         if files.oldest_waiting_seconds > limit.total_seconds():

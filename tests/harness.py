@@ -27,10 +27,12 @@ import errno
 import io
 import itertools
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +102,31 @@ def sim_env_file(
         **(extra or {}),
     }
     return write_env_file(root / ".env", values)
+
+
+def restricted_prefix() -> Optional[list[str]]:
+    """Command prefix under which a file of mode 000 really cannot be read, as for any user
+    but root: none for an ordinary user; for root (CI), ``setpriv`` dropping the
+    capabilities that let root read and write any file. None when that cannot be arranged
+    (Windows, or root without ``setpriv``): the caller skips, saying so."""
+    if os.name == "nt":
+        return None
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe"
+        probe.write_bytes(b"x")
+        probe.chmod(0)
+        try:
+            result = subprocess.run([*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'rb')"],
+                                    capture_output=True, timeout=30)
+        except OSError:
+            return None
+    return prefix if result.returncode != 0 and b"PermissionError" in result.stderr else None
 
 
 def cli_command(env_file: Path, *args: str) -> list[str]:

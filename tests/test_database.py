@@ -62,9 +62,9 @@ def test_fresh_database_is_created_at_current_schema_in_wal_mode(db_path: Path) 
     assert not db_path.parent.exists()
     with BOBODatabase(db_path) as db:
         assert db.path == db_path
-        assert db.schema_version == SCHEMA_VERSION == 1
+        assert db.schema_version == SCHEMA_VERSION == 2
         assert db.integrity_check() == "ok"
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == 2
     assert raw(db_path, "PRAGMA journal_mode")[0][0] == "wal"
     expected = {"worker_mapping", "processing_log", "sync_tracking", "file_retry_tracking"}
     assert expected | set(NEW_TABLES) <= tables(db_path)
@@ -80,7 +80,7 @@ def test_reopening_is_idempotent_and_keeps_data(db_path: Path) -> None:
     schema_before = raw(db_path, "SELECT sql FROM sqlite_master ORDER BY name")
     for _ in range(2):
         with BOBODatabase(db_path) as db:
-            assert db.schema_version == 1
+            assert db.schema_version == SCHEMA_VERSION
             assert db.all_mappings() == {"05990": "jsmith"}
             state = db.get_sync_state()
             assert state is not None and state.last_success_time == T0
@@ -91,7 +91,7 @@ def test_newer_schema_is_refused(db_path: Path) -> None:
     BOBODatabase(db_path).close()
     with closing(sqlite3.connect(str(db_path))) as conn:
         conn.execute("PRAGMA user_version = 7")
-    with pytest.raises(DatabaseError, match=r"newer bobosync \(schema 7, this version knows 1\)"):
+    with pytest.raises(DatabaseError, match=r"newer bobosync \(schema 7, this version knows 2\)"):
         BOBODatabase(db_path)
     with pytest.raises(DatabaseError, match="newer bobosync"):
         BOBODatabase(db_path, read_only=True)
@@ -144,7 +144,7 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
     assert user_version(db_path) == 0
 
     with BOBODatabase(db_path) as db:
-        assert db.schema_version == 1
+        assert db.schema_version == SCHEMA_VERSION
         assert db.all_mappings() == {"05990": "jsmith", "12345": "adoe"}
         assert db.mapping_count() == 2
         state = db.get_sync_state()
@@ -161,7 +161,7 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
         assert db.retry_counts() == {"stuck.csv": (3, "locked by Excel")}
         assert db.record_file_failure("stuck.csv", "again", T0) == 4
 
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == 2
     assert NEW_TABLES and set(NEW_TABLES) <= tables(db_path)
     assert raw(db_path, "SELECT filename, records_processed, status FROM processing_log") == [
         ("BOBO_20250617_134615_output.csv", 12, "success"),
@@ -268,7 +268,7 @@ def test_read_only_reader_sees_a_live_writer(db_path: Path) -> None:
     with BOBODatabase(db_path) as writer:
         writer.update_mapping("1", "a")
         with BOBODatabase(db_path, read_only=True) as reader:
-            assert reader.schema_version == 1
+            assert reader.schema_version == SCHEMA_VERSION
             assert reader.all_mappings() == {"1": "a"}
             with writer.transaction():
                 writer.update_mapping("2", "b")
@@ -361,7 +361,7 @@ def test_locked_legacy_database_cannot_be_opened(db_path: Path) -> None:
             BOBODatabase(db_path, busy_timeout=0.2)
         other.execute("ROLLBACK")
     with BOBODatabase(db_path) as db:  # and works once the other process lets go
-        assert db.schema_version == 1
+        assert db.schema_version == SCHEMA_VERSION
 
 
 def test_sqlite_errors_inside_a_write_become_database_errors_and_roll_back(
@@ -621,3 +621,28 @@ def test_events_in_flight_keep_the_latest_until_cleared(tmp_path: Path) -> None:
         assert db.get_in_flight(["A", "B", "C"]) == {"A": T0, "B": T0 + timedelta(minutes=1)}
         db.clear_in_flight(["A"])
         assert db.get_in_flight(["A", "B"]) == {"B": T0 + timedelta(minutes=1)}
+
+
+def test_schema_1_gains_the_remembered_fingerprint_and_old_rows_read_without_it(db_path: Path) -> None:
+    """Schema 1 remembered a file by size, hash and mtime only; schema 2 adds its change time
+    and file ID. Rows from before have none (so the file is hashed once), and a read-only
+    reader (status, --dry-run) of a schema-1 file still reads them."""
+    with BOBODatabase(db_path) as db:
+        db.remember_file("a.csv", 10, "aa", 111, T0)
+    with closing(sqlite3.connect(str(db_path), isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE remembered_files DROP COLUMN file_id")
+        conn.execute("ALTER TABLE remembered_files DROP COLUMN ctime_ns")
+        conn.execute("PRAGMA user_version = 1")
+    with BOBODatabase(db_path, read_only=True) as reader:
+        (old,) = reader.remembered_by_name()["a.csv"]
+        assert (old.size, old.sha256, old.mtime_ns, old.ctime_ns, old.file_id) == (10, "aa", 111, None, None)
+    with BOBODatabase(db_path) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        assert {"ctime_ns", "file_id"} <= set(columns(db_path, "remembered_files"))
+        (old,) = db.remembered_by_name()["a.csv"]
+        assert old.fingerprint == (10, 111, None, None)
+        db.refresh_remembered("a.csv", 10, "aa", 112, 113, 114)
+        db.remember_file("b.csv", 5, "bb", 1, T0, 2, 3)
+        assert db.remembered_by_name()["a.csv"][0].fingerprint == (10, 112, 113, 114)
+        assert db.remembered_by_name()["a.csv"][0].processed_at == T0  # a refresh is not a new processing
+        assert db.remembered_by_name()["b.csv"][0].fingerprint == (5, 1, 2, 3)

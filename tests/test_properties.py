@@ -77,8 +77,8 @@ ENCODINGS = st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "utf-16", "latin-1"
 
 
 def _as_text(body: bytes) -> Optional[str]:
-    """What a reader must make of these bytes (BOM already removed): UTF-8, else cp1252,
-    else nothing (not text)."""
+    """What a reader must make of these bytes (UTF-8 BOM already removed, no UTF-16 BOM):
+    UTF-8, else cp1252, else nothing (not text)."""
     for encoding in ("utf-8", "cp1252"):
         try:
             return body.decode(encoding)
@@ -115,6 +115,8 @@ def _record_lines(text: str) -> list[int]:
         st.tuples(TEXT, ENCODINGS).map(lambda t: t[0].encode(t[1], errors="replace")),
         st.binary(max_size=400),
         st.tuples(TEXT, st.binary(max_size=8), TEXT).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
+        st.tuples(TEXT, st.sampled_from(["utf-16-le", "utf-16-be"])).map(
+            lambda t: ("\ufeff" + t[0]).encode(t[1], errors="replace")),
     ),
     block=st.sampled_from([1, 64, bobo_csv._BLOCK_CHARS]),
     chunk=st.sampled_from([7, bobo_csv._CHUNK]),
@@ -124,6 +126,13 @@ def test_reading_any_bytes_gives_entries_and_bad_rows_or_input_file_error(
 ) -> None:
     body = content[3:] if content.startswith(codecs.BOM_UTF8) else content
     text = None if b"\0" in body else _as_text(body)
+    for bom, codec in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if content.startswith(bom):  # UTF-16 says so with its byte-order mark
+            try:
+                text = content[2:].decode(codec)
+            except UnicodeDecodeError:
+                text = None
+            text = None if text is None or "\0" in text else text
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "any.csv"
         path.write_bytes(content)
