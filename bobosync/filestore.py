@@ -385,6 +385,11 @@ class FileMover:
                         log.info("recovered interrupted move: %s is in %s", src.name, dst.parent)
                     else:
                         log.warning("interrupted move of %s: %s holds other content; kept both", src, dst)
+                elif src_there and move.sha256 and sha256_of(src) != move.sha256:
+                    # Written to since the decision (BOBO appending, a copy tool): the decision
+                    # was about other content. Left for the pass, which reads it again.
+                    log.warning("interrupted move of %s: the file changed since it was decided; "
+                                "left in place to be read again", src.name)
                 elif src_there:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     final = self._move(src, dst, move.sha256)
