@@ -29,7 +29,7 @@ from bobosync.check import (
     decode_certificate,
     run_check,
 )
-from bobosync.database import BOBODatabase
+from bobosync.database import SCHEMA_VERSION, BOBODatabase
 from bobosync.locking import SingleInstanceLock
 from bobosync.settings import Settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator, make_users
@@ -414,7 +414,7 @@ def test_existing_database_is_described_read_only(
     outcome = check(tmp_path, sim_env)
     detail = outcome.one("database").detail
     assert outcome.one("database").status == "OK"
-    assert "schema 1" in detail and "2 worker mapping(s)" in detail
+    assert f"schema {SCHEMA_VERSION}," in detail and "2 worker mapping(s)" in detail
     assert "last mapping sync 2025-06-01 20:00 (success)" in detail
     assert db_path.read_bytes() == before
 
