@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 from .database import BOBODatabase, RememberedFile
+from .timebase import show
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +429,7 @@ def write_error_note(csv_path: Path, reason: str, when: datetime) -> Optional[Pa
     note = csv_path.with_name(csv_path.name + ".error.txt")
     try:
         note.write_text(
-            f"File: {csv_path.name}\nFailed: {when:%Y-%m-%d %H:%M:%S}\nReason: {reason}\n",
+            f"File: {csv_path.name}\nFailed: {show(when)}\nReason: {reason}\n",
             encoding="utf-8",
         )
     except OSError as exc:

@@ -7,11 +7,19 @@ A pass (:meth:`BOBOProcessor.run_pass`):
 3. sync the worker mapping from AtHoc if it is due (:mod:`bobosync.scheduling`);
 4. list the waiting files, oldest first, skipping files still being written and files
    already processed (MOVE_PROCESSED_FILES=false);
-5. per batch of BATCH_SIZE files: parse, keep the latest event per employee, drop events not
-   newer than the last one applied in an earlier pass, map employee IDs to AtHoc LOGIN_IDs,
-   send, and classify each file as done, retry or failed (:meth:`process_file_batch`);
+5. per batch of BATCH_SIZE files: parse, give every event its true instant
+   (:mod:`bobosync.timebase`), keep the latest event per employee, drop events not newer than
+   the last one applied in an earlier pass (:mod:`bobosync.resolution`), map employee IDs to
+   AtHoc LOGIN_IDs, send, and classify each file as done, retry or failed
+   (:meth:`process_file_batch`);
 6. clear duty values left behind for longer than AUTO_CLEANUP_HOURS;
 7. purge old logs and processed files; log one summary line; record the run.
+
+Every time inside is an instant (aware, UTC). Right after connecting, this machine's clock is
+compared with AtHoc's (the ``Date`` header); beyond CLOCK_TOLERANCE_MINUTES the pass reports an
+ERROR and skips every decision that reads this machine's clock (the auto-cleanup, the hold on
+future events, the SYNC_RETRY_DAYS rule, the purges), while files are still processed: their
+times come from BOBO.
 
 The pass never holds a decision only in memory: what was applied, which files are done and
 where they are going is committed in one transaction *before* any file is moved, and moves are
@@ -48,9 +56,10 @@ from .filestore import (
     write_error_note,
 )
 from .logsetup import purge_old_logs
-from .resolution import LatestEvents, ResolvedEvent, drop_not_newer, drop_older_than_in_flight
+from .resolution import AppliedEvent, LatestEvents, ResolvedEvent, drop_not_newer, drop_older_than_in_flight
 from .scheduling import mapping_is_stale, mapping_sync_due
 from .settings import Settings, load_settings
+from .timebase import UTC, Reading, ZoneReader, as_utc, describe_offset, show, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +100,8 @@ class PassCounts:
     unmapped: int = 0
     superseded: int = 0
     cleared: int = 0
+    #: Events that lost to a newer applied one although their file is newer (terminal clock behind?).
+    behind: int = 0
     requests: int = 0
 
     def summary(self) -> str:
@@ -99,7 +110,7 @@ class PassCounts:
             f"failed {self.files_failed}), rows {self.rows}, bad rows {self.bad_rows}, "
             f"updates sent {self.updates_sent}, applied {self.applied}, "
             f"not in AtHoc {self.not_in_athoc}, failed {self.failed}, unmapped {self.unmapped}, "
-            f"superseded {self.superseded}, cleared {self.cleared}"
+            f"superseded {self.superseded}, behind {self.behind}, cleared {self.cleared}"
         )
 
 
@@ -196,7 +207,7 @@ class BOBOProcessor:
         client: Optional[AtHocClient] = None,
         db: Optional[BOBODatabase] = None,
         dry_run: bool = False,
-        clock: Callable[[], datetime] = datetime.now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.dry_run = dry_run
@@ -208,6 +219,11 @@ class BOBOProcessor:
         self._memory_mapping: Optional[dict[str, str]] = None
         self._synced_this_pass = False
         self._reported_unmapped: set[str] = set()
+        #: False for a pass whose clock differs from AtHoc's beyond CLOCK_TOLERANCE_MINUTES.
+        self._clock_trusted = True
+
+    def _now(self) -> datetime:
+        return as_utc(self.clock())
 
     # ------------------------------------------------------------------ AtHoc and mapping
 
@@ -220,9 +236,9 @@ class BOBOProcessor:
     def should_run_user_mapping_sync(self, now: Optional[datetime] = None) -> bool:
         if not self.settings.sync_mappings:
             return False
-        now = now or self.clock()
         decision = mapping_sync_due(
-            self.db.get_sync_state(), now, self.settings.sync_hour, self.settings.sync_retry_days
+            self.db.get_sync_state(), as_utc(now or self.clock()), self.settings.sync_hour,
+            self.settings.sync_retry_days, clock_trusted=self._clock_trusted,
         )
         log.debug("mapping sync due: %s (%s)", decision.due, decision.reason)
         return decision.due
@@ -233,7 +249,7 @@ class BOBOProcessor:
         The old mapping is kept when AtHoc lists no user, the listing is incomplete, or the
         new mapping would remove more than half of the existing one. Returns True on success.
         """
-        now = now or self.clock()
+        now = as_utc(now or self.clock())
         self._synced_this_pass = True
         client = self.connect_athoc()
         run_id = None if self.dry_run else self.db.start_run("mapping_sync", now, os.getpid())
@@ -321,7 +337,7 @@ class BOBOProcessor:
 
     def get_csv_files(self, now: Optional[datetime] = None) -> list[Path]:
         """The waiting files this pass would process, oldest first."""
-        return [f.path for f in self._list_files(now or self.clock())[0].ready]
+        return [f.path for f in self._list_files(as_utc(now or self.clock()))[0].ready]
 
     def _list_files(self, now: datetime) -> tuple[Listing, int]:
         """Ready files minus those already processed and left in place; and how many those are."""
@@ -379,10 +395,11 @@ class BOBOProcessor:
         answering (its files are kept without counting an attempt), and AtHocAuthError when
         the token can no longer be obtained (nothing settled).
         """
-        now = self.clock()
+        now = self._now()
         counts = report.counts
-        states = [_FileState(f) for f in files]
-        latest = LatestEvents()
+        # Indexed in listing order (modification time, then name): the tie rule's file order.
+        states = [_FileState(f) for f in sorted(files, key=lambda f: (f.mtime_ns, f.name))]
+        latest = LatestEvents([(state.waiting.mtime_ns, state.name) for state in states])
         for index, state in enumerate(states):
             self._parse_into(state, index, latest, now)
             counts.files += 1
@@ -391,8 +408,17 @@ class BOBOProcessor:
 
         events = latest.events()
         counts.superseded += latest.superseded
-        events, not_newer = drop_not_newer(events, self.db.get_last_events(events))
-        counts.superseded += not_newer
+        last_applied = self.db.get_last_events(events)
+        decided = drop_not_newer(events, last_applied)
+        events = decided.kept
+        counts.superseded += decided.dropped
+        for lost in decided.behind:
+            counts.behind += 1
+            applied = lost.applied.order
+            log.warning("employee %s: %s row %d (%s) is older than the event already applied from the older file "
+                        "%s row %d (%s): not applied. BOBO terminal clock behind?",
+                        lost.employee_id, lost.event.order.file_name, lost.event.order.row, show(lost.event.instant),
+                        applied.file_name, applied.row, show(applied.instant))
         events, under_way = drop_older_than_in_flight(events, self.db.get_in_flight(events))
         counts.superseded += under_way
 
@@ -410,14 +436,18 @@ class BOBOProcessor:
             # Noted before sending: if the answer is lost (crash, timeout), AtHoc may hold
             # these events, and an older event must not be sent over them meanwhile.
             with self.db.transaction():
-                self.db.record_in_flight(((e, ev.entry.event_time) for e, ev in sources.values()), now)
+                self.db.record_in_flight(((e, ev.order) for e, ev in sources.values()), now)
             results = self.connect_athoc().batch_update_duty_status(updates)
             counts.updates_sent += len(updates)
 
-        applied_rows = []
+        # The same state again, later in the order: AtHoc holds its value already; recorded
+        # so that the stored order does not depend on where pass boundaries fell.
+        applied_rows: list[tuple[str, AppliedEvent, Optional[str]]] = [
+            (employee_id, AppliedEvent(event.order, event.entry.transaction), None)
+            for employee_id, event in decided.same.items()
+        ]
         answered: list[str] = []
         unanswered: Optional[str] = None
-        names = [state.name for state in states]  # once per file, not once per update
         debug = log.isEnabledFor(logging.DEBUG)
         for login_id, result in results.items():
             employee_id, event = sources[login_id]
@@ -427,10 +457,7 @@ class BOBOProcessor:
                 answered.append(employee_id)
             if result.outcome is UpdateOutcome.APPLIED:
                 counts.applied += 1
-                entry = event.entry
-                applied_rows.append(
-                    (employee_id, entry.event_time, entry.transaction.value, login_id, names[event.file_index])
-                )
+                applied_rows.append((employee_id, AppliedEvent(event.order, event.entry.transaction), login_id))
                 if debug:
                     log.debug("applied %s (employee %s) = %r", login_id, employee_id, updates[login_id])
             elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
@@ -449,21 +476,21 @@ class BOBOProcessor:
             raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
 
     def _parse_into(self, state: _FileState, index: int, latest: LatestEvents, now: datetime) -> None:
-        latest_allowed = now + FUTURE_EVENT_TOLERANCE
+        """Read one file into ``latest``, each event with its true instant in BOBO_TIMEZONE.
+
+        A reading that occurs twice (fall-back) is resolved by the file's modification time, a
+        true instant not before the event; one that never occurs (spring-forward) is moved
+        forward by the gap, with a WARNING. An event more than FUTURE_EVENT_TOLERANCE ahead of
+        ``now`` is held back, unless this machine's clock is not trusted this pass (AtHoc's
+        contradicts it: "ahead of this clock" then means nothing)."""
+        latest_allowed = now + FUTURE_EVENT_TOLERANCE if self._clock_trusted else None
+        reader = ZoneReader(self.settings.bobo_timezone)
+        debug = log.isEnabledFor(logging.DEBUG)
         try:
             state.snapshot = snapshot = read_snapshot(state.path)
             state.sha256 = snapshot.sha256
+            modified = datetime.fromtimestamp(snapshot.fingerprint.mtime_ns / 1e9, UTC)
             for item in read_bobo_file(state.path):
-                if not isinstance(item, BadRow) and item.event_time > latest_allowed:
-                    # Applied, it would make every real event of that person "not newer" until
-                    # then. Held back instead: the file is retried, and fails with this reason
-                    # if the clocks do not agree by then.
-                    problem = (f"row {item.row_number}: DateTime_Created {item.event_time:%Y-%m-%d %H:%M:%S} is more "
-                               f"than {FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this server's "
-                               "clock (check the clock of the BOBO terminal or of this server)")
-                    state.failures.append(problem)
-                    log.warning("%s %s", state.name, problem)
-                    continue
                 if isinstance(item, BadRow):
                     if item.open_end and self._may_still_grow(snapshot, now):
                         # The rows before it are complete and used; the file waits for the rest.
@@ -473,9 +500,29 @@ class BOBOProcessor:
                         continue
                     state.bad.append(item)
                     log.warning("%s row %d: %s", state.name, item.row_number, item.reason)
-                else:
-                    state.rows += 1
-                    latest.add(item, index)
+                    continue
+                instant, kind = reader.instant(item.event_time, modified)
+                if kind is Reading.SKIPPED:
+                    log.warning("%s row %d: %s does not exist in %s (the clocks went forward); read as %s",
+                                state.name, item.row_number, f"{item.event_time:%Y-%m-%d %H:%M:%S}",
+                                self.settings.bobo_timezone, show(instant))
+                elif kind is Reading.REPEATED and debug:
+                    log.debug("%s row %d: %s occurs twice in %s (the clocks went back); the file's modification "
+                              "time %s makes it %s", state.name, item.row_number,
+                              f"{item.event_time:%Y-%m-%d %H:%M:%S}", self.settings.bobo_timezone,
+                              show(modified), show(instant))
+                if latest_allowed is not None and instant > latest_allowed:
+                    # Applied, it would make every real event of that person "not newer" until
+                    # then. Held back instead: the file is retried, and fails with this reason
+                    # if the clocks do not agree by then.
+                    problem = (f"row {item.row_number}: DateTime_Created {item.event_time:%Y-%m-%d %H:%M:%S} is more "
+                               f"than {FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this server's "
+                               "clock (check the clock of the BOBO terminal or of this server)")
+                    state.failures.append(problem)
+                    log.warning("%s %s", state.name, problem)
+                    continue
+                state.rows += 1
+                latest.add(item, index, instant)
         except InputFileError as exc:
             self._read_failed(state, exc.os_error, exc.reason)
         except OSError as exc:
@@ -545,7 +592,7 @@ class BOBOProcessor:
             sources[login_id] = (entry.employee_id, event)
         return updates, sources
 
-    def _settle(self, states: list[_FileState], applied_rows: list[tuple[str, datetime, str, str, str]],
+    def _settle(self, states: list[_FileState], applied_rows: list[tuple[str, AppliedEvent, Optional[str]]],
                 answered: list[str], report: PassReport, now: datetime) -> None:
         """Commit every decision of the batch in one transaction, then move the files."""
         counts = report.counts
@@ -663,7 +710,7 @@ class BOBOProcessor:
     def run_cleanup(self, now: Optional[datetime] = None) -> int:
         """Clear duty values older than AUTO_CLEANUP_HOURS. Returns how many were cleared;
         raises AtHocError (recorded in the run history first)."""
-        now = now or self.clock()
+        now = as_utc(now or self.clock())
         hours = self.settings.auto_cleanup_hours
         client = self.connect_athoc()
         if self.dry_run:
@@ -683,9 +730,10 @@ class BOBOProcessor:
     def run_pass(self, now: Optional[datetime] = None) -> PassReport:
         """One whole pass (see the module docstring). Never raises for AtHoc, file or input
         problems: they are logged, recorded and reflected in ``exit_code``."""
-        now = now or self.clock()
+        now = as_utc(now or self.clock())
         report = PassReport(started_at=now)
         started = time.monotonic()
+        self._clock_trusted = True
         self._synced_this_pass = False
         self._reported_unmapped = set()
         run_id = None
@@ -719,12 +767,15 @@ class BOBOProcessor:
             log.error("cannot connect to AtHoc: %s; no file was touched", exc)
             return
         requests_before = client.request_count
+        self._check_clock(client, report, self._now())
         try:
             if self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
                 report.errors.append("mapping sync failed")
             athoc_stopped = self._process_files(report, now)
             if self.settings.auto_cleanup_hours > 0 and athoc_stopped:
                 log.warning("auto-cleanup skipped: AtHoc stopped answering in this pass; the next pass runs it")
+            elif self.settings.auto_cleanup_hours > 0 and not self._clock_trusted:
+                log.warning("auto-cleanup skipped: this machine's clock differs from AtHoc's")
             elif self.settings.auto_cleanup_hours > 0:
                 try:
                     counts.cleared = self.run_cleanup(now)
@@ -733,8 +784,32 @@ class BOBOProcessor:
                     log.error("auto-cleanup failed: %s", exc)
         finally:
             counts.requests = client.request_count - requests_before
-        if not self.dry_run:
+        if not self.dry_run and self._clock_trusted:
             self._purge(now)
+
+    def _check_clock(self, client: AtHocClient, report: PassReport, now: datetime) -> None:
+        """Compare this machine's clock (``self.clock``, read as ``now``) with AtHoc's (the
+        ``Date`` header of its last answer). Beyond CLOCK_TOLERANCE_MINUTES: ERROR, and the
+        pass skips every decision that reads this machine's clock (``_clock_trusted``)."""
+        tolerance = self.settings.clock_tolerance
+        reading = client.clock_offset
+        if tolerance is None:
+            return
+        if reading is None:
+            log.debug("clock check: AtHoc's answers carry no Date header; not checked")
+            return
+        offset = reading.offset_at(now, utc_now())
+        log.debug("clock check: this machine's clock is %s (give or take %.1f s)",
+                  describe_offset(offset), reading.uncertainty.total_seconds())
+        if not reading.beyond(offset, tolerance):
+            return
+        self._clock_trusted = False
+        message = (f"this machine's clock ({show(now)}) is {describe_offset(offset)} ({show(now + offset)}), "
+                   f"more than CLOCK_TOLERANCE_MINUTES={self.settings.clock_tolerance_minutes:g}; this pass skips "
+                   "the auto-cleanup, the hold on future events, the SYNC_RETRY_DAYS rule and the purges "
+                   "(files are still processed): set this machine's clock right (NTP)")
+        report.errors.append(message)
+        log.error("%s", message)
 
     def _process_files(self, report: PassReport, now: datetime) -> bool:
         """Process the waiting files batch by batch. True when AtHoc stopped answering."""
@@ -785,7 +860,7 @@ class BOBOProcessor:
 
     def _purge(self, now: datetime) -> None:
         settings = self.settings
-        removed_logs = purge_old_logs(settings.log_directory, settings.log_purge_days, now.date())
+        removed_logs = purge_old_logs(settings.log_directory, settings.log_purge_days, now.astimezone().date())
         removed_files = 0
         days = settings.processed_files_purge_days
         if days > 0:

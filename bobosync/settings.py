@@ -22,7 +22,7 @@ import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
@@ -30,6 +30,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .timebase import machine_zone, zone_named
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -106,8 +107,25 @@ class Settings:
     log_directory: Path = Path("logs")
     log_purge_days: int = 10
     poll_interval_seconds: float = 60.0
+    #: The zone of BOBO's wall-clock readings (default: this machine's zone).
+    bobo_timezone: tzinfo = field(default_factory=machine_zone)
+    #: The zone AtHoc's duty values are read in (default: BOBO_TIMEZONE).
+    athoc_timezone: Optional[tzinfo] = None
+    #: How far this machine's clock may differ from AtHoc's; 0 turns the check off.
+    clock_tolerance_minutes: float = 5.0
     #: The ``.env`` file that was read, if any (informational).
     env_file: Optional[Path] = field(default=None, compare=False)
+
+    @property
+    def athoc_zone(self) -> tzinfo:
+        """ATHOC_TIMEZONE, or BOBO_TIMEZONE when it is not set."""
+        return self.athoc_timezone if self.athoc_timezone is not None else self.bobo_timezone
+
+    @property
+    def clock_tolerance(self) -> Optional[timedelta]:
+        """CLOCK_TOLERANCE_MINUTES as a timedelta; None when the clock check is off."""
+        minutes = self.clock_tolerance_minutes
+        return timedelta(minutes=minutes) if minutes > 0 else None
 
     @property
     def api_base(self) -> str:
@@ -310,6 +328,20 @@ class _Reader:
             )
         return fmt
 
+    def zone(self, name: str, default: Optional[tzinfo]) -> Optional[tzinfo]:
+        """An IANA zone name; empty: ``default`` (None: this machine's own zone)."""
+        value = self.raw(name)
+        try:
+            if value:
+                return zone_named(value)
+            return default if default is not None else machine_zone()
+        except ValueError as exc:
+            if value:
+                self.problems.append(f"{name}={value!r}: expected an IANA time zone name such as Europe/London")
+            else:
+                self.problems.append(f"{name}: not set, and {exc}; set it to an IANA name such as Europe/London")
+            return None
+
     def log_level(self) -> str:
         level = self.text("LOG_LEVEL", "INFO").upper()
         if level not in LOG_LEVELS:
@@ -334,6 +366,7 @@ class _Reader:
         server_url = self.server_url()
         client_id = self.required("CLIENT_ID")
         org_code = self.required("ORG_CODE")
+        bobo_zone = self.zone("BOBO_TIMEZONE", None)
         settings = Settings(
             athoc_server_url=server_url,
             client_id=client_id,
@@ -371,6 +404,9 @@ class _Reader:
             log_directory=self.path("LOG_DIRECTORY", "logs"),
             log_purge_days=self.integer("LOG_PURGE_DAYS", 10, 0),
             poll_interval_seconds=self.number("POLL_INTERVAL_SECONDS", 60.0, 0, strictly_positive=True),
+            bobo_timezone=bobo_zone or timezone.utc,
+            athoc_timezone=self.zone("ATHOC_TIMEZONE", bobo_zone) if self.raw("ATHOC_TIMEZONE") else None,
+            clock_tolerance_minutes=self.number("CLOCK_TOLERANCE_MINUTES", 5.0, 0),
             env_file=self.env_file,
         )
         if settings.csv_directory in (settings.processed_directory, settings.failed_files_directory):
