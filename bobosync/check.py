@@ -723,7 +723,7 @@ class Checker:
         if reading is None:
             return skip(name, f"AtHoc's answer has no Date header: clocks not compared; {zones}")
         now = utc_now()
-        offset = reading.offset_at(now, now)
+        offset = reading.offset_at(now)
         detail = (f"this machine ({show(now)}) is {describe_offset(offset)} "
                   f"(offset {offset.total_seconds():+.1f} s, "
                   f"give or take {reading.uncertainty.total_seconds():.1f} s); "

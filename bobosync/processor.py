@@ -798,7 +798,7 @@ class BOBOProcessor:
         if reading is None:
             log.debug("clock check: AtHoc's answers carry no Date header; not checked")
             return
-        offset = reading.offset_at(now, utc_now())
+        offset = reading.offset_at(now)
         log.debug("clock check: this machine's clock is %s (give or take %.1f s)",
                   describe_offset(offset), reading.uncertainty.total_seconds())
         if not reading.beyond(offset, tolerance):

@@ -21,6 +21,7 @@ local (this machine's zone): that is what an operator means by 20:00.
 from __future__ import annotations
 
 import enum
+import time
 from datetime import datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple, Optional
@@ -177,17 +178,21 @@ class ZoneReader:
 class ClockOffset(NamedTuple):
     """This machine's clock against AtHoc's, from the ``Date`` header of one answer.
 
-    ``athoc`` is AtHoc's clock at ``local`` (this machine's clock half-way through the round
-    trip); ``uncertainty`` is half the round trip plus the header's one-second resolution.
+    ``athoc`` is AtHoc's clock half-way through the round trip, when this machine's clock read
+    ``local`` and its monotonic clock ``monotonic``; ``uncertainty`` is half the round trip plus
+    the header's one-second resolution.
     """
 
     athoc: datetime
     local: datetime
     uncertainty: timedelta
+    monotonic: float
 
     @classmethod
-    def from_date_header(cls, header: Optional[str], sent: datetime, received: datetime) -> Optional[ClockOffset]:
-        """None when there is no ``Date`` header or it cannot be read."""
+    def from_date_header(cls, header: Optional[str], sent: datetime, received: datetime,
+                         monotonic: Optional[float] = None) -> Optional[ClockOffset]:
+        """None when there is no ``Date`` header or it cannot be read. ``monotonic``: the
+        monotonic clock at ``received`` (default: now)."""
         if not header:
             return None
         try:
@@ -197,16 +202,19 @@ class ClockOffset(NamedTuple):
         if stamped.tzinfo is None:  # "-0000": UTC by RFC 5322
             stamped = stamped.replace(tzinfo=UTC)
         half_trip = max(timedelta(0), received - sent) / 2
+        mid_monotonic = (time.monotonic() if monotonic is None else monotonic) - half_trip.total_seconds()
         # The header truncates to the second: AtHoc's clock read somewhere in [stamped, +1 s).
-        return cls(as_utc(stamped) + _DATE_RESOLUTION / 2, sent + half_trip, half_trip + _DATE_RESOLUTION / 2)
+        return cls(as_utc(stamped) + _DATE_RESOLUTION / 2, sent + half_trip, half_trip + _DATE_RESOLUTION / 2,
+                   mid_monotonic)
 
-    def offset_at(self, now: datetime, real_now: datetime) -> timedelta:
+    def offset_at(self, now: datetime, monotonic: Optional[float] = None) -> timedelta:
         """AtHoc's clock minus this machine's clock ``now`` (positive: this machine is behind).
 
-        AtHoc's clock is carried forward from the reading by the real time elapsed since
-        (``real_now`` minus ``local``), so a pass that reads its clock once compares that one
-        reading with AtHoc's clock at the same moment."""
-        return (self.athoc + (as_utc(real_now) - self.local)) - as_utc(now)
+        AtHoc's clock is carried forward from the reading by the time elapsed since on the
+        monotonic clock (``monotonic``, default now), which no change of the wall clock moves:
+        a long-lived client (``--watch``) still sees a clock that was stepped since."""
+        elapsed = (time.monotonic() if monotonic is None else monotonic) - self.monotonic
+        return self.athoc + timedelta(seconds=elapsed) - as_utc(now)
 
     def beyond(self, offset: timedelta, tolerance: timedelta) -> bool:
         """Does ``offset`` exceed ``tolerance`` even allowing for the reading's uncertainty?"""

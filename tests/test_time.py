@@ -25,12 +25,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bobosync.database import BOBODatabase
+from bobosync.database import SCHEMA_VERSION, BOBODatabase
 from bobosync.processor import BOBOProcessor, PassReport
+from bobosync.resolution import EventOrder
 from bobosync.settings import Settings, load_settings
 from bobosync.simulator import AtHocSimulator, export_row, write_bobo_file
 from bobosync.status import UNHEALTHY, collect_status
-from bobosync.timebase import UTC, Reading, ZoneReader, _candidates, latest_instant
+from bobosync.timebase import UTC, ClockOffset, Reading, ZoneReader, _candidates, latest_instant
 from tests.conftest import TLSCerts
 from tests.test_corpus import write_env
 
@@ -133,6 +134,23 @@ def test_the_hour_cache_gives_what_the_zone_rules_give(zone: str) -> None:
             assert got == (second if kind is Reading.REPEATED else first, kind)
             if got.kind is Reading.EXACT:
                 assert got.instant == local.replace(tzinfo=fresh).astimezone(UTC)
+
+
+def test_clock_offset_from_a_date_header() -> None:
+    sent = datetime(2026, 11, 10, 14, 0, 0, tzinfo=UTC)
+    reading_ = ClockOffset.from_date_header("Tue, 10 Nov 2026 14:03:00 GMT", sent, sent + timedelta(seconds=2),
+                                            monotonic=100.0)
+    assert reading_ is not None
+    assert reading_.uncertainty == timedelta(seconds=1.5)  # half the round trip + half a second
+    # At the reading: AtHoc is 3 min ahead (+0.5 s for the header's truncation, -1 s half trip).
+    assert reading_.offset_at(sent + timedelta(seconds=1), monotonic=99.0) == timedelta(minutes=3, seconds=-0.5)
+    # An hour later on the monotonic clock, with this machine's wall clock stepped a day ahead.
+    later = reading_.offset_at(sent + timedelta(days=1, hours=1, seconds=1), monotonic=3699.0)
+    assert later == timedelta(minutes=3, seconds=-0.5) - timedelta(days=1)
+    assert reading_.beyond(later, timedelta(minutes=5))
+    assert not reading_.beyond(timedelta(minutes=5), timedelta(minutes=5))
+    assert ClockOffset.from_date_header(None, sent, sent) is None
+    assert ClockOffset.from_date_header("not a date", sent, sent) is None
 
 
 def test_settings_validate_the_zones_and_the_tolerance(sim_env: dict[str, str], tmp_path: Path) -> None:
@@ -409,3 +427,59 @@ def test_any_batching_over_dst_nights_ends_at_the_latest_event_by_true_instant(
         if employee in expected and expected[employee][1] == "BON":
             want = reading(expected[employee][2]).strftime(FMT)
         assert user.get(DUTY, "") == want, (employee, expected.get(employee))
+
+
+# --------------------------------------------------------------------------- schema 1 -> 2
+
+
+def test_a_schema_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    """What bobosync 2.0 (schema 1; schema 2 only added remembered_files columns) wrote, naive
+    local times in a London summer: converted to instants in bobosync's tables, the original's
+    formats in the original's tables."""
+    import sqlite3
+
+    from bobosync.database import _migrate_0_to_1
+
+    path = tmp_path / "bobo_mapping.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    _migrate_0_to_1(conn)
+    conn.execute("PRAGMA user_version = 1")
+    local = "2026-07-01T13:00:00"  # 12:00 UTC
+    conn.execute("INSERT INTO employee_last_event VALUES ('00001', ?, 'BON', 'u1', 'f.csv', ?)", (local, local))
+    conn.execute("INSERT INTO events_in_flight VALUES ('00002', ?, ?)", (local, local))
+    conn.execute("INSERT INTO run_history (kind, started_at, finished_at, status, duration_seconds) "
+                 "VALUES ('pass', ?, '2026-07-01T13:00:02', 'ok', 2.0)", (local,))
+    conn.execute("INSERT INTO remembered_files VALUES ('f.csv', 1, 'aa', 5, ?)", (local,))
+    conn.execute("INSERT INTO pending_moves VALUES ('a', 'b', 'aa', ?)", (local,))
+    conn.execute("INSERT INTO sync_tracking VALUES ('user_mapping', '2026-07-01', ?, 'success', 3, ?)", (local, local))
+    conn.execute("INSERT INTO processing_log (filename, processed_at, records_processed, status) "
+                 "VALUES ('new.csv', ?, 1, 'success'), ('old.csv', '2026-06-30 08:00:00', 1, 'success')", (local,))
+    conn.execute("INSERT INTO worker_mapping VALUES ('00001', 'u1', ?)", (local,))
+    conn.execute("INSERT INTO file_retry_tracking VALUES ('r.csv', 1, ?, ?, 'x')", (local, local))
+    conn.close()
+
+    with BOBODatabase(path) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        (applied,) = db.get_last_events(["00001"]).values()
+        assert applied.order == EventOrder(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), 0, "f.csv", 0)
+        assert db.get_in_flight(["00002"]) == {"00002": EventOrder(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), 0, "", 0)}
+        (run,) = db.recent_runs()
+        assert (run.started_at, run.duration_seconds) == (datetime(2026, 7, 1, 12, 0, tzinfo=UTC), 2.0)
+        state = db.get_sync_state()
+        assert state is not None and state.last_sync_time == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    from tests.harness import query
+
+    instant = "2026-07-01T12:00:00+00:00"
+    assert query(path, "SELECT event_time, applied_at FROM employee_last_event") == [(instant, instant)]
+    assert query(path, "SELECT started_at, finished_at FROM run_history") == [
+        ("2026-07-01T12:00:00.000000+00:00", "2026-07-01T12:00:02.000000+00:00")]
+    assert query(path, "SELECT processed_at FROM remembered_files") == [(instant,)]
+    assert query(path, "SELECT started_at FROM pending_moves") == [(instant,)]
+    # The original's tables: CURRENT_TIMESTAMP text (UTC); its own rows were already that.
+    assert query(path, "SELECT filename, processed_at FROM processing_log ORDER BY filename") == [
+        ("new.csv", "2026-07-01 12:00:00"), ("old.csv", "2026-06-30 08:00:00")]
+    assert query(path, "SELECT last_updated FROM worker_mapping") == [("2026-07-01 12:00:00",)]
+    assert query(path, "SELECT first_attempt, last_attempt FROM file_retry_tracking") == [
+        ("2026-07-01 12:00:00", "2026-07-01 12:00:00")]
+    # sync_tracking keeps the local text operators edit; bobosync's column holds the instant.
+    assert query(path, "SELECT last_sync_time, last_success_time FROM sync_tracking") == [(local, instant)]
