@@ -11,7 +11,8 @@ Two formats are understood (see ``docs`` and the BOBO reference):
   ``Transaction_Type``) is skipped silently.
 * the hand-made 3-column form, always with its header ``Employee_ID,Status,Timestamp``.
 
-:func:`read_bobo_file` checks the whole file first (NUL bytes, UTF-8 or else cp1252), chunk by
+:func:`read_bobo_file` checks the whole file first (NUL bytes, UTF-8 or else cp1252, or
+UTF-16 when it starts with its byte-order mark, as Excel's "Unicode Text" does), chunk by
 chunk, and raises :class:`~bobosync.errors.InputFileError` when the file cannot be read at
 all. It then yields, lazily and in file order, one :class:`BOBOEntry` per good record and one
 :class:`BadRow` per bad one; blank lines yield nothing. Memory does not grow with the number
@@ -116,6 +117,9 @@ class BadRow(NamedTuple):
 
     row_number: int  # 1-based physical line on which the record starts
     reason: str
+    #: The record runs to the end of the file and its last line has no line ending: the
+    #: writer may not have finished it yet (only ever true of the last record of a file).
+    open_end: bool = False
 
 
 class BOBOEntry(NamedTuple):
@@ -321,9 +325,17 @@ class _Text(NamedTuple):
     """What :func:`_inspect` found out about a file: enough to parse it."""
 
     text: Optional[str]  # the whole decoded text (small files), or None: stream from the file
-    encoding: str  # "utf-8" or "cp1252"
-    skip: int  # bytes to skip at the start (a UTF-8 BOM)
-    ascii_only: bool  # every byte after the BOM is ASCII
+    encoding: str  # "utf-8", "cp1252", "utf-16-le" or "utf-16-be"
+    skip: int  # bytes to skip at the start (a byte-order mark)
+    ascii_only: bool  # every character after the BOM is ASCII
+
+
+#: UTF-16 byte-order marks and the codec that reads what follows them.
+_UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+
+
+def _utf16_codec(start: bytes) -> Optional[str]:
+    return next((codec for bom, codec in _UTF16_BOMS if start.startswith(bom)), None)
 
 
 def _os_reason(path: Path, exc: OSError) -> str:
@@ -346,7 +358,25 @@ def _binary(offset: int) -> str:
     return f"binary content (NUL byte at offset {offset})"
 
 
+def _not_utf16(offset: int, codec: str) -> str:
+    return f"not text: the byte-order mark says {codec.upper()[:6]}, but bytes at offset {offset} are not"
+
+
+def _decode_utf16(path: Path, data: bytes, codec: str) -> _Text:
+    try:
+        text = data[2:].decode(codec)
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, _not_utf16(2 + exc.start, codec)) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise InputFileError(path, _binary(2 + len(text[:nul].encode(codec))))
+    return _Text(text, codec, 2, text.isascii())
+
+
 def _decode_whole(path: Path, data: bytes) -> _Text:
+    codec = _utf16_codec(data)
+    if codec is not None:
+        return _decode_utf16(path, data, codec)
     skip = 3 if data.startswith(_UTF8_BOM) else 0
     nul = data.find(b"\0")
     if nul >= 0:
@@ -367,6 +397,9 @@ def _decode_whole(path: Path, data: bytes) -> _Text:
 def _check_big(path: Path, f: BinaryIO) -> _Text:
     """Check a big file chunk by chunk: NUL bytes, UTF-8 (incrementally), else cp1252."""
     first = f.read(_CHUNK)
+    codec = _utf16_codec(first)
+    if codec is not None:
+        return _check_big_utf16(path, f, first, codec)
     skip = 3 if first.startswith(_UTF8_BOM) else 0
     utf8 = codecs.getincrementaldecoder("utf-8")()
     utf8_ok = True
@@ -407,6 +440,27 @@ def _check_big(path: Path, f: BinaryIO) -> _Text:
     return _Text(None, "cp1252", skip, False)
 
 
+def _check_big_utf16(path: Path, f: BinaryIO, first: bytes, codec: str) -> _Text:
+    """Check a big UTF-16 file chunk by chunk: it decodes, and holds no NUL character."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    ascii_only = True
+    chunk, offset = first[2:], 2
+    while True:
+        final = not chunk
+        try:
+            text = decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as exc:
+            raise InputFileError(path, _not_utf16(offset + exc.start, codec)) from None
+        nul = text.find("\0")
+        if nul >= 0:  # (a byte held over from the last chunk may shift this offset by one)
+            raise InputFileError(path, _binary(offset + len(text[:nul].encode(codec))))
+        ascii_only = ascii_only and text.isascii()
+        if final:
+            return _Text(None, codec, 2, ascii_only)
+        offset += len(chunk)
+        chunk = f.read(_CHUNK)
+
+
 def _inspect(path: Path) -> _Text:
     """Check that ``path`` is a readable text file and choose its encoding.
 
@@ -427,7 +481,7 @@ def _inspect(path: Path) -> _Text:
                 return _decode_whole(path, f.read())
             return _check_big(path, f)
     except OSError as exc:
-        raise InputFileError(path, _os_reason(path, exc)) from None
+        raise InputFileError(path, _os_reason(path, exc), exc) from None
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -486,12 +540,13 @@ def _blocks(path: Path, found: _Text) -> Iterator[Iterator[Union[BOBOEntry, BadR
     except UnicodeDecodeError as exc:
         raise InputFileError(path, f"file changed while being read: {exc.reason}") from None
     except OSError as exc:
-        raise InputFileError(path, _os_reason(path, exc)) from None
+        raise InputFileError(path, _os_reason(path, exc), exc) from None
 
 
-def _read_record(first: str, rest: Iterator[str]) -> tuple[Sequence[str], Optional[str], int]:
+def _read_record(first: str, rest: Iterator[str]) -> tuple[Sequence[str], Optional[str], int, bool]:
     """Parse the CSV record that starts with line ``first``, taking more lines from ``rest``
-    while a quoted field runs on. Returns ``(cells, csv error or None, lines used)``.
+    while a quoted field runs on. Returns ``(cells, csv error or None, lines used, open end)``,
+    the last saying that the record's last line has no line ending (the end of the file).
 
     A record always ends at the end of a line, so a fresh reader per record splits a file
     exactly as one reader over the whole file would.
@@ -508,14 +563,28 @@ def _read_record(first: str, rest: Iterator[str]) -> tuple[Sequence[str], Option
     try:
         row: Sequence[str] = next(reader)
     except csv.Error as exc:
-        return (), f"unreadable CSV record: {exc}", reader.line_num
+        return (), f"unreadable CSV record: {exc}", reader.line_num, _open_end(taken[-1] if taken else first)
     except StopIteration:  # pragma: no cover - a reader given a line always yields a row
-        return (), None, 1
+        return (), None, 1, False
+    open_end = _open_end(taken[-1] if taken else first)
     # Only a record that holds something counts: a lone quote before blank lines loses nothing.
     if taken and not _is_blank(row) and _quote_never_closed(first, taken):
         return (), (f"{UNCLOSED_QUOTE}: the {len(taken)} line(s) after it, to the end of the file, "
-                    "were swallowed by this record and not read"), reader.line_num
-    return row, None, reader.line_num
+                    "were swallowed by this record and not read"), reader.line_num, open_end
+    return row, None, reader.line_num, open_end
+
+
+def _open_end(line: str) -> bool:
+    """A line without a line ending: only the last line of a file can be one."""
+    return not line.endswith(("\n", "\r"))
+
+
+def _flag_open_end(
+    item: Union[BOBOEntry, BadRow, None], open_end: bool
+) -> Union[BOBOEntry, BadRow, None]:
+    if open_end and isinstance(item, BadRow):
+        return item._replace(open_end=True)
+    return item
 
 
 #: The start of the reason given when an opening quote is never closed: every later line of
@@ -560,16 +629,16 @@ def _file_blocks(f: TextIO, ascii_only: bool) -> Iterator[Iterator[Union[BOBOEnt
             pending.append(line)
             break
         start = lineno + 1
-        row, error, used = _read_record(line, f)
+        row, error, used, open_end = _read_record(line, f)
         lineno += used
         if error is not None:
-            first.append(BadRow(start, error))
+            first.append(BadRow(start, error, open_end))
             break
         if _is_blank(row):
             continue
         kind = _header_kind(row)
         if kind is None:
-            item = _check_export_row(row, start)
+            item = _flag_open_end(_check_export_row(row, start), open_end)
             if item is not None:
                 first.append(item)
         break
@@ -677,12 +746,12 @@ def _slow_block(
                         yield new_entry(BOBOEntry, (transaction, employee_id, when, lineno))
                         continue
         start = lineno
-        row, error, used = _read_record(line, rest)
+        row, error, used, open_end = _read_record(line, rest)
         lineno += used - 1
         if error is not None:
-            yield BadRow(start, error)
+            yield BadRow(start, error, open_end)
             continue
-        item = _check_export_row(row, start)
+        item = _flag_open_end(_check_export_row(row, start), open_end)
         if item is not None:
             yield item
     counter.lineno = lineno
@@ -690,19 +759,26 @@ def _slow_block(
 
 def _iter_simple(f: TextIO, lineno: int) -> Iterator[Union[BOBOEntry, BadRow]]:
     """The rest of a 3-column file, its header already read (``lineno`` lines so far)."""
-    reader = csv.reader(f)
+    latest = [""]  # the last line the reader took: a record's last line once it yields it
+
+    def lines() -> Iterator[str]:
+        for line in f:
+            latest[0] = line
+            yield line
+
+    reader = csv.reader(lines())
     last = 0
     while True:
         try:
             for row in reader:
                 start, last = lineno + last + 1, reader.line_num
-                item = _check_simple_row(row, start)
+                item = _flag_open_end(_check_simple_row(row, start), _open_end(latest[0]))
                 if item is not None:
                     yield item
             return
         except csv.Error as exc:
             start, last = lineno + last + 1, reader.line_num
-            yield BadRow(start, f"unreadable CSV record: {exc}")
+            yield BadRow(start, f"unreadable CSV record: {exc}", _open_end(latest[0]))
 
 
 def file_fingerprint(path: Path) -> tuple[int, str]:
@@ -720,5 +796,5 @@ def file_fingerprint(path: Path) -> tuple[int, str]:
                 digest.update(chunk)
                 chunk = f.read(_CHUNK)
     except OSError as exc:
-        raise InputFileError(path, _os_reason(Path(path), exc)) from None
+        raise InputFileError(path, _os_reason(Path(path), exc), exc) from None
     return size, digest.hexdigest()

@@ -79,6 +79,7 @@ from .settings import (
     repeated_setting_names,
     unknown_setting_names,
 )
+from .timebase import ClockOffset, describe_offset, show, utc_now
 from .transport import TLS_MINIMUM_VERSION, proxies_setting
 
 logger = logging.getLogger(__name__)
@@ -711,6 +712,27 @@ class Checker:
         self._client = client
         seconds = client.transport.auth.seconds_left()
         yield ok(name, f"token obtained for {who} (valid for {seconds:.0f} s)")
+        yield self._clock_result(settings, client.clock_offset)
+
+    @staticmethod
+    def _clock_result(settings: Settings, reading: Optional[ClockOffset]) -> CheckResult:
+        """This machine's clock against AtHoc's (the token answer's Date header), and the zones."""
+        name = "clock"
+        zones = f"BOBO_TIMEZONE {settings.bobo_timezone}, ATHOC_TIMEZONE {settings.athoc_zone}"
+        if reading is None:
+            return skip(name, f"AtHoc's answer has no Date header: clocks not compared; {zones}")
+        now = utc_now()
+        offset = reading.offset_at(now)
+        detail = (f"this machine ({show(now)}) is {describe_offset(offset)} "
+                  f"(offset {offset.total_seconds():+.1f} s, "
+                  f"give or take {reading.uncertainty.total_seconds():.1f} s); "
+                  f"{zones}")
+        tolerance = settings.clock_tolerance
+        if tolerance is not None and reading.beyond(offset, tolerance):
+            return fail(name, detail, f"set this machine's clock right (NTP); beyond CLOCK_TOLERANCE_MINUTES="
+                                      f"{settings.clock_tolerance_minutes:g} every pass skips the auto-cleanup "
+                                      "and the other decisions that read this clock")
+        return ok(name, detail)
 
     # -- 8. users -------------------------------------------------------------------------
 
@@ -753,7 +775,8 @@ class Checker:
         yield ok(name, f"read the first page: {len(users)}{of_total} user(s), fields {', '.join(fields)}")
         yield from check_collar_values(users, collar_field)
         yield check_duty_values(users, duty_field, settings.athoc_datetime_format,
-                                settings.auto_cleanup_hours, datetime.now(), self._recent_book_ons())
+                                settings.auto_cleanup_hours, datetime.now(settings.athoc_zone).replace(tzinfo=None),
+                                self._recent_book_ons())
         yield check_shared_collars(users, collar_field)
 
 
@@ -768,7 +791,7 @@ class Checker:
         hours = settings.auto_cleanup_hours or 24.0
         try:
             with BOBODatabase(settings.db_path, read_only=True) as db:
-                return db.count_book_ons_applied_since(datetime.now() - timedelta(hours=hours))
+                return db.count_book_ons_applied_since(utc_now() - timedelta(hours=hours))
         except DatabaseError:
             return 0  # the database line says why
 

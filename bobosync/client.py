@@ -35,6 +35,7 @@ from .errors import (
     IncompleteListing,
 )
 from .settings import Settings, load_settings
+from .timebase import ClockOffset, as_utc, latest_instant, utc_now
 from .transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,11 @@ class AtHocClient:
     def request_count(self) -> int:
         """HTTP requests sent so far, token requests and retries included."""
         return self.transport.request_count
+
+    @property
+    def clock_offset(self) -> Optional[ClockOffset]:
+        """This machine's clock against AtHoc's, from the last answer's ``Date`` header."""
+        return self.transport.clock_offset
 
     def authenticate(self) -> None:
         """Fetch a new token now. Raises AtHocAuthError / AtHocTransportError / AtHocHTTPError."""
@@ -427,24 +433,23 @@ class AtHocClient:
         hours: Optional[float] = None,
         now: Optional[datetime] = None,
     ) -> list[dict[str, str]]:
-        """Users whose ``field`` holds a date-time strictly older than ``now - hours``.
+        """Users whose ``field`` holds a date-time more than ``hours`` real hours before ``now``.
 
-        The server is asked with ``Criteria "<field> pr and <field> lt '<cutoff>'"``, then every
-        returned value is checked here: a value that does not parse with
-        ATHOC_DATETIME_FORMAT is logged (WARNING) and never returned; a value that is not older
-        than the cutoff (the server compared as text) is dropped. Returns
-        ``[{"LOGIN_ID": ..., field: value}, ...]``.
+        The server is asked with ``Criteria "<field> pr and <field> lt '<cutoff>'"`` (the
+        cutoff as a local reading in ATHOC_TIMEZONE), then every returned value is checked
+        here as a true instant: read in ATHOC_TIMEZONE, a reading that occurs twice (autumn)
+        taking the later instant, so that nothing is cleared before ``hours`` real hours. A
+        value that does not parse with ATHOC_DATETIME_FORMAT is logged (WARNING) and never
+        returned; a value not older than the cutoff (the server compared as text) is dropped.
+        Returns ``[{"LOGIN_ID": ..., field: value}, ...]``. A naive ``now`` is this machine's
+        local time.
         """
         field = field or self.settings.duty_status_field
         hours = self.settings.auto_cleanup_hours if hours is None else hours
         fmt = self.settings.athoc_datetime_format
-        if now is None:
-            now = datetime.now()
-        elif now.tzinfo is not None:
-            now = now.astimezone().replace(tzinfo=None)  # local naive time, like AtHoc's values
-        cutoff_text = (now - timedelta(hours=hours)).strftime(fmt)
-        # Compare with the cutoff as written (the format may drop seconds), as the server does.
-        cutoff = datetime.strptime(cutoff_text, fmt)
+        zone = self.settings.athoc_zone
+        cutoff = as_utc(now if now is not None else utc_now()) - timedelta(hours=hours)
+        cutoff_text = cutoff.astimezone(zone).strftime(fmt)
         criteria = f"{field} pr and {field} lt '{cutoff_text}'"
         rows = self._list_users(["LOGIN_ID", field], criteria=criteria)
 
@@ -471,7 +476,7 @@ class AtHocClient:
                     fmt,
                 )
                 continue
-            if when < cutoff:
+            if latest_instant(when, zone).instant < cutoff:
                 stale.append({"LOGIN_ID": login_id, field: value})
             else:
                 not_older += 1

@@ -20,11 +20,27 @@ Schema version 1 adds ``sync_tracking.last_success_time`` and the tables
 ``remembered_files`` (files processed in place when processed files are not moved) and
 ``pending_moves`` (the journal that makes file moves survive a crash).
 
+Schema version 2 adds ``remembered_files.ctime_ns`` and ``remembered_files.file_id``: with
+``mtime_ns`` and the size, the fingerprint that tells, without reading it, that a file left in
+place is still the one processed (rows remembered before have none: they are hashed once).
+
+Schema version 3 stores bobosync's own times as true instants: UTC ISO 8601 with offset
+(``2026-10-25T01:10:00+00:00``; run_history with microseconds, so durations are exact), and
+keeps each applied or in-flight event's full place in the order of events (file modification
+time, file name, row: :class:`~bobosync.resolution.EventOrder`). Its migration converts the
+naive local times versions 1 and 2 wrote, read as this machine's local time.
+
+The original tool's four tables keep the formats the original writes, so it can still run on
+the file: ``processing_log.processed_at``, ``worker_mapping.last_updated`` and the
+``file_retry_tracking`` times as UTC ``YYYY-MM-DD HH:MM:SS`` (SQLite's CURRENT_TIMESTAMP);
+``sync_tracking.last_sync_date`` / ``last_sync_time`` as this machine's local date and
+``isoformat()`` time (which operators edit by hand). ``sync_tracking.last_success_time``, a
+column bobosync added, holds an instant.
+
 The schema version lives in ``PRAGMA user_version``. Migrations only go forward, each in its
 own transaction. A legacy table that lacks some columns gets them; unknown extra columns are
-left alone. Datetimes are stored as naive local ISO text with seconds precision
-(``YYYY-MM-DDTHH:MM:SS``); reading is tolerant of the original's formats (``T`` or space,
-with or without microseconds, a bare date).
+left alone. Reading is tolerant of every format written over time (``T`` or space, with or
+without microseconds or offset, a bare date).
 
 Every :class:`sqlite3.Error` leaves this module as a :class:`~bobosync.errors.DatabaseError`;
 the translation happens in one place, :meth:`BOBODatabase._guard`.
@@ -43,12 +59,18 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
+from bobosync.bobo_csv import Transaction
 from bobosync.errors import DatabaseError
+from bobosync.resolution import AppliedEvent, EventOrder
+from bobosync.timebase import UTC, as_utc
 
 logger = logging.getLogger(__name__)
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
+
+#: Stands in for a stored time that cannot be read.
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 #: The most bound parameters put in one ``IN (...)`` list.
 _CHUNK = 500
@@ -64,6 +86,7 @@ class SyncState:
     """One row of ``sync_tracking``."""
 
     last_sync_date: Optional[date]
+    #: An instant, read from the local text the original writes (and operators edit).
     last_sync_time: Optional[datetime]
     status: Optional[str]
     records_synced: int
@@ -94,6 +117,13 @@ class RememberedFile:
     sha256: str
     mtime_ns: Optional[int]
     processed_at: datetime
+    ctime_ns: Optional[int] = None
+    file_id: Optional[int] = None
+
+    @property
+    def fingerprint(self) -> tuple[int, Optional[int], Optional[int], Optional[int]]:
+        """(size, mtime_ns, ctime_ns, file_id), as :class:`bobosync.filestore.Fingerprint`."""
+        return (self.size, self.mtime_ns, self.ctime_ns, self.file_id)
 
 
 @dataclass(frozen=True)
@@ -129,30 +159,35 @@ _DATETIME_RE = re.compile(
     \s*$""",
     re.VERBOSE | re.IGNORECASE,
 )
-#: Exactly the text :func:`format_datetime` writes.
-_STORED_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
+#: Exactly the text :func:`format_datetime` writes (seconds, or microseconds, and +00:00).
+_STORED_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?\+00:00", re.ASCII)
 
 
-def _naive_local(value: datetime) -> datetime:
-    if value.tzinfo is not None:
-        return value.astimezone().replace(tzinfo=None)
-    return value
+def format_datetime(value: datetime, *, precise: bool = False) -> str:
+    """``value`` as bobosync stores an instant: UTC ISO 8601 with offset, seconds precision
+    (truncated) or, ``precise=True``, microseconds. A naive value is this machine's local time."""
+    return as_utc(value).isoformat(sep="T", timespec="microseconds" if precise else "seconds")
 
 
-def format_datetime(value: datetime) -> str:
-    """``value`` as stored: naive local ISO text, seconds precision."""
-    # timespec="seconds" drops the microseconds (truncates, like replace(microsecond=0));
-    # this runs twice per update sent, so it avoids the extra datetime copies.
-    return _naive_local(value).isoformat(sep="T", timespec="seconds")
+def format_sqlite_utc(value: datetime) -> str:
+    """``value`` as SQLite's CURRENT_TIMESTAMP writes it (the original's tables): UTC
+    ``YYYY-MM-DD HH:MM:SS``."""
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def parse_datetime(value: object) -> Optional[datetime]:
-    """Read a stored time, tolerating every format the original tool (or an operator) wrote.
+def format_local_iso(value: datetime) -> str:
+    """``value`` as the original writes ``sync_tracking.last_sync_time``: this machine's local
+    time, naive, ``isoformat()`` (microseconds when there are any)."""
+    return as_utc(value).astimezone().replace(tzinfo=None).isoformat()
+
+
+def parse_datetime(value: object, *, naive_utc: bool = False) -> Optional[datetime]:
+    """Read a stored time as an instant (aware, UTC), tolerating every format written over time.
 
     Accepts ``YYYY-MM-DDTHH:MM:SS``, a space instead of ``T``, optional seconds, optional
-    fractional seconds, a bare date (midnight), an optional UTC offset (converted to naive
-    local time) and a Unix timestamp stored as a number. Returns None for NULL, empty or
-    unreadable text.
+    fractional seconds, a bare date (midnight), an optional UTC offset and a Unix timestamp
+    stored as a number. Text without an offset is this machine's local time, or UTC with
+    ``naive_utc=True`` (CURRENT_TIMESTAMP). Returns None for NULL, empty or unreadable text.
     """
     if value is None:
         return None
@@ -165,7 +200,7 @@ def parse_datetime(value: object) -> Optional[datetime]:
             return None  # e.g. month 13: the tolerant path would refuse it too
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value)
+            return datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, bytes):
@@ -197,14 +232,20 @@ def parse_datetime(value: object) -> Optional[datetime]:
             offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
             if tz[0] == "-":
                 offset = -offset
-        result = result.replace(tzinfo=timezone(offset)).astimezone().replace(tzinfo=None)
-    return result
+        return result.replace(tzinfo=timezone(offset)).astimezone(UTC)
+    if naive_utc:
+        return result.replace(tzinfo=UTC)
+    try:
+        return as_utc(result)
+    except (OverflowError, OSError, ValueError):  # local time of a year the OS cannot convert
+        return None
 
 
 def parse_date(value: object) -> Optional[date]:
-    """Read a stored date (``YYYY-MM-DD``, or any time :func:`parse_datetime` accepts)."""
+    """Read a stored local date (``YYYY-MM-DD``, or any time :func:`parse_datetime` accepts,
+    taken as this machine's local date)."""
     parsed = parse_datetime(value)
-    return None if parsed is None else parsed.date()
+    return None if parsed is None else parsed.astimezone().date()
 
 
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
@@ -218,6 +259,10 @@ def _placeholders(count: int) -> str:
 
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
 
 
 # --------------------------------------------------------------------------- schema
@@ -369,8 +414,64 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
             )
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the rest of a remembered file's fingerprint."""
+    _add_missing_columns(conn, "remembered_files", (("ctime_ns", "INTEGER"), ("file_id", "INTEGER")))
+
+
+#: Schema 3: every event applied or in flight keeps its whole place in the order of events.
+_V2_ORDER_COLUMNS = (
+    ("source_file", "TEXT NOT NULL DEFAULT ''"),
+    ("source_mtime_ns", "INTEGER NOT NULL DEFAULT 0"),
+    ("source_row", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+#: (table, column, how schema 3 writes it): the times schemas 1 and 2 wrote as naive local text.
+#: In the original's tables only bobosync's rows (``T`` between date and time) are converted:
+#: the original's own rows are already UTC CURRENT_TIMESTAMP text.
+_V2_TIME_COLUMNS: tuple[tuple[str, str, Callable[[datetime], str]], ...] = (
+    ("employee_last_event", "event_time", format_datetime),
+    ("employee_last_event", "applied_at", format_datetime),
+    ("events_in_flight", "event_time", format_datetime),
+    ("events_in_flight", "sent_at", format_datetime),
+    ("run_history", "started_at", lambda value: format_datetime(value, precise=True)),
+    ("run_history", "finished_at", lambda value: format_datetime(value, precise=True)),
+    ("remembered_files", "processed_at", format_datetime),
+    ("pending_moves", "started_at", format_datetime),
+    ("sync_tracking", "last_success_time", format_datetime),
+    ("processing_log", "processed_at", format_sqlite_utc),
+    ("worker_mapping", "last_updated", format_sqlite_utc),
+    ("file_retry_tracking", "first_attempt", format_sqlite_utc),
+    ("file_retry_tracking", "last_attempt", format_sqlite_utc),
+)
+_ORIGINALS_TABLES = frozenset(_LEGACY_TABLES)
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: times as instants, events with their whole order (see the module docstring)."""
+    for table in ("employee_last_event", "events_in_flight"):
+        _add_missing_columns(conn, table, _V2_ORDER_COLUMNS)
+    conn.execute("UPDATE employee_last_event SET source_file = '' WHERE source_file IS NULL")
+    for table, column, write in _V2_TIME_COLUMNS:
+        if column not in _table_columns(conn, table):
+            continue
+        # Identifiers cannot be bound; both come from this module's constants.
+        where = f"{column} IS NOT NULL AND {column} != ''"
+        if table in _ORIGINALS_TABLES:
+            where += f" AND {column} LIKE '%T%'"
+        rows = conn.execute(f"SELECT rowid, {column} FROM {table} WHERE {where}").fetchall()
+        changes = []
+        for rowid, text in rows:
+            instant = parse_datetime(text)
+            if instant is not None:
+                changes.append((write(instant), rowid))
+            else:
+                logger.warning("database upgrade: %s.%s holds %r, not a time; left as it is", table, column, text)
+        conn.executemany(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", changes)
+
+
 #: MIGRATIONS[n] takes a database from schema n to schema n + 1.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -627,7 +728,7 @@ class BOBODatabase:
                 "INSERT INTO worker_mapping (employee_id, username, last_updated) "
                 "VALUES (?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
                 "username = excluded.username, last_updated = excluded.last_updated",
-                (employee_id, username, format_datetime(datetime.now())),
+                (employee_id, username, format_sqlite_utc(datetime.now(UTC))),
             )
 
     def get_username_by_employee_id(self, employee_id: str) -> Optional[str]:
@@ -679,7 +780,7 @@ class BOBODatabase:
         ``last_updated = now``; unchanged rows are left alone. An empty ``mapping`` empties
         the table: callers must not pass the result of a failed listing.
         """
-        stamp = format_datetime(now)
+        stamp = format_sqlite_utc(now)
         with self._write("replacing worker mappings") as conn:
             current = {
                 str(employee_id): str(username)
@@ -722,7 +823,7 @@ class BOBODatabase:
         error_message: Optional[str] = None,
         processed_at: Optional[datetime] = None,
     ) -> None:
-        when = format_datetime(processed_at if processed_at is not None else datetime.now())
+        when = format_sqlite_utc(processed_at if processed_at is not None else datetime.now(UTC))
         with self._write("logging a processed file") as conn:
             conn.execute(
                 "INSERT INTO processing_log "
@@ -760,7 +861,7 @@ class BOBODatabase:
         status = values.get("status")
         status = None if status is None else str(status)
         if "last_success_time" in values:
-            last_success_time = parse_datetime(values["last_success_time"])
+            last_success_time = parse_datetime(values["last_success_time"])  # schema 1: local text
         else:
             # A read-only schema-0 file: what the migration would backfill.
             last_success_time = last_sync_time if status == "success" else None
@@ -794,10 +895,11 @@ class BOBODatabase:
         records_synced: int = 0,
         sync_type: str = "user_mapping",
     ) -> None:
-        """Record a sync attempt; ``last_success_time`` moves only when ``status == 'success'``."""
-        local = _naive_local(when)
-        stamp = format_datetime(local)
-        success = stamp if status == "success" else None
+        """Record a sync attempt; ``last_success_time`` moves only when ``status == 'success'``.
+        ``last_sync_date`` and ``last_sync_time`` are written as the original writes them
+        (this machine's local time), ``last_success_time`` as an instant."""
+        stamp = format_local_iso(when)
+        success = format_datetime(when) if status == "success" else None
         with self._write("recording a sync") as conn:
             conn.execute(
                 "INSERT INTO sync_tracking (sync_type, last_sync_date, last_sync_time, status, "
@@ -809,7 +911,7 @@ class BOBODatabase:
                 "records_synced = excluded.records_synced, "
                 "last_success_time = COALESCE(excluded.last_success_time, "
                 "sync_tracking.last_success_time)",
-                (sync_type, local.date().isoformat(), stamp, status, records_synced, success),
+                (sync_type, stamp[:10], stamp, status, records_synced, success),
             )
 
     # ------------------------------------------------------------------ file_retry_tracking
@@ -825,7 +927,7 @@ class BOBODatabase:
 
     def record_file_failure(self, filename: str, error: str, when: datetime) -> int:
         """Count one more failure of ``filename``; returns the new count."""
-        stamp = format_datetime(when)
+        stamp = format_sqlite_utc(when)
         with self._write("recording a file failure") as conn:
             conn.execute(
                 "INSERT INTO file_retry_tracking "
@@ -859,62 +961,82 @@ class BOBODatabase:
 
     # ------------------------------------------------------------------ employee_last_event
 
-    def get_last_events(self, employee_ids: Iterable[str]) -> dict[str, datetime]:
-        """employee_id -> time of the latest event applied, for those that have one."""
-        return self._event_times("employee_last_event", employee_ids)
+    def get_last_events(self, employee_ids: Iterable[str]) -> dict[str, AppliedEvent]:
+        """employee_id -> the latest event applied, for those that have one."""
+        found: dict[str, AppliedEvent] = {}
+        for employee_id, order, row in self._event_orders("employee_last_event", employee_ids, "transaction_type"):
+            try:
+                found[employee_id] = AppliedEvent(order, Transaction(row["transaction_type"]))
+            except ValueError:
+                logger.warning("database %s: unknown transaction_type %r for employee %s in employee_last_event; "
+                               "ignoring it", self._path, row["transaction_type"], employee_id)
+        return found
 
-    def _event_times(self, table: str, employee_ids: Iterable[str]) -> dict[str, datetime]:
-        """employee_id -> event_time from ``table`` (one of this module's tables)."""
+    def _event_orders(
+        self, table: str, employee_ids: Iterable[str], *extra: str
+    ) -> Iterator[tuple[str, EventOrder, sqlite3.Row]]:
+        """(employee_id, its EventOrder, the row) from ``table`` (one of this module's tables).
+        A read-only schema-1 file has no source columns: they read as the least value."""
         ids = _unique(employee_ids)
-        result: dict[str, datetime] = {}
         with self._guard(f"reading {table}"):
             if not ids or not self._has_table(table):
-                return result
+                return
+            present = _table_columns(self._connection, table)
+            columns = ["employee_id", "event_time", *extra] + [
+                name if name in present else f"NULL AS {name}" for name, _ in _V2_ORDER_COLUMNS
+            ]
+            rows: list[sqlite3.Row] = []
             for chunk in _chunks(ids):
-                rows = self._connection.execute(
-                    f"SELECT employee_id, event_time FROM {table} "
+                rows.extend(self._connection.execute(
+                    f"SELECT {', '.join(columns)} FROM {table} "
                     f"WHERE employee_id IN ({_placeholders(len(chunk))})",
                     tuple(chunk),
-                )
-                for employee_id, event_time in rows:
-                    parsed = parse_datetime(event_time)
-                    if parsed is None:
-                        logger.warning(
-                            "database %s: unreadable event_time %r for employee %s in %s; ignoring it",
-                            self._path,
-                            event_time,
-                            employee_id,
-                            table,
-                        )
-                    else:
-                        result[str(employee_id)] = parsed
-        return result
+                ))
+        for row in rows:
+            instant = parse_datetime(row["event_time"])
+            if instant is None:
+                logger.warning("database %s: unreadable event_time %r for employee %s in %s; ignoring it",
+                               self._path, row["event_time"], row["employee_id"], table)
+                continue
+            order = EventOrder(instant, int(row["source_mtime_ns"] or 0), str(row["source_file"] or ""),
+                               int(row["source_row"] or 0))
+            yield str(row["employee_id"]), order, row
+
+    @staticmethod
+    def _order_values(order: EventOrder) -> tuple[str, int, str, int]:
+        return (format_datetime(order.instant), order.file_mtime_ns, order.file_name, order.row)
+
+    #: SQL: the new row (``excluded``) is later in the order of events than the stored one.
+    _LATER = ("(excluded.event_time, excluded.source_mtime_ns, excluded.source_file, excluded.source_row) > "
+              "({0}.event_time, {0}.source_mtime_ns, {0}.source_file, {0}.source_row)")
 
     def record_applied_events(
         self,
-        events: Iterable[tuple[str, datetime, str, str, str]],
+        events: Iterable[tuple[str, AppliedEvent, Optional[str]]],
         applied_at: datetime,
     ) -> None:
-        """Remember applied events: (employee_id, event_time, transaction_type, login_id,
-        source_file). The stored event of an employee only ever moves forward in time."""
+        """Remember applied events: (employee_id, the event, login_id; None keeps the stored
+        one). The stored event of an employee only ever moves forward in the order of events."""
         stamp = format_datetime(applied_at)
         rows = [
-            (employee_id, format_datetime(event_time), transaction_type, login_id, source, stamp)
-            for employee_id, event_time, transaction_type, login_id, source in events
+            (employee_id, *self._order_values(event.order), event.transaction.value, login_id, stamp)
+            for employee_id, event, login_id in events
         ]
         if not rows:
             return
         with self._write("recording applied events") as conn:
             conn.executemany(
-                "INSERT INTO employee_last_event "
-                "(employee_id, event_time, transaction_type, login_id, source_file, applied_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
+                "INSERT INTO employee_last_event (employee_id, event_time, source_mtime_ns, source_file, "
+                "source_row, transaction_type, login_id, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(employee_id) DO UPDATE SET "
                 "event_time = excluded.event_time, "
-                "transaction_type = excluded.transaction_type, "
-                "login_id = excluded.login_id, "
+                "source_mtime_ns = excluded.source_mtime_ns, "
                 "source_file = excluded.source_file, "
+                "source_row = excluded.source_row, "
+                "transaction_type = excluded.transaction_type, "
+                "login_id = COALESCE(excluded.login_id, employee_last_event.login_id), "
                 "applied_at = excluded.applied_at "
-                "WHERE excluded.event_time > employee_last_event.event_time",
+                "WHERE " + self._LATER.format("employee_last_event"),
                 rows,
             )
 
@@ -932,24 +1054,26 @@ class BOBODatabase:
 
     # ------------------------------------------------------------------ events_in_flight
 
-    def record_in_flight(self, events: Iterable[tuple[str, datetime]], sent_at: datetime) -> None:
-        """Note (employee_id, event_time) pairs about to be sent. Until :meth:`clear_in_flight`,
+    def record_in_flight(self, events: Iterable[tuple[str, EventOrder]], sent_at: datetime) -> None:
+        """Note (employee_id, event order) pairs about to be sent. Until :meth:`clear_in_flight`,
         AtHoc may hold them (a crash or a timeout can hide the answer)."""
         stamp = format_datetime(sent_at)
-        rows = [(employee_id, format_datetime(event_time), stamp) for employee_id, event_time in events]
+        rows = [(employee_id, *self._order_values(order), stamp) for employee_id, order in events]
         if not rows:
             return
         with self._write("recording events in flight") as conn:
             conn.executemany(
-                "INSERT INTO events_in_flight (employee_id, event_time, sent_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(employee_id) DO UPDATE SET event_time = excluded.event_time, "
-                "sent_at = excluded.sent_at WHERE excluded.event_time > events_in_flight.event_time",
+                "INSERT INTO events_in_flight (employee_id, event_time, source_mtime_ns, source_file, "
+                "source_row, sent_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
+                "event_time = excluded.event_time, source_mtime_ns = excluded.source_mtime_ns, "
+                "source_file = excluded.source_file, source_row = excluded.source_row, "
+                "sent_at = excluded.sent_at WHERE " + self._LATER.format("events_in_flight"),
                 rows,
             )
 
-    def get_in_flight(self, employee_ids: Iterable[str]) -> dict[str, datetime]:
+    def get_in_flight(self, employee_ids: Iterable[str]) -> dict[str, EventOrder]:
         """employee_id -> the latest event sent whose outcome was never recorded."""
-        return self._event_times("events_in_flight", employee_ids)
+        return {employee_id: order for employee_id, order, _ in self._event_orders("events_in_flight", employee_ids)}
 
     def clear_in_flight(self, employee_ids: Iterable[str]) -> None:
         """AtHoc's answer for these employees is recorded: they are no longer in flight."""
@@ -980,10 +1104,12 @@ class BOBODatabase:
     ) -> dict[str, list[RememberedFile]]:
         """name -> remembered versions of that file (oldest first); every name when None."""
         rows: list[Any] = []
-        columns = "SELECT name, size, sha256, mtime_ns, processed_at FROM remembered_files"
+        columns = "SELECT name, size, sha256, mtime_ns, processed_at, ctime_ns, file_id FROM remembered_files"
         with self._guard("reading remembered files"):
             if not self._has_table("remembered_files"):
                 return {}
+            if self._read_only and "file_id" not in _table_columns(self._connection, "remembered_files"):
+                columns = "SELECT name, size, sha256, mtime_ns, processed_at FROM remembered_files"  # schema 1
             if names is None:
                 rows = self._connection.execute(columns).fetchall()
             else:
@@ -995,14 +1121,18 @@ class BOBODatabase:
                         )
                     )
         result: dict[str, list[RememberedFile]] = {}
-        for name, size, sha256, mtime_ns, processed_at in rows:
+        for row in rows:
+            name, size, sha256, mtime_ns, processed_at = row[:5]
+            ctime_ns, file_id = tuple(row[5:7]) if len(row) > 5 else (None, None)
             result.setdefault(str(name), []).append(
                 RememberedFile(
                     name=str(name),
                     size=int(size),
                     sha256=str(sha256),
-                    mtime_ns=None if mtime_ns is None else int(mtime_ns),
-                    processed_at=parse_datetime(processed_at) or datetime.min,
+                    mtime_ns=_int_or_none(mtime_ns),
+                    processed_at=parse_datetime(processed_at) or _EARLIEST,
+                    ctime_ns=_int_or_none(ctime_ns),
+                    file_id=_int_or_none(file_id),
                 )
             )
         for files in result.values():
@@ -1010,15 +1140,36 @@ class BOBODatabase:
         return result
 
     def remember_file(
-        self, name: str, size: int, sha256: str, mtime_ns: Optional[int], when: datetime
+        self,
+        name: str,
+        size: int,
+        sha256: str,
+        mtime_ns: Optional[int],
+        when: datetime,
+        ctime_ns: Optional[int] = None,
+        file_id: Optional[int] = None,
     ) -> None:
-        """Remember a processed file; remembering it again refreshes mtime and time."""
+        """Remember a processed file; remembering it again refreshes fingerprint and time."""
         with self._write("remembering a file") as conn:
             conn.execute(
-                "INSERT INTO remembered_files (name, size, sha256, mtime_ns, processed_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, size, sha256) DO UPDATE SET "
-                "mtime_ns = excluded.mtime_ns, processed_at = excluded.processed_at",
-                (name, size, sha256, mtime_ns, format_datetime(when)),
+                "INSERT INTO remembered_files "
+                "(name, size, sha256, mtime_ns, processed_at, ctime_ns, file_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name, size, sha256) DO UPDATE SET "
+                "mtime_ns = excluded.mtime_ns, processed_at = excluded.processed_at, "
+                "ctime_ns = excluded.ctime_ns, file_id = excluded.file_id",
+                (name, size, sha256, mtime_ns, format_datetime(when), ctime_ns, file_id),
+            )
+
+    def refresh_remembered(
+        self, name: str, size: int, sha256: str, mtime_ns: int, ctime_ns: int, file_id: int
+    ) -> None:
+        """A remembered file was found unchanged by its hash: store its new fingerprint, so
+        that later passes need not read it again (its processing time stays)."""
+        with self._write("refreshing a remembered file") as conn:
+            conn.execute(
+                "UPDATE remembered_files SET mtime_ns = ?, ctime_ns = ?, file_id = ? "
+                "WHERE name = ? AND size = ? AND sha256 = ?",
+                (mtime_ns, ctime_ns, file_id, name, size, sha256),
             )
 
     def purge_remembered(self, before: datetime, keep: Iterable[str] = ()) -> int:
@@ -1045,7 +1196,7 @@ class BOBODatabase:
             cursor = conn.execute(
                 "INSERT INTO run_history (kind, started_at, status, pid) "
                 "VALUES (?, ?, 'running', ?)",
-                (kind, format_datetime(started_at), pid),
+                (kind, format_datetime(started_at, precise=True), pid),
             )
             run_id = cursor.lastrowid
         assert run_id is not None
@@ -1070,11 +1221,11 @@ class BOBODatabase:
             started = parse_datetime(row[0])
             duration: Optional[float] = None
             if started is not None:
-                duration = round(max(0.0, (finished_at - started).total_seconds()), 3)
+                duration = max(0.0, (as_utc(finished_at) - started).total_seconds())
             conn.execute(
                 "UPDATE run_history SET status = ?, finished_at = ?, duration_seconds = ?, "
                 "counts = ?, error = ? WHERE id = ?",
-                (status, format_datetime(finished_at), duration, counts_text, error, run_id),
+                (status, format_datetime(finished_at, precise=True), duration, counts_text, error, run_id),
             )
 
     def mark_interrupted_runs(self, now: datetime) -> int:
@@ -1088,7 +1239,7 @@ class BOBODatabase:
                 "UPDATE run_history SET status = 'interrupted', finished_at = ?, "
                 "error = COALESCE(error, 'the process ended before the run finished') "
                 "WHERE status = 'running'",
-                (format_datetime(now),),
+                (format_datetime(now, precise=True),),
             )
             count = int(cursor.rowcount)
         if count:
@@ -1109,7 +1260,7 @@ class BOBODatabase:
             params.append(kind)
         if since is not None:
             conditions.append("started_at >= ?")
-            params.append(format_datetime(since))
+            params.append(format_datetime(since, precise=True))
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         params.append(int(limit))
         with self._guard("reading run history"):
@@ -1136,7 +1287,7 @@ class BOBODatabase:
         return RunRecord(
             id=int(row["id"]),
             kind=str(row["kind"]),
-            started_at=parse_datetime(row["started_at"]) or datetime.min,
+            started_at=parse_datetime(row["started_at"]) or _EARLIEST,
             finished_at=parse_datetime(row["finished_at"]),
             status=str(row["status"]),
             duration_seconds=None if duration is None else float(duration),
@@ -1174,7 +1325,7 @@ class BOBODatabase:
                 src=str(src),
                 dst=str(dst),
                 sha256=str(sha256),
-                started_at=parse_datetime(started_at) or datetime.min,
+                started_at=parse_datetime(started_at) or _EARLIEST,
             )
             for src, dst, sha256, started_at in rows
         ]

@@ -114,9 +114,11 @@ class IncompleteListing(AtHocResponseError):
 class InputFileError(BoboSyncError):
     """A BOBO file cannot be read at all (missing, unreadable, not text in a known encoding)."""
 
-    def __init__(self, path: object, reason: str) -> None:
+    def __init__(self, path: object, reason: str, os_error: Optional[OSError] = None) -> None:
         self.path = path
         self.reason = reason
+        #: The operating-system error behind it, when there was one (a lock may go away).
+        self.os_error = os_error
         super().__init__(f"{path}: {reason}")
 
 

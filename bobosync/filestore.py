@@ -13,6 +13,12 @@ file as done or failed. Then:
 Whatever instant the process dies at, the next pass calls :meth:`FileMover.recover`, which
 finishes every journalled move (or undoes a half-made copy), so each input file ends up in
 exactly one of the CSV, processed or failed folders with its content unchanged.
+
+A file is moved (or remembered) only as it was read. :func:`read_snapshot` takes its
+:class:`Fingerprint` (size, modification time in ns, change time in ns, file ID) from the very
+handle it hashes; just before the decision about the file is committed, :func:`changed_since`
+compares the file in the folder with it (and re-hashes only when some part differs), so a file
+appended to, rewritten or replaced while the pass was under way stays for the next pass.
 """
 
 from __future__ import annotations
@@ -26,15 +32,57 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
-from .database import BOBODatabase
+from .database import BOBODatabase, RememberedFile
+from .timebase import show
 
 log = logging.getLogger(__name__)
 
 _WINDOWS_NOT_SAME_DEVICE = 17  # ERROR_NOT_SAME_DEVICE
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 _CHUNK = 1 << 20
+#: Windows ERROR_SHARING_VIOLATION and ERROR_LOCK_VIOLATION: another process (BOBO still
+#: writing, an antivirus scanner, a backup) holds the file open without sharing it.
+_WINDOWS_IN_USE = frozenset({32, 33})
+#: POSIX "in use": a busy device or file.
+_ERRNO_IN_USE = frozenset({errno.EBUSY, errno.ETXTBSY})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Is this read error likely to go away by itself (retry the file later, do not fail it)?
+
+    Permission denied (an ACL fixed later; on Windows also every sharing or lock violation,
+    which Python raises as PermissionError with ``winerror`` 32 or 33), and "in use". Not: a
+    file that is gone, a directory, a bad file name, an I/O error.
+    """
+    if not isinstance(exc, OSError) or isinstance(exc, FileNotFoundError):
+        return False
+    if isinstance(exc, IsADirectoryError):
+        return False
+    return (
+        isinstance(exc, PermissionError)
+        or getattr(exc, "winerror", None) in _WINDOWS_IN_USE
+        or exc.errno in _ERRNO_IN_USE
+    )
+
+
+class Fingerprint(NamedTuple):
+    """What says, without reading it, that a file is still the one that was read.
+
+    ``ctime_ns`` is the change time on POSIX (moved by every write, chmod or rename) and the
+    creation time on Windows; ``file_id`` the inode, or the Windows file index (a file
+    replaced by another of the same name gets a new one).
+    """
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    file_id: int
+
+    @classmethod
+    def of(cls, st: os.stat_result, file_id: Optional[int] = None) -> Fingerprint:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino if file_id is None else file_id)
 
 
 @dataclass(frozen=True)
@@ -44,10 +92,26 @@ class WaitingFile:
     path: Path
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
+    file_id: int = 0
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        return Fingerprint(self.size, self.mtime_ns, self.ctime_ns, self.file_id)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A file as it was read: its fingerprint (taken from the open handle) and SHA-256."""
+
+    fingerprint: Fingerprint
+    sha256: str
+    #: The last byte of the file (None when empty): the caller can tell whether it ends a line.
+    last_byte: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +125,9 @@ class Listing:
     #: Among the too young: modified more than a minute in the future (clock skew between the
     #: BOBO server and this one). They wait until this clock passes their time.
     from_the_future: tuple[str, ...] = ()
+    #: (name, reason) of files that could not even be examined (their own stat failed): that
+    #: file's problem only, reported by name; the others are listed as usual.
+    unexamined: tuple[tuple[str, str], ...] = ()
 
 
 #: A modification time this far ahead of our clock is skew, not a file being written now.
@@ -86,6 +153,7 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
     too_young = 0
     bad_names: list[str] = []
     future: list[str] = []
+    unexamined: list[tuple[str, str]] = []
     with os.scandir(directory) as entries:
         for entry in entries:
             if not entry.name.lower().endswith(".csv"):
@@ -94,8 +162,13 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
                 if not entry.is_file(follow_symlinks=False):
                     continue
                 stat = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # vanished or unreadable between listing and stat: next pass
+                # Windows' directory listing has no file index (st_ino 0); inode() asks for it.
+                file_id = stat.st_ino or entry.inode()
+            except FileNotFoundError:
+                continue  # gone between listing and stat: nothing to do
+            except OSError as exc:
+                unexamined.append((printable_name(entry.name), exc.strerror or str(exc)))
+                continue
             if settle_seconds > 0 and now - stat.st_mtime < settle_seconds:
                 too_young += 1
                 if stat.st_mtime - now > CLOCK_SKEW_SECONDS:
@@ -105,17 +178,69 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
             if shown != entry.name:
                 bad_names.append(shown)
                 continue
-            ready.append(WaitingFile(Path(entry.path), stat.st_size, stat.st_mtime_ns))
+            ready.append(WaitingFile(Path(entry.path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, file_id))
     ready.sort(key=lambda f: (f.mtime_ns, f.name))
-    return Listing(ready, too_young, tuple(sorted(bad_names)), tuple(sorted(future)))
+    return Listing(ready, too_young, tuple(sorted(bad_names)), tuple(sorted(future)), tuple(sorted(unexamined)))
 
 
 def sha256_of(path: Path) -> str:
+    return read_snapshot(path).sha256
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    """Hash ``path`` and take its fingerprint from the same open handle. Raises OSError."""
     digest = hashlib.sha256()
+    last: Optional[int] = None
     with open(path, "rb") as handle:
+        fingerprint = Fingerprint.of(os.fstat(handle.fileno()))
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+            last = chunk[-1]
+    return Snapshot(fingerprint, digest.hexdigest(), last)
+
+
+def changed_since(path: Path, read: Snapshot) -> Optional[str]:
+    """None when ``path`` is still the file that was read; else why not, in a few words.
+
+    Size, modification and change times and file ID equal: unchanged, nothing read. Any of
+    them different (a touch, a chmod, a copy tool that restores the time): the file is hashed
+    again, and only a different SHA-256 makes it changed.
+    """
+    try:
+        now = Fingerprint.of(os.stat(path))
+    except FileNotFoundError:
+        return "it is no longer in CSV_DIRECTORY (renamed or moved away by another program)"
+    except OSError as exc:
+        return f"it cannot be examined again: {exc.strerror or exc}"
+    if now == read.fingerprint:
+        return None
+    if now.size != read.fingerprint.size:
+        return f"its size changed from {read.fingerprint.size:,} to {now.size:,} bytes since it was read"
+    try:
+        again = sha256_of(path)
+    except OSError as exc:
+        return f"it changed and cannot be read again to compare: {exc.strerror or exc}"
+    return None if again == read.sha256 else "its content changed since it was read"
+
+
+def remembered_match(
+    waiting: WaitingFile, known: list[RememberedFile], hash_of: Callable[[Path], str] = sha256_of
+) -> Optional[RememberedFile]:
+    """The remembered version (MOVE_PROCESSED_FILES=false) that ``waiting`` still is, if any.
+
+    A remembered fingerprint equal in every part: that one, without reading the file. Same
+    size but some other part different: the file is hashed (``hash_of`` may raise OSError),
+    and a remembered version of that size and hash is a match. A different hash is a new file.
+    """
+    fingerprint = waiting.fingerprint
+    same_size = [r for r in known if r.size == waiting.size]
+    for remembered in same_size:
+        if remembered.fingerprint == fingerprint:
+            return remembered
+    if not same_size:
+        return None
+    digest = hash_of(waiting.path)
+    return next((r for r in same_size if r.sha256 == digest), None)
 
 
 def free_destination(dest_dir: Path, name: str, taken: AbstractSet[str] = frozenset()) -> Path:
@@ -253,12 +378,19 @@ class FileMover:
             final: Optional[Path] = None
             try:
                 if src_there and dst_there:
-                    if sha256_of(dst) == move.sha256:
+                    # Same file (the crash fell between the hard link and the unlink), or a
+                    # finished copy (between placing it and deleting the source).
+                    if os.path.samefile(src, dst) or sha256_of(dst) == move.sha256:
                         src.unlink()  # the crash fell between placing the copy and deleting the source
                         final = dst
                         log.info("recovered interrupted move: %s is in %s", src.name, dst.parent)
                     else:
                         log.warning("interrupted move of %s: %s holds other content; kept both", src, dst)
+                elif src_there and move.sha256 and sha256_of(src) != move.sha256:
+                    # Written to since the decision (BOBO appending, a copy tool): the decision
+                    # was about other content. Left for the pass, which reads it again.
+                    log.warning("interrupted move of %s: the file changed since it was decided; "
+                                "left in place to be read again", src.name)
                 elif src_there:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     final = self._move(src, dst, move.sha256)
@@ -297,7 +429,7 @@ def write_error_note(csv_path: Path, reason: str, when: datetime) -> Optional[Pa
     note = csv_path.with_name(csv_path.name + ".error.txt")
     try:
         note.write_text(
-            f"File: {csv_path.name}\nFailed: {when:%Y-%m-%d %H:%M:%S}\nReason: {reason}\n",
+            f"File: {csv_path.name}\nFailed: {show(when)}\nReason: {reason}\n",
             encoding="utf-8",
         )
     except OSError as exc:

@@ -20,6 +20,7 @@ from .notify import notify_health
 from .processor import PassReport
 from .settings import Settings
 from .status import collect_status
+from .timebase import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def after_pass(settings: Settings, db: BOBODatabase, report: PassReport, now: da
     """Write the metrics file and send the health e-mail, as configured. Never raises."""
     if settings.metrics_file is None and not settings.notify_enabled:
         return
+    now = as_utc(now)
     try:
         status = collect_status(settings, db, now)
     except Exception:  # the pass is done; its report must not be lost to a bug here

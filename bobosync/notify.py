@@ -42,6 +42,7 @@ from .database import BOBODatabase, RunRecord
 from .errors import DatabaseError, MailError
 from .settings import Settings
 from .status import HEALTHY, UNHEALTHY, StatusReport, render_text, status_now
+from .timebase import as_utc, show, utc_now
 from .transport import TLS_MINIMUM_VERSION
 
 #: Secrets shorter than this are not searched for in a mail (no mail part ever holds one).
@@ -73,6 +74,7 @@ class Decision:
 
 def decide(history: Sequence[RunRecord], health: str, now: datetime, repeat_hours: float) -> Optional[Decision]:
     """Whether to mail now, from the ``notify`` rows (newest first) and the health now."""
+    now = as_utc(now)
     delivered = next((run for run in history if run.status == "ok"), None)
     told = str(delivered.counts.get("health", HEALTHY)) if delivered is not None else HEALTHY
     if health != told:
@@ -81,14 +83,14 @@ def decide(history: Sequence[RunRecord], health: str, now: datetime, repeat_hour
         health == UNHEALTHY
         and delivered is not None
         and repeat_hours > 0
-        and now - delivered.started_at >= timedelta(hours=repeat_hours)
+        and now - as_utc(delivered.started_at) >= timedelta(hours=repeat_hours)
     ):
         since = _since(delivered)
         decision = Decision("repeat", health, told, since)
     else:
         return None
     latest = history[0] if history else None
-    if latest is not None and latest.status != "ok" and now - latest.started_at < RETRY_FAILED_AFTER:
+    if latest is not None and latest.status != "ok" and now - as_utc(latest.started_at) < RETRY_FAILED_AFTER:
         log.debug("health e-mail due (%s) but the last attempt failed at %s; waiting", health, latest.started_at)
         return None
     return decision
@@ -98,10 +100,10 @@ def _since(run: RunRecord) -> datetime:
     value = run.counts.get("since")
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value)
+            return as_utc(datetime.fromisoformat(value))
         except ValueError:
             pass
-    return run.started_at
+    return as_utc(run.started_at)
 
 
 def compose(settings: Settings, report: StatusReport, decision: Decision) -> tuple[str, str]:
@@ -110,7 +112,7 @@ def compose(settings: Settings, report: StatusReport, decision: Decision) -> tup
     first = report.reasons[0].message if report.reasons else ""
     if decision.kind == "repeat":
         subject = f"bobosync {settings.org_code}: {level} (still) - {first}"
-        opening = (f"bobosync is still {level}, since {decision.since:%Y-%m-%d %H:%M:%S} (a reminder every "
+        opening = (f"bobosync is still {level}, since {show(decision.since)} (a reminder every "
                    f"{settings.notify_repeat_hours:g} h while it is unhealthy).")
     elif decision.health == HEALTHY:
         subject = f"bobosync {settings.org_code}: HEALTHY again (was {decision.previous.upper()})"
@@ -342,7 +344,7 @@ def run_notify_test(settings: Settings, out: TextIO = sys.stdout, now: Optional[
         out.write("notify-test: NOTIFY_EMAIL_TO is not set, so bobosync sends no e-mail; set NOTIFY_EMAIL_TO, "
                   "NOTIFY_EMAIL_FROM and SMTP_HOST (see .env_safe)\n")
         return 2
-    report = status_now(settings, now or datetime.now().replace(microsecond=0))
+    report = status_now(settings, as_utc(now or utc_now()))
     subject = f"bobosync {settings.org_code}: test e-mail (health now {report.health.upper()})"
     body = _body(settings, "A test e-mail sent by `bobosync notify-test`: health e-mails reach you.", report)
     mailer = Mailer(settings)

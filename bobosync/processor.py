@@ -7,11 +7,19 @@ A pass (:meth:`BOBOProcessor.run_pass`):
 3. sync the worker mapping from AtHoc if it is due (:mod:`bobosync.scheduling`);
 4. list the waiting files, oldest first, skipping files still being written and files
    already processed (MOVE_PROCESSED_FILES=false);
-5. per batch of BATCH_SIZE files: parse, keep the latest event per employee, drop events not
-   newer than the last one applied in an earlier pass, map employee IDs to AtHoc LOGIN_IDs,
-   send, and classify each file as done, retry or failed (:meth:`process_file_batch`);
+5. per batch of BATCH_SIZE files: parse, give every event its true instant
+   (:mod:`bobosync.timebase`), keep the latest event per employee, drop events not newer than
+   the last one applied in an earlier pass (:mod:`bobosync.resolution`), map employee IDs to
+   AtHoc LOGIN_IDs, send, and classify each file as done, retry or failed
+   (:meth:`process_file_batch`);
 6. clear duty values left behind for longer than AUTO_CLEANUP_HOURS;
 7. purge old logs and processed files; log one summary line; record the run.
+
+Every time inside is an instant (aware, UTC). Right after connecting, this machine's clock is
+compared with AtHoc's (the ``Date`` header); beyond CLOCK_TOLERANCE_MINUTES the pass reports an
+ERROR and skips every decision that reads this machine's clock (the auto-cleanup, the hold on
+future events, the SYNC_RETRY_DAYS rule, the purges), while files are still processed: their
+times come from BOBO.
 
 The pass never holds a decision only in memory: what was applied, which files are done and
 where they are going is committed in one transaction *before* any file is moved, and moves are
@@ -36,16 +44,22 @@ from .errors import AtHocAuthError, AtHocError, BoboSyncError, DatabaseError, In
 from .filestore import (
     FileMover,
     Listing,
+    Snapshot,
     WaitingFile,
+    changed_since,
+    is_transient,
     list_waiting_files,
     purge_old_files,
+    read_snapshot,
+    remembered_match,
     sha256_of,
     write_error_note,
 )
 from .logsetup import purge_old_logs
-from .resolution import LatestEvents, ResolvedEvent, drop_not_newer, drop_older_than_in_flight
+from .resolution import AppliedEvent, LatestEvents, ResolvedEvent, drop_not_newer, drop_older_than_in_flight
 from .scheduling import mapping_is_stale, mapping_sync_due
 from .settings import Settings, load_settings
+from .timebase import UTC, Reading, ZoneReader, as_utc, describe_offset, show, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +69,12 @@ FUTURE_EVENT_TOLERANCE = timedelta(hours=1)
 
 #: How many bad-row reasons a failed file's ``.error.txt`` and processing_log row quote.
 _REASONS_QUOTED = 5
+
+#: A last line without a line ending that does not parse is a row still being written until
+#: the file has been left unchanged for this many FILE_SETTLE_SECONDS (and at least the
+#: minimum); only then is it a bad row.
+GROWTH_PATIENCE_SETTLES = 10
+GROWTH_PATIENCE_MIN_SECONDS = 60.0
 
 __all__ = ["BOBODatabase", "BOBOEntry", "BOBOProcessor", "PassCounts", "PassReport"]
 
@@ -68,6 +88,9 @@ class PassCounts:
     files_retry: int = 0
     files_failed: int = 0
     files_waiting_young: int = 0
+    #: Read, then left in CSV_DIRECTORY with nothing decided: still being written (a last
+    #: line cut short), changed since it was read, or gone since it was listed.
+    files_left: int = 0
     rows: int = 0
     bad_rows: int = 0
     updates_sent: int = 0
@@ -78,6 +101,8 @@ class PassCounts:
     unmapped: int = 0
     superseded: int = 0
     cleared: int = 0
+    #: Events that lost to a newer applied one although their file is newer (terminal clock behind?).
+    behind: int = 0
     requests: int = 0
 
     def summary(self) -> str:
@@ -86,7 +111,7 @@ class PassCounts:
             f"failed {self.files_failed}), rows {self.rows}, bad rows {self.bad_rows}, "
             f"updates sent {self.updates_sent}, applied {self.applied}, "
             f"not in AtHoc {self.not_in_athoc}, failed {self.failed}, held {self.held}, unmapped {self.unmapped}, "
-            f"superseded {self.superseded}, cleared {self.cleared}"
+            f"superseded {self.superseded}, behind {self.behind}, cleared {self.cleared}"
         )
 
 
@@ -125,9 +150,16 @@ class _FileState:
 
     waiting: WaitingFile
     sha256: str = ""
+    #: The file as it was read (None when it could not be read): moved only if still so.
+    snapshot: Optional[Snapshot] = None
     rows: int = 0
     bad: list[BadRow] = field(default_factory=list)
     unreadable: Optional[str] = None
+    #: A read error that may go away (permission denied, a sharing or lock violation, in
+    #: use): the file stays, one attempt is counted; after MAX_RETRY_ATTEMPTS it fails.
+    transient: Optional[str] = None
+    #: Why the file is left in CSV_DIRECTORY with nothing recorded (next pass reads it again).
+    left: Optional[str] = None
     #: Updates AtHoc rejected: the file is retried, and after MAX_RETRY_ATTEMPTS it fails.
     failures: list[str] = field(default_factory=list)
     #: Events dated too far in the future, held back: the file is retried like a failure.
@@ -199,7 +231,7 @@ class BOBOProcessor:
         client: Optional[AtHocClient] = None,
         db: Optional[BOBODatabase] = None,
         dry_run: bool = False,
-        clock: Callable[[], datetime] = datetime.now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.dry_run = dry_run
@@ -211,6 +243,11 @@ class BOBOProcessor:
         self._memory_mapping: Optional[dict[str, str]] = None
         self._synced_this_pass = False
         self._reported_unmapped: set[str] = set()
+        #: False for a pass whose clock differs from AtHoc's beyond CLOCK_TOLERANCE_MINUTES.
+        self._clock_trusted = True
+
+    def _now(self) -> datetime:
+        return as_utc(self.clock())
 
     # ------------------------------------------------------------------ AtHoc and mapping
 
@@ -223,9 +260,9 @@ class BOBOProcessor:
     def should_run_user_mapping_sync(self, now: Optional[datetime] = None) -> bool:
         if not self.settings.sync_mappings:
             return False
-        now = now or self.clock()
         decision = mapping_sync_due(
-            self.db.get_sync_state(), now, self.settings.sync_hour, self.settings.sync_retry_days
+            self.db.get_sync_state(), as_utc(now or self.clock()), self.settings.sync_hour,
+            self.settings.sync_retry_days, clock_trusted=self._clock_trusted,
         )
         log.debug("mapping sync due: %s (%s)", decision.due, decision.reason)
         return decision.due
@@ -236,7 +273,7 @@ class BOBOProcessor:
         The old mapping is kept when AtHoc lists no user, the listing is incomplete, or the
         new mapping would remove more than half of the existing one. Returns True on success.
         """
-        now = now or self.clock()
+        now = as_utc(now or self.clock())
         self._synced_this_pass = True
         client = self.connect_athoc()
         run_id = None if self.dry_run else self.db.start_run("mapping_sync", now, os.getpid())
@@ -324,7 +361,7 @@ class BOBOProcessor:
 
     def get_csv_files(self, now: Optional[datetime] = None) -> list[Path]:
         """The waiting files this pass would process, oldest first."""
-        return [f.path for f in self._list_files(now or self.clock())[0].ready]
+        return [f.path for f in self._list_files(as_utc(now or self.clock()))[0].ready]
 
     def _list_files(self, now: datetime) -> tuple[Listing, int]:
         """Ready files minus those already processed and left in place; and how many those are."""
@@ -333,16 +370,26 @@ class BOBOProcessor:
             return listing, 0
         remembered = self.db.remembered_by_name(f.name for f in listing.ready)
         ready = []
+        unexamined = list(listing.unexamined)
+        left_in_place = 0
         for waiting in listing.ready:
-            known = remembered.get(waiting.name, [])
-            if any(r.size == waiting.size and r.mtime_ns == waiting.mtime_ns for r in known):
+            try:
+                match = remembered_match(waiting, remembered.get(waiting.name, []))
+            except OSError as exc:
+                # Probably the processed file, but it cannot be compared now: that file's
+                # problem only, reported by name; the next pass looks again.
+                unexamined.append((waiting.name, f"cannot read it to compare with the processed file "
+                                                 f"of that name: {exc.strerror or exc}"))
                 continue
-            if any(r.size == waiting.size for r in known) and self.db.is_remembered(
-                waiting.name, waiting.size, sha256_of(waiting.path)
-            ):
+            if match is None:
+                ready.append(waiting)
                 continue
-            ready.append(waiting)
-        return dataclasses.replace(listing, ready=ready), len(listing.ready) - len(ready)
+            left_in_place += 1
+            if match.fingerprint != waiting.fingerprint and not self.dry_run:
+                # Same content, new metadata (a chmod, a touch): hashed once, not every pass.
+                fp = waiting.fingerprint
+                self.db.refresh_remembered(match.name, match.size, match.sha256, fp.mtime_ns, fp.ctime_ns, fp.file_id)
+        return dataclasses.replace(listing, ready=ready, unexamined=tuple(unexamined)), left_in_place
 
     def parse_csv_file(self, path: Path) -> list[BOBOEntry]:
         """Every valid entry of one file (bad rows are logged). For the REPL and tests: the
@@ -372,20 +419,30 @@ class BOBOProcessor:
         answering (its files are kept without counting an attempt), and AtHocAuthError when
         the token can no longer be obtained (nothing settled).
         """
-        now = self.clock()
+        now = self._now()
         counts = report.counts
-        states = [_FileState(f) for f in files]
-        latest = LatestEvents()
+        # Indexed in listing order (modification time, then name): the tie rule's file order.
+        states = [_FileState(f) for f in sorted(files, key=lambda f: (f.mtime_ns, f.name))]
+        latest = LatestEvents([(state.waiting.mtime_ns, state.name) for state in states])
         for index, state in enumerate(states):
-            self._parse_into(state, index, latest, now + FUTURE_EVENT_TOLERANCE)
+            self._parse_into(state, index, latest, now)
             counts.files += 1
             counts.rows += state.rows
             counts.bad_rows += len(state.bad)
 
         events = latest.events()
         counts.superseded += latest.superseded
-        events, not_newer = drop_not_newer(events, self.db.get_last_events(events))
-        counts.superseded += not_newer
+        last_applied = self.db.get_last_events(events)
+        decided = drop_not_newer(events, last_applied)
+        events = decided.kept
+        counts.superseded += decided.dropped
+        for lost in decided.behind:
+            counts.behind += 1
+            applied = lost.applied.order
+            log.warning("employee %s: %s row %d (%s) is older than the event already applied from the older file "
+                        "%s row %d (%s): not applied. BOBO terminal clock behind?",
+                        lost.employee_id, lost.event.order.file_name, lost.event.order.row, show(lost.event.instant),
+                        applied.file_name, applied.row, show(applied.instant))
         events, under_way = drop_older_than_in_flight(events, self.db.get_in_flight(events))
         counts.superseded += under_way
 
@@ -407,14 +464,18 @@ class BOBOProcessor:
             # Noted before sending: if the answer is lost (crash, timeout), AtHoc may hold
             # these events, and an older event must not be sent over them meanwhile.
             with self.db.transaction():
-                self.db.record_in_flight(((e, ev.entry.event_time) for e, ev in sources.values()), now)
+                self.db.record_in_flight(((e, ev.order) for e, ev in sources.values()), now)
             results = self.connect_athoc().batch_update_duty_status(updates)
             counts.updates_sent += len(updates)
 
-        applied_rows = []
+        # The same state again, later in the order: AtHoc holds its value already; recorded
+        # so that the stored order does not depend on where pass boundaries fell.
+        applied_rows: list[tuple[str, AppliedEvent, Optional[str]]] = [
+            (employee_id, AppliedEvent(event.order, event.entry.transaction), None)
+            for employee_id, event in decided.same.items()
+        ]
         answered: list[str] = []
         unanswered: Optional[str] = None
-        names = [state.name for state in states]  # once per file, not once per update
         debug = log.isEnabledFor(logging.DEBUG)
         for login_id, result in results.items():
             employee_id, event = sources[login_id]
@@ -424,10 +485,7 @@ class BOBOProcessor:
                 answered.append(employee_id)
             if result.outcome is UpdateOutcome.APPLIED:
                 counts.applied += 1
-                entry = event.entry
-                applied_rows.append(
-                    (employee_id, entry.event_time, entry.transaction.value, login_id, names[event.file_index])
-                )
+                applied_rows.append((employee_id, AppliedEvent(event.order, event.entry.transaction), login_id))
                 if debug:
                     log.debug("applied %s (employee %s) = %r", login_id, employee_id, updates[login_id])
             elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
@@ -445,11 +503,43 @@ class BOBOProcessor:
         if unanswered is not None:
             raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
 
-    def _parse_into(self, state: _FileState, index: int, latest: LatestEvents, latest_allowed: datetime) -> None:
+    def _parse_into(self, state: _FileState, index: int, latest: LatestEvents, now: datetime) -> None:
+        """Read one file into ``latest``, each event with its true instant in BOBO_TIMEZONE.
+
+        A reading that occurs twice (fall-back) is resolved by the file's modification time, a
+        true instant not before the event; one that never occurs (spring-forward) is moved
+        forward by the gap, with a WARNING. An event more than FUTURE_EVENT_TOLERANCE ahead of
+        ``now`` is held back, unless this machine's clock is not trusted this pass (AtHoc's
+        contradicts it: "ahead of this clock" then means nothing)."""
+        latest_allowed = now + FUTURE_EVENT_TOLERANCE if self._clock_trusted else None
+        reader = ZoneReader(self.settings.bobo_timezone)
+        debug = log.isEnabledFor(logging.DEBUG)
         try:
-            state.sha256 = sha256_of(state.path)
+            state.snapshot = snapshot = read_snapshot(state.path)
+            state.sha256 = snapshot.sha256
+            modified = datetime.fromtimestamp(snapshot.fingerprint.mtime_ns / 1e9, UTC)
             for item in read_bobo_file(state.path):
-                if not isinstance(item, BadRow) and item.event_time > latest_allowed:
+                if isinstance(item, BadRow):
+                    if item.open_end and self._may_still_grow(snapshot, now):
+                        # The rows before it are complete and used; the file waits for the rest.
+                        state.left = (f"its last line (row {item.row_number}) has no line ending and does not "
+                                      "parse: probably still being written; left for the next pass (a bad row "
+                                      f"once the file has not changed for {self._growth_patience():g} s)")
+                        continue
+                    state.bad.append(item)
+                    log.warning("%s row %d: %s", state.name, item.row_number, item.reason)
+                    continue
+                instant, kind = reader.instant(item.event_time, modified)
+                if kind is Reading.SKIPPED:
+                    log.warning("%s row %d: %s does not exist in %s (the clocks went forward); read as %s",
+                                state.name, item.row_number, f"{item.event_time:%Y-%m-%d %H:%M:%S}",
+                                self.settings.bobo_timezone, show(instant))
+                elif kind is Reading.REPEATED and debug:
+                    log.debug("%s row %d: %s occurs twice in %s (the clocks went back); the file's modification "
+                              "time %s makes it %s", state.name, item.row_number,
+                              f"{item.event_time:%Y-%m-%d %H:%M:%S}", self.settings.bobo_timezone,
+                              show(modified), show(instant))
+                if latest_allowed is not None and instant > latest_allowed:
                     # Applied, it would make every real event of that person "not newer" until
                     # then. Held back instead: the file is retried, and fails with this reason
                     # if the clocks do not agree by then.
@@ -459,16 +549,30 @@ class BOBOProcessor:
                     state.held.append(problem)
                     log.warning("%s %s; held back", state.name, problem)
                     continue
-                if isinstance(item, BadRow):
-                    state.bad.append(item)
-                    log.warning("%s row %d: %s", state.name, item.row_number, item.reason)
-                else:
-                    state.rows += 1
-                    latest.add(item, index)
+                state.rows += 1
+                latest.add(item, index, instant)
         except InputFileError as exc:
-            state.unreadable = exc.reason
+            self._read_failed(state, exc.os_error, exc.reason)
         except OSError as exc:
-            state.unreadable = f"cannot read: {exc.strerror or exc}"
+            self._read_failed(state, exc, f"cannot read: {exc.strerror or exc}")
+
+    def _read_failed(self, state: _FileState, exc: Optional[OSError], reason: str) -> None:
+        """Sort a read error: gone (nothing to decide), transient (retried), or permanent."""
+        if isinstance(exc, FileNotFoundError):
+            state.left = "it is no longer in CSV_DIRECTORY (renamed or moved away since it was listed)"
+        elif exc is not None and is_transient(exc):
+            winerror = getattr(exc, "winerror", None)
+            state.transient = f"cannot read: {exc.strerror or exc}" + (
+                f" (Windows error {winerror})" if winerror else "")
+        else:
+            state.unreadable = reason
+
+    def _growth_patience(self) -> float:
+        return max(GROWTH_PATIENCE_MIN_SECONDS, GROWTH_PATIENCE_SETTLES * self.settings.file_settle_seconds)
+
+    def _may_still_grow(self, snapshot: Snapshot, now: datetime) -> bool:
+        """Modified too recently for a last line cut short to be the writer's final word."""
+        return now.timestamp() - snapshot.fingerprint.mtime_ns / 1e9 < self._growth_patience()
 
     def _map(self, events: dict[str, ResolvedEvent], report: PassReport, now: datetime) -> dict[str, ResolvedEvent]:
         """employee ID -> event, keyed now by LOGIN_ID-resolvable employees only."""
@@ -516,7 +620,7 @@ class BOBOProcessor:
             sources[login_id] = (entry.employee_id, event)
         return updates, sources
 
-    def _settle(self, states: list[_FileState], applied_rows: list[tuple[str, datetime, str, str, str]],
+    def _settle(self, states: list[_FileState], applied_rows: list[tuple[str, AppliedEvent, Optional[str]]],
                 answered: list[str], report: PassReport, now: datetime) -> None:
         """Commit every decision of the batch in one transaction, then move the files."""
         counts = report.counts
@@ -526,8 +630,22 @@ class BOBOProcessor:
             self.db.record_applied_events(applied_rows, now)
             self.db.clear_in_flight(answered)
             for state in states:
-                reason = state.fatal_reason()
                 counts.held += len(state.held)
+                if state.left is not None:
+                    counts.files_left += 1
+                    log.info("%s: %s", state.name, state.left)
+                    continue
+                if state.transient is not None:
+                    attempts = self.db.record_file_failure(state.name, state.transient, now)
+                    if attempts < self.settings.max_retry_attempts:
+                        counts.files_retry += 1
+                        log.error("%s: %s; it stays in CSV_DIRECTORY and is tried again next pass (attempt %d of %d)",
+                                  state.name, state.transient, attempts, self.settings.max_retry_attempts)
+                        continue
+                    reason: Optional[str] = (f"could not be read in {attempts} attempts, the last: {state.transient} "
+                                             "(locked by another program, or no permission to read it)")
+                else:
+                    reason = state.fatal_reason()
                 if reason is None and state.unanswered and not state.failures and not state.held:
                     counts.files_retry += 1
                     log.warning("%s: AtHoc did not answer %d update(s); kept for the next pass",
@@ -543,10 +661,19 @@ class BOBOProcessor:
                         continue
                     reason = (f"{state.retry_problems()}, still after {attempts} attempts: "
                               + "; ".join(problems[:_REASONS_QUOTED]))
+                if state.snapshot is not None:
+                    # Move or remember only what was read: a file appended to, rewritten or
+                    # replaced since stays, and the next pass reads it again.
+                    changed = changed_since(state.path, state.snapshot)
+                    if changed is not None:
+                        counts.files_left += 1
+                        log.warning("%s: %s; left for the next pass, which reads it again", state.name, changed)
+                        continue
                 if reason is not None:
                     counts.files_failed += 1
                     self.db.log_processing(state.name, state.rows, "failed", reason, now)
-                    self.db.clear_file_retry(state.name)
+                    # Its attempts are forgotten once it is in the failed folder: if it cannot
+                    # be moved, the count shows (in `status`) that it is stuck in CSV_DIRECTORY.
                     dst = self._journal_move(state, self.settings.failed_files_directory, taken)
                     moves.append((state, dst, reason))
                     continue
@@ -557,7 +684,8 @@ class BOBOProcessor:
                 if self.settings.move_processed_files:
                     moves.append((state, self._journal_move(state, self.settings.processed_directory, taken), None))
                 else:
-                    self.db.remember_file(state.name, state.waiting.size, state.sha256, state.waiting.mtime_ns, now)
+                    fp = state.snapshot.fingerprint if state.snapshot is not None else state.waiting.fingerprint
+                    self.db.remember_file(state.name, fp.size, state.sha256, fp.mtime_ns, now, fp.ctime_ns, fp.file_id)
                     log.info("%s: %s: done (left in place)", state.name, state.outcome())
         placed = [state for state, dst, reason in moves if self._carry_out(state, dst, reason, now, report)]
         if placed:
@@ -566,12 +694,16 @@ class BOBOProcessor:
             with self.db.transaction():
                 for state in placed:
                     self.db.remove_pending_move(str(state.path))
+                    self.db.clear_file_retry(state.name)
 
     def _recovered_move(self, src: Path, final: Path) -> None:
         """A move finished by recovery: if the crash came before a failed file's note was
         written, write it now from the reason the database recorded with the decision."""
         note = final.with_name(final.name + ".error.txt")
-        if final.parent != self.settings.failed_files_directory or note.exists():
+        if final.parent != self.settings.failed_files_directory:
+            return
+        self.db.clear_file_retry(src.name)
+        if note.exists():
             return
         reason = self.db.last_failure_reason(src.name) or "not recorded (see the log of the interrupted run)"
         write_error_note(final, reason, self.clock())
@@ -583,9 +715,10 @@ class BOBOProcessor:
 
     def _carry_out(self, state: _FileState, dst: Path, reason: Optional[str], now: datetime,
                    report: PassReport) -> bool:
-        """Move one settled file; True when it moved (its journal entry is left to the caller)."""
-        if reason is not None:
-            write_error_note(dst, reason, now)
+        """Move one settled file; True when it moved (its journal entry is left to the caller).
+
+        A failed file's note is written once the file is in the failed folder, never before:
+        a move that fails leaves no stray note (a crash in between: recovery writes it)."""
         try:
             final = self.mover.move(state.path, dst, state.sha256, forget=False)
         except OSError as exc:
@@ -594,6 +727,7 @@ class BOBOProcessor:
             report.errors.append(message)
             return False
         if reason is not None:
+            write_error_note(final, reason, now)
             log.error("%s: moved to %s: %s", state.name, final, reason)
         else:
             log.info("%s: %s: done, moved to %s", state.name, state.outcome(), final)
@@ -604,7 +738,7 @@ class BOBOProcessor:
     def run_cleanup(self, now: Optional[datetime] = None) -> int:
         """Clear duty values older than AUTO_CLEANUP_HOURS. Returns how many were cleared;
         raises AtHocError (recorded in the run history first)."""
-        now = now or self.clock()
+        now = as_utc(now or self.clock())
         hours = self.settings.auto_cleanup_hours
         client = self.connect_athoc()
         if self.dry_run:
@@ -624,9 +758,10 @@ class BOBOProcessor:
     def run_pass(self, now: Optional[datetime] = None) -> PassReport:
         """One whole pass (see the module docstring). Never raises for AtHoc, file or input
         problems: they are logged, recorded and reflected in ``exit_code``."""
-        now = now or self.clock()
+        now = as_utc(now or self.clock())
         report = PassReport(started_at=now)
         started = time.monotonic()
+        self._clock_trusted = True
         self._synced_this_pass = False
         self._reported_unmapped = set()
         for note in self.settings.env_notes:  # a misspelt setting must not go unnoticed
@@ -662,12 +797,15 @@ class BOBOProcessor:
             log.error("cannot connect to AtHoc: %s; no file was touched", exc)
             return
         requests_before = client.request_count
+        self._check_clock(client, report, self._now())
         try:
             if self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
                 report.errors.append("mapping sync failed")
             athoc_stopped = self._process_files(report, now)
             if self.settings.auto_cleanup_hours > 0 and athoc_stopped:
                 log.warning("auto-cleanup skipped: AtHoc stopped answering in this pass; the next pass runs it")
+            elif self.settings.auto_cleanup_hours > 0 and not self._clock_trusted:
+                log.warning("auto-cleanup skipped: this machine's clock differs from AtHoc's")
             elif self.settings.auto_cleanup_hours > 0:
                 try:
                     counts.cleared = self.run_cleanup(now)
@@ -676,8 +814,32 @@ class BOBOProcessor:
                     log.error("auto-cleanup failed: %s", exc)
         finally:
             counts.requests = client.request_count - requests_before
-        if not self.dry_run:
+        if not self.dry_run and self._clock_trusted:
             self._purge(now)
+
+    def _check_clock(self, client: AtHocClient, report: PassReport, now: datetime) -> None:
+        """Compare this machine's clock (``self.clock``, read as ``now``) with AtHoc's (the
+        ``Date`` header of its last answer). Beyond CLOCK_TOLERANCE_MINUTES: ERROR, and the
+        pass skips every decision that reads this machine's clock (``_clock_trusted``)."""
+        tolerance = self.settings.clock_tolerance
+        reading = client.clock_offset
+        if tolerance is None:
+            return
+        if reading is None:
+            log.debug("clock check: AtHoc's answers carry no Date header; not checked")
+            return
+        offset = reading.offset_at(now)
+        log.debug("clock check: this machine's clock is %s (give or take %.1f s)",
+                  describe_offset(offset), reading.uncertainty.total_seconds())
+        if not reading.beyond(offset, tolerance):
+            return
+        self._clock_trusted = False
+        message = (f"this machine's clock ({show(now)}) is {describe_offset(offset)} ({show(now + offset)}), "
+                   f"more than CLOCK_TOLERANCE_MINUTES={self.settings.clock_tolerance_minutes:g}; this pass skips "
+                   "the auto-cleanup, the hold on future events, the SYNC_RETRY_DAYS rule and the purges "
+                   "(files are still processed): set this machine's clock right (NTP)")
+        report.errors.append(message)
+        log.error("%s", message)
 
     def _process_files(self, report: PassReport, now: datetime) -> bool:
         """Process the waiting files batch by batch. True when AtHoc stopped answering."""
@@ -692,6 +854,10 @@ class BOBOProcessor:
         for name in listing.bad_names:
             message = (f"{name} in CSV_DIRECTORY: its name is not valid UTF-8 text, so it cannot be recorded; "
                        "it is left where it is: rename it")
+            report.errors.append(message)
+            log.error("%s", message)
+        for name, problem in listing.unexamined:
+            message = f"{name} in CSV_DIRECTORY: {problem}; it is left where it is and looked at again next pass"
             report.errors.append(message)
             log.error("%s", message)
         if listing.too_young:
@@ -724,7 +890,7 @@ class BOBOProcessor:
 
     def _purge(self, now: datetime) -> None:
         settings = self.settings
-        removed_logs = purge_old_logs(settings.log_directory, settings.log_purge_days, now.date())
+        removed_logs = purge_old_logs(settings.log_directory, settings.log_purge_days, now.astimezone().date())
         removed_files = 0
         days = settings.processed_files_purge_days
         if days > 0:

@@ -24,7 +24,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone, tzinfo
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Callable, Optional, TypedDict, TypeVar
@@ -34,6 +34,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from .errors import ConfigError
+from .timebase import machine_zone, zone_named
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -121,6 +122,12 @@ class Settings:
     notify_repeat_hours: float = 4.0
     #: The Prometheus text file written after every pass (:mod:`bobosync.metrics`); None: off.
     metrics_file: Optional[Path] = None
+    #: The zone of BOBO's wall-clock readings (default: this machine's zone).
+    bobo_timezone: tzinfo = field(default_factory=machine_zone)
+    #: The zone AtHoc's duty values are read in (default: BOBO_TIMEZONE).
+    athoc_timezone: Optional[tzinfo] = None
+    #: How far this machine's clock may differ from AtHoc's; 0 turns the check off.
+    clock_tolerance_minutes: float = 5.0
     #: The ``.env`` file that was read, if any (informational).
     env_file: Optional[Path] = field(default=None, compare=False)
     #: Where the settings came from, for messages: the ``.env`` file and how it was found, or
@@ -129,6 +136,17 @@ class Settings:
     #: Remarks about the ``.env`` file that do not stop a run (names bobosync does not know,
     #: names written twice); every pass logs them as WARNINGs.
     env_notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def athoc_zone(self) -> tzinfo:
+        """ATHOC_TIMEZONE, or BOBO_TIMEZONE when it is not set."""
+        return self.athoc_timezone if self.athoc_timezone is not None else self.bobo_timezone
+
+    @property
+    def clock_tolerance(self) -> Optional[timedelta]:
+        """CLOCK_TOLERANCE_MINUTES as a timedelta; None when the clock check is off."""
+        minutes = self.clock_tolerance_minutes
+        return timedelta(minutes=minutes) if minutes > 0 else None
 
     @property
     def api_base(self) -> str:
@@ -428,6 +446,20 @@ class _Reader:
             )
         return fmt
 
+    def zone(self, name: str, default: Optional[tzinfo]) -> Optional[tzinfo]:
+        """An IANA zone name; empty: ``default`` (None: this machine's own zone)."""
+        value = self.raw(name)
+        try:
+            if value:
+                return zone_named(value)
+            return default if default is not None else machine_zone()
+        except ValueError as exc:
+            if value:
+                self.problems.append(f"{name}={value!r}: expected an IANA time zone name such as Europe/London")
+            else:
+                self.problems.append(f"{name}: not set, and {exc}; set it to an IANA name such as Europe/London")
+            return None
+
     def log_level(self) -> str:
         level = self.text("LOG_LEVEL", "INFO").upper()
         if level not in LOG_LEVELS:
@@ -452,6 +484,7 @@ class _Reader:
         server_url = self.server_url()
         client_id = self.required("CLIENT_ID")
         org_code = self.required("ORG_CODE")
+        bobo_zone = self.zone("BOBO_TIMEZONE", None)
         settings = Settings(
             athoc_server_url=server_url,
             client_id=client_id,
@@ -491,6 +524,9 @@ class _Reader:
             poll_interval_seconds=self.number("POLL_INTERVAL_SECONDS", 60.0, 0, strictly_positive=True),
             **self._notify_settings(server_url, org_code, apiuser),
             metrics_file=self.optional_path("METRICS_FILE"),
+            bobo_timezone=bobo_zone or timezone.utc,
+            athoc_timezone=self.zone("ATHOC_TIMEZONE", bobo_zone) if self.raw("ATHOC_TIMEZONE") else None,
+            clock_tolerance_minutes=self.number("CLOCK_TOLERANCE_MINUTES", 5.0, 0),
             env_file=self.env_file,
             env_source=self.source,
             env_notes=env_file_notes(self.env_file, self.file_values) if self.env_file is not None else (),

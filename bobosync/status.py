@@ -16,27 +16,31 @@ Exit code (also ``exit_code`` in the JSON):
 
 The two time limits grow to twice POLL_INTERVAL_SECONDS when that is longer, so a ``--watch``
 set to a long interval does not raise false alarms.
+
+Every age is measured between instants (UTC), so DST changes neither shorten nor lengthen it;
+a time recorded in the future (this machine's clock was ahead, or was set back) counts as
+stale, never as fresh. Times are shown in this machine's local time with their offset.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from . import __version__
-from .database import BOBODatabase, RunRecord
+from .database import BOBODatabase, RunRecord, parse_datetime
 from .errors import AtHocError, DatabaseError
-from .filestore import list_waiting_files, sha256_of
+from .filestore import list_waiting_files, remembered_match
 from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
+from .timebase import FUTURE_MARGIN, UTC, as_utc, latest_instant, show, utc_now
 
 if TYPE_CHECKING:  # the client (and requests) is imported only for --live
     from .client import AtHocClient
@@ -62,7 +66,6 @@ _DAY_ROWS = 100_000
 _TEXT_FILES_SHOWN = 10
 _TEXT_MESSAGE_CHARS = 200
 _LABEL_WIDTH = 16
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 # --------------------------------------------------------------------------- the report
@@ -233,6 +236,7 @@ def collect_status(
     """Everything the dashboard shows, judged. ``db`` is a (read-only) database, or None when it
     could not be opened (``db_error`` says why). ``live=True`` or a ``client`` asks AtHoc too;
     without a client one is created (and closed) here."""
+    now = as_utc(now)
     report = StatusReport(
         generated_at=now,
         database=settings.db_path,
@@ -307,12 +311,11 @@ def _mapping(db: BOBODatabase, settings: Settings, now: datetime) -> MappingStat
     result.due_now, result.due_reason = decision.due, decision.reason
     result.next_due = next_sync_due(state, now, settings.sync_hour, settings.sync_retry_days)
     if decision.due and state is not None and state.last_sync_time is not None:
-        last = state.last_sync_time
-        if state.status != "success":
+        last = as_utc(state.last_sync_time)
+        if state.status != "success" or last > now + FUTURE_MARGIN:
             result.due_since = last
         else:
-            daily = datetime.combine(last.date() + timedelta(days=1), time(hour=settings.sync_hour))
-            result.due_since = min(daily, last + timedelta(days=settings.sync_retry_days))
+            result.due_since = next_sync_due(state, last, settings.sync_hour, settings.sync_retry_days)
     return result
 
 
@@ -363,20 +366,15 @@ def _waiting(
             remembered = {}
         still = []
         for waiting in ready:
-            known = [r for r in remembered.get(waiting.name, []) if r.size == waiting.size]
-            if any(r.mtime_ns == waiting.mtime_ns for r in known):
-                continue
-            if known:
-                try:
-                    digest = sha256_of(waiting.path)
-                except OSError:
-                    digest = ""
-                if any(r.sha256 == digest for r in known):
+            try:
+                if remembered_match(waiting, remembered.get(waiting.name, [])) is not None:
                     continue
+            except OSError:
+                pass  # cannot be compared now: the pass reports it, and it shows here as waiting
             still.append(waiting)
         ready = still
     for waiting in ready:
-        modified = datetime.fromtimestamp(waiting.mtime_ns / 1e9)
+        modified = datetime.fromtimestamp(waiting.mtime_ns / 1e9, UTC)
         age = max(0.0, (now - modified).total_seconds())
         count, error = retry.get(waiting.name, (0, None))
         files.waiting.append(WaitingFileInfo(waiting.name, modified.replace(microsecond=0), round(age, 1),
@@ -397,7 +395,7 @@ def _failed(files: FileStatus) -> None:
     except OSError as exc:
         files.failed_error = exc.strerror or str(exc)
         return
-    found.sort(key=lambda f: (f.failed_at or datetime.min, f.name), reverse=True)
+    found.sort(key=lambda f: (f.failed_at or datetime.min.replace(tzinfo=UTC), f.name), reverse=True)
     files.failed = found
 
 
@@ -407,7 +405,7 @@ def _failed_file(path: Path) -> FailedFileInfo:
     failed_at: Optional[datetime] = None
     try:
         text = note.read_text(encoding="utf-8", errors="replace")
-        failed_at = datetime.fromtimestamp(note.stat().st_mtime).replace(microsecond=0)
+        failed_at = datetime.fromtimestamp(note.stat().st_mtime, UTC).replace(microsecond=0)
     except OSError:
         return FailedFileInfo(_printable(path.name), None, None)
     for line in text.splitlines():
@@ -415,8 +413,7 @@ def _failed_file(path: Path) -> FailedFileInfo:
         if key.strip().lower() == "reason" and reason is None:
             reason = value.strip()
         elif key.strip().lower() == "failed":
-            with contextlib.suppress(ValueError):
-                failed_at = datetime.strptime(value.strip(), _TIME_FORMAT)
+            failed_at = parse_datetime(value.strip()) or failed_at  # with offset, or local (older notes)
     if reason is None:
         reason = text.strip() or "(empty .error.txt)"
     return FailedFileInfo(_printable(path.name), failed_at, reason)
@@ -452,8 +449,8 @@ def _live(settings: Settings, client: Optional[AtHocClient], now: datetime) -> L
     cutoff: Optional[datetime] = None
     overdue_cutoff: Optional[datetime] = None
     if hours > 0:
-        # As the auto-cleanup compares: with the cutoff as written (the format may drop seconds).
-        cutoff = datetime.strptime((now - timedelta(hours=hours)).strftime(fmt), fmt)
+        # As the auto-cleanup compares: instants, a repeated reading taking the later one.
+        cutoff = as_utc(now) - timedelta(hours=hours)
         overdue_cutoff = cutoff - _pass_gap(settings)
         result.stale = result.stale_overdue = 0
     result.users = len(users)
@@ -463,7 +460,7 @@ def _live(settings: Settings, client: Optional[AtHocClient], now: datetime) -> L
             continue
         result.on_duty += 1
         try:
-            when = datetime.strptime(value, fmt)
+            when = latest_instant(datetime.strptime(value, fmt), settings.athoc_zone).instant
         except ValueError:
             result.unparseable += 1
             continue
@@ -517,7 +514,11 @@ def judge(report: StatusReport, settings: Settings) -> list[Reason]:
                  f"{_short(last.error or 'the process ended before the pass finished')}")
         gap = _pass_gap(settings)
         idle = now - passes.last_activity
-        if passes.running_since is not None and now - passes.running_since > gap:
+        if idle < -FUTURE_MARGIN:
+            bad(f"the last pass is recorded at {_t(passes.last_activity)}, {_age(-idle.total_seconds())} in the "
+                "future: this machine's clock was ahead then or is behind now (see 'clock differs from AtHoc's' "
+                "in process.md)")
+        elif passes.running_since is not None and now - passes.running_since > gap:
             bad(f"no pass finished for {_age(idle.total_seconds())}: the pass started at "
                 f"{_t(passes.running_since)} is still recorded as running (stuck, or its process died)")
         elif idle > gap:
@@ -527,6 +528,12 @@ def judge(report: StatusReport, settings: Settings) -> list[Reason]:
     files = report.files
     if files.csv_error:
         bad(f"CSV_DIRECTORY {files.csv_directory} cannot be read: {files.csv_error}")
+    stuck = [f.name for f in files.waiting if f.retry_count >= files.max_retry_attempts]
+    if stuck:
+        # Done with its attempts, so it belongs in the failed folder, but it could not be moved.
+        warn(f"{_n(len(stuck), 'file')} used all {files.max_retry_attempts} attempts (MAX_RETRY_ATTEMPTS) and could "
+             f"not be moved to the failed folder, so it stays in CSV_DIRECTORY: {', '.join(stuck[:3])}"
+             f"{', ...' if len(stuck) > 3 else ''} (see the last error; check FAILED_FILES_DIRECTORY)")
     if files.oldest_waiting_seconds is not None:
         limit = _file_gap(settings)
         if files.oldest_waiting_seconds > limit.total_seconds():
@@ -577,7 +584,7 @@ def judge(report: StatusReport, settings: Settings) -> list[Reason]:
 
 
 def _t(value: Optional[datetime]) -> str:
-    return value.strftime(_TIME_FORMAT) if value is not None else "never"
+    return show(value)
 
 
 def _age(seconds: float) -> str:
@@ -759,7 +766,7 @@ def render_text(report: StatusReport) -> str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
+        return as_utc(value).astimezone().isoformat(timespec="seconds")
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, dict):
@@ -770,7 +777,7 @@ def _plain(value: Any) -> Any:
 
 
 def report_to_dict(report: StatusReport) -> dict[str, Any]:
-    """The JSON document: stable keys, ISO local times, paths as text. ``reasons`` are the
+    """The JSON document: stable keys, ISO local times with offset, paths as text. ``reasons`` are the
     same lines as the text shows, worst first; ``reason_levels`` gives each one's level."""
     body = {k: _plain(v) for k, v in asdict(report).items()}
     order = ("passes", "mapping_sync", "auto_cleanup", "files", "errors", "live",
@@ -818,7 +825,8 @@ def run_status(
     now: Optional[datetime] = None,
 ) -> int:
     """``bobosync status``: write the report to ``out``; return 0 healthy, 1 warning, 2 unhealthy."""
-    report = status_now(settings, now or datetime.now().replace(microsecond=0), live=live)
+    now = as_utc(now or utc_now())
+    report = status_now(settings, now, live=live)
     out.write(render_json(report) if as_json else render_text(report))
     out.flush()
     log.debug("status: %s (%d reason(s))", report.health, len(report.reasons))

@@ -56,6 +56,7 @@ from .errors import (
     AtHocTransportError,
 )
 from .settings import Settings
+from .timebase import ClockOffset, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -487,6 +488,9 @@ class Transport:
         self.verify: VerifySetting = verify_setting(settings)
         self.proxies = proxies_setting(settings)
         self.request_count = 0
+        #: This machine's clock against AtHoc's, from the ``Date`` header of the last answer
+        #: that had one (None until then).
+        self.clock_offset: Optional[ClockOffset] = None
         self._sleep = sleep
         self._secrets = settings.secret_values()
         self.auth = TokenAuth(settings, self, clock=clock)
@@ -498,6 +502,12 @@ class Transport:
         if "://" in path_or_url:
             return path_or_url
         return urljoin(self.settings.api_base.rstrip("/") + "/", path_or_url.lstrip("/"))
+
+    def _note_date_header(self, response: requests.Response, sent_at: datetime) -> None:
+        """Keep the clock reading of an answer's ``Date`` header."""
+        reading = ClockOffset.from_date_header(response.headers.get("Date"), sent_at, utc_now())
+        if reading is not None:
+            self.clock_offset = reading
 
     def count_request(self) -> None:
         """Count one HTTP request sent outside :meth:`request_json` (the auth's 401 re-send)."""
@@ -554,6 +564,7 @@ class Transport:
             auth = self.auth
         self.request_count += 1
         started = time.monotonic()
+        sent_at = utc_now()
         try:
             with _insecure_warning_silenced(self.verify is False):
                 response = self.session.request(
@@ -579,6 +590,7 @@ class Transport:
             raise map_request_exception(exc, method, url, self._secrets) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
+        self._note_date_header(response, sent_at)
         if response.status_code >= 300:
             raise error_for_response(response, method, path, self._secrets)
         return response

@@ -27,10 +27,12 @@ import errno
 import io
 import itertools
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +104,31 @@ def sim_env_file(
     return write_env_file(root / ".env", values)
 
 
+def restricted_prefix() -> Optional[list[str]]:
+    """Command prefix under which a file of mode 000 really cannot be read, as for any user
+    but root: none for an ordinary user; for root (CI), ``setpriv`` dropping the
+    capabilities that let root read and write any file. None when that cannot be arranged
+    (Windows, or root without ``setpriv``): the caller skips, saying so."""
+    if os.name == "nt":
+        return None
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe"
+        probe.write_bytes(b"x")
+        probe.chmod(0)
+        try:
+            result = subprocess.run([*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'rb')"],
+                                    capture_output=True, timeout=30)
+        except OSError:
+            return None
+    return prefix if result.returncode != 0 and b"PermissionError" in result.stderr else None
+
+
 def cli_command(env_file: Path, *args: str) -> list[str]:
     """``python -m bobosync --env-file ENV ARGS...``."""
     return [sys.executable, "-m", "bobosync", "--env-file", str(env_file), *args]
@@ -153,7 +180,8 @@ KILL_PHASES: dict[str, str] = {
     "move_linked": "after os.link made the new name (the file is in both folders)",
     "move_unlinked": "after os.unlink removed a name (source gone; journal not yet cleared)",
     "copy_synced": "after a cross-volume copy was written and fsync'ed (partial file present)",
-    "error_note": "on entering the writing of a failed file's .error.txt note",
+    "error_note": "on entering the writing of a failed file's .error.txt note (the file is in the failed folder)",
+    "unchanged_checked": "after a file was found unchanged since it was read, before its decision is committed",
     "mapping_listed": "after the mapping sync read AtHoc's users, before storing them",
     "mapping_written": "after the new mapping was written inside its transaction, before COMMIT",
     "cleanup_queried": "after the cleanup found the stale values, before clearing them",
@@ -319,6 +347,7 @@ def _install_kill(plan: KillPlan) -> None:
         "move_unlinked": (os, "unlink", after),
         "copy_synced": (os, "fsync", after),
         "error_note": (processor, "write_error_note", before),
+        "unchanged_checked": (processor, "changed_since", after),
         "mapping_listed": (AtHocClient, "get_all_users_with_attributes", after),
         "mapping_written": (BOBODatabase, "replace_mappings", after),
         "cleanup_queried": (AtHocClient, "query_users_with_old_duty_status", after),
@@ -375,6 +404,9 @@ class InputFile:
     #: No valid row at all (or unreadable): must end in the failed folder.
     bad: bool = False
     bad_rows: int = 0
+    #: Rows were appended after it was first written (it may have been read, and decided
+    #: about, before): every row must still land, and it may be logged more than once.
+    grown: bool = False
 
 
 class EventClock:
@@ -443,6 +475,17 @@ class InputBook:
     def events(self) -> list[Event]:
         """Every valid event written, in file order then row order."""
         return [e for f in self.files for e in f.events]
+
+    def append(self, item: InputFile, events: Sequence[Event]) -> None:
+        """Add rows to the end of a file already written (BOBO still writing, or a file put
+        back with more rows), as ``item`` records them."""
+        rows = csv_text([export_row(e.transaction, e.employee_id, e.when) for e in events]).encode("ascii")
+        path = self.folder / item.name
+        with open(path, "ab") as f:
+            f.write(rows)
+        item.data += rows
+        item.events.extend(events)
+        item.grown = True
 
     def by_name(self) -> dict[str, InputFile]:
         return {f.name: f for f in self.files}

@@ -890,3 +890,48 @@ def test_a_lone_quote_before_blank_lines_loses_nothing_and_is_not_reported(tmp_p
     path = tmp_path / "q.csv"
     path.write_bytes(b'"\r\n\r\n')
     assert list(read_bobo_file(path)) == []
+
+
+# -- UTF-16 with a byte-order mark (Excel's "Unicode Text") ----------------------------------
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("big", [False, True], ids=["whole", "streamed"])
+def test_utf16_with_bom_is_read_whole_or_streamed(tmp_path: Path, codec: str, big: bool) -> None:
+    rows = [row("BON", "05990", payroll="Zoë €"), row("BOF", "12345")]
+    text = "\ufeff" + "\r\n".join(rows) + "\r\n"
+    with mock.patch.object(bobo_csv, "_CHUNK", 16 if big else bobo_csv._CHUNK):
+        items = read(tmp_path, text.encode(codec))
+    assert [(e.transaction, e.employee_id, e.row_number) for e in items if isinstance(e, BOBOEntry)] == [
+        (Transaction.BOOK_ON, "05990", 1), (Transaction.BOOK_OFF, "12345", 2)]
+    assert len(items) == 2
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["whole", "streamed"])
+def test_utf16_that_does_not_decode_or_holds_a_nul_is_refused(tmp_path: Path, big: bool) -> None:
+    with mock.patch.object(bobo_csv, "_CHUNK", 16 if big else bobo_csv._CHUNK):
+        with pytest.raises(InputFileError, match=r"not text: the byte-order mark says UTF-16, but bytes at offset"):
+            read(tmp_path, codecs.BOM_UTF16_LE + (row() + "\r\n").encode("utf-16-le") + b"\x00\xd8x")
+        at = 2 + 2 * len(row() + "\r\n")  # the BOM, then two bytes a character
+        with pytest.raises(InputFileError, match=rf"binary content \(NUL byte at offset {at}\)"):
+            read(tmp_path, codecs.BOM_UTF16_LE + (row() + "\r\n\0").encode("utf-16-le"))
+
+
+# -- a last record without a line ending --------------------------------------------------------
+
+
+@pytest.mark.parametrize("tail", ["BOF,0000", 'BOF,"00001,x', "BON,12345,P,2024"], ids=["cut", "quote", "short"])
+def test_a_bad_last_record_without_a_line_ending_is_flagged_open_ended(tmp_path: Path, tail: str) -> None:
+    items = read(tmp_path, row() + "\r\n" + tail)
+    assert isinstance(items[0], BOBOEntry) and isinstance(items[-1], BadRow)
+    assert items[-1].open_end and items[-1].row_number == 2
+
+
+def test_only_an_unterminated_last_record_is_open_ended(tmp_path: Path) -> None:
+    items = read(tmp_path, "XYZ,1\r\n" + row() + "\r\nBOF,2\r\n")
+    assert [b.open_end for b in items if isinstance(b, BadRow)] == [False, False]
+    assert read(tmp_path, row())[0] == BOBOEntry(Transaction.BOOK_ON, "12345", datetime(2024, 6, 17, 14, 30), 1)
+    simple = read(tmp_path, "Employee_ID,Status,Timestamp\r\n12345,On Duty,2024-06-17 14:30:00\r\n1,On")
+    assert isinstance(simple[-1], BadRow) and simple[-1].open_end and simple[-1].row_number == 3
+    assert [b for b in read(tmp_path, "Employee_ID,Status,Timestamp\r\n1,On\r\n") if isinstance(b, BadRow)] == [
+        BadRow(2, "expected 3 columns, found 2")]

@@ -29,7 +29,7 @@ from bobosync.check import (
     decode_certificate,
     run_check,
 )
-from bobosync.database import BOBODatabase
+from bobosync.database import SCHEMA_VERSION, BOBODatabase
 from bobosync.locking import SingleInstanceLock
 from bobosync.settings import Settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator, make_users
@@ -148,10 +148,13 @@ def test_all_ok_against_the_simulator(
         "configuration", "unknown settings", "environment overrides", "DISABLE_SSL_VERIFY",
         "CSV_DIRECTORY", "PROCESSED_DIRECTORY", "FAILED_FILES_DIRECTORY", "LOG_DIRECTORY",
         "DB_PATH folder", "file moves", "database", "lock", "proxy", "DNS", "TCP", "TLS",
-        "certificate", "authentication", "users", "COLLAR_ID_FIELD", "DUTY_STATUS_FIELD",
+        "certificate", "authentication", "clock", "users", "COLLAR_ID_FIELD", "DUTY_STATUS_FIELD",
         "shared collars", "e-mail", "METRICS_FILE",
     ]
     assert f"read from {tmp_path / '.env'} (--env-file)" in outcome.one("configuration").detail
+    clock = outcome.one("clock").detail  # the simulator's Date header: the same clock
+    assert "in step with AtHoc's" in clock or "AtHoc's (offset" in clock
+    assert "BOBO_TIMEZONE" in clock and "ATHOC_TIMEZONE" in clock
     assert "TLSv1.2" in outcome.one("TLS").detail or "TLSv1.3" in outcome.one("TLS").detail
     cert = outcome.one("certificate").detail
     assert "issuer O=trustme" in cert and "days left" in cert and "SSL_CERT_PATH" in cert
@@ -159,7 +162,7 @@ def test_all_ok_against_the_simulator(
     assert "50 of 50 users have one (50 x 5 digits)" in outcome.one("COLLAR_ID_FIELD").detail
     assert "empty for all 50 users" in outcome.one("DUTY_STATUS_FIELD").detail
     assert "same volume" in outcome.one("file moves").detail
-    assert outcome.text.splitlines()[-1].startswith("summary: 24 OK, 0 WARN, 0 FAIL, 0 skipped - ready")
+    assert outcome.text.splitlines()[-1].startswith("summary: 25 OK, 0 WARN, 0 FAIL, 0 skipped - ready")
     # It looked, and changed nothing: no files, no folders, no database, no AtHoc update.
     assert tree(tmp_path) == before
     assert simulator.requests_to("SyncByCommonNames") == []
@@ -205,7 +208,7 @@ def test_cli_check_ok_exits_zero(simulator: AtHocSimulator, sim_env: dict[str, s
     assert result.returncode == 0, result.stdout + result.stderr
     lines = parse(result.stdout)
     assert [line for line in lines if line.status != "OK"] == []
-    assert result.stdout.splitlines()[-1].startswith("summary: 24 OK")
+    assert result.stdout.splitlines()[-1].startswith("summary: 25 OK")
     assert result.stderr == ""
     for secret in SECRETS:
         assert secret not in result.stdout
@@ -415,7 +418,7 @@ def test_existing_database_is_described_read_only(
     outcome = check(tmp_path, sim_env)
     detail = outcome.one("database").detail
     assert outcome.one("database").status == "OK"
-    assert "schema 1" in detail and "2 worker mapping(s)" in detail
+    assert f"schema {SCHEMA_VERSION}," in detail and "2 worker mapping(s)" in detail
     assert "last mapping sync 2025-06-01 20:00 (success)" in detail
     assert db_path.read_bytes() == before
 

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from bobosync import check as check_module
+from bobosync.bobo_csv import Transaction
 from bobosync.database import BOBODatabase
+from bobosync.resolution import AppliedEvent, EventOrder
 from bobosync.simulator import AtHocSimulator
+from bobosync.timebase import as_utc
 from tests.conftest import TLSCerts
 from tests.mail_server import MailServer
 from tests.test_check import check
@@ -88,7 +91,8 @@ def test_a_setting_written_twice_is_a_warning(
 
 def record_book_on(db_path: Path, applied_at: datetime) -> None:
     with BOBODatabase(db_path) as db:
-        db.record_applied_events([("00001", applied_at, "BON", "user00001@force.example", "f.csv")], applied_at)
+        event = AppliedEvent(EventOrder(as_utc(applied_at), 0, "f.csv", 1), Transaction.BOOK_ON)
+        db.record_applied_events([("00001", event, "user00001@force.example")], applied_at)
 
 
 @pytest.mark.parametrize(("hours_ago", "expected"), [(2, "FAIL"), (30, "WARN")])

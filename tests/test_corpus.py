@@ -20,7 +20,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import unicodedata
 import warnings
@@ -36,6 +35,7 @@ from bobosync.settings import Settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator
 from tests.conftest import TLSCerts
 from tests.corpus.make_corpus import GENERATORS, generate, index_line
+from tests.harness import restricted_prefix
 from tests.test_e2e import child_env
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -43,7 +43,7 @@ SUFFIX = ".expected.json"
 FMT = "%d/%m/%Y %H:%M:%S"
 DUTY = "On-Duty-DTG"
 USERS = 100  # collars 00001..00100; the corpus uses 00001..00075 and some unmapped IDs
-OUTCOMES = ("processed", "failed", "waiting", "ignored")
+OUTCOMES = ("processed", "failed", "retry", "left", "waiting", "ignored")
 KEYS = {
     "about", "outcome", "rows", "bad_rows", "failed_reason_contains", "athoc_before", "updates",
     "log_contains", "pass_error_contains", "generate", "mtime",
@@ -65,7 +65,8 @@ class Case:
     log_contains: tuple[str, ...]
     pass_error_contains: Optional[str]
     generate: Optional[str]
-    fresh: bool  # "mtime": "now": modified at the moment of the pass
+    #: "mtime": "now" (0) or "now-N" (N seconds before the pass); None: an hour ago
+    age: Optional[float]
 
     @property
     def static(self) -> Optional[Path]:
@@ -89,8 +90,10 @@ def _load(expected: Path) -> Case:
     assert data.get("about"), f"{name}: say what the file is about"
     outcome = data["outcome"]
     assert outcome in OUTCOMES, f"{name}: outcome {outcome!r}"
-    if outcome in ("processed", "failed"):
+    if outcome in ("processed", "failed", "left"):
         assert isinstance(data.get("rows"), int) and isinstance(data.get("bad_rows"), list), name
+    mtime = data.get("mtime")
+    assert mtime is None or re.fullmatch(r"now(-\d+)?", mtime), f"{name}: mtime {mtime!r}"
     assert (outcome == "failed") == ("failed_reason_contains" in data), name
     kind = data.get("generate")
     assert kind is None or kind in GENERATORS, f"{name}: no generator {kind!r}"
@@ -107,7 +110,7 @@ def _load(expected: Path) -> Case:
         log_contains=tuple(data.get("log_contains", ())),
         pass_error_contains=data.get("pass_error_contains"),
         generate=kind,
-        fresh=data.get("mtime") == "now",
+        age=None if mtime is None else float(mtime[4:] or 0),
     )
 
 
@@ -198,30 +201,6 @@ def write_env(sim: AtHocSimulator, ca_pem: Path, base: Path, **extra: str) -> di
     return env
 
 
-def unreadable_wrapper() -> Optional[list[str]]:
-    """Command prefix under which a file of mode 000 really cannot be read: none for an
-    ordinary user; for root, ``setpriv`` dropping the capabilities that let root read any
-    file. None when that cannot be arranged (the no-permission case is then left out)."""
-    if os.name == "nt":
-        return None
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    prefix = [setpriv, "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"]
-    with tempfile.TemporaryDirectory() as folder:
-        probe = Path(folder) / "probe"
-        probe.write_bytes(b"x")
-        probe.chmod(0)
-        try:
-            result = subprocess.run([*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'rb')"],
-                                    capture_output=True, timeout=30)
-        except OSError:
-            return None
-    return prefix if result.returncode != 0 and b"PermissionError" in result.stderr else None
-
-
 @dataclasses.dataclass
 class Installed:
     case: Case
@@ -245,7 +224,7 @@ def install(cases: list[Case], csv_dir: Path) -> tuple[list[Installed], list[str
                 left_out.append(case.name)
                 continue
             path = made
-        stamp = time.time() if case.fresh else old + n
+        stamp = old + n if case.age is None else time.time() - case.age
         os.utime(path, (stamp, stamp))
         digest = None
         if path.is_file():
@@ -270,7 +249,7 @@ def in_folder(folder: Path, name: str) -> Optional[Path]:
 def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path) -> None:
     sim = corpus_simulator
     cases = load_corpus()
-    wrapper = unreadable_wrapper()
+    wrapper = restricted_prefix()
     if wrapper is None:
         cases = [c for c in cases if c.generate != "no_read_permission"]
     write_env(sim, tls_certs.ca_pem, tmp_path)
@@ -302,16 +281,17 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
 
     # -- the pass as a whole
     pass_errors = [i.case.pass_error_contains for i in installed if i.case.pass_error_contains]
-    check(result.returncode == (1 if pass_errors else 0),
-          f"exit code {result.returncode}, expected {1 if pass_errors else 0}")
+    outcomes = [i.case.outcome for i in installed]
+    expected_exit = 1 if pass_errors or "retry" in outcomes else 0
+    check(result.returncode == expected_exit, f"exit code {result.returncode}, expected {expected_exit}")
     for text in pass_errors:
         check(text in result.stderr and text in log_text, f"the pass does not report {text!r}")
     check("Traceback" not in result.stderr and "Logging error" not in result.stderr, "a traceback in stderr")
     moved = [i for i in installed if i.case.outcome in ("processed", "failed")]
-    done = [i for i in moved if i.case.outcome == "processed"]
-    summary = (f"files {len(moved)} (done {len(done)}, retry 0, failed {len(moved) - len(done)}), "
-               f"rows {sum(i.case.rows or 0 for i in moved)}, "
-               f"bad rows {sum(len(i.case.bad_rows) for i in moved)}")
+    read = [i for i in installed if i.case.outcome in ("processed", "failed", "retry", "left")]
+    summary = (f"files {len(read)} (done {outcomes.count('processed')}, retry {outcomes.count('retry')}, "
+               f"failed {outcomes.count('failed')}), rows {sum(i.case.rows or 0 for i in read)}, "
+               f"bad rows {sum(len(i.case.bad_rows) for i in read)}")
     check(summary in log_text, f"no summary line with {summary!r}")
 
     with sqlite3.connect(tmp_path / "bobo_mapping.db") as conn:
@@ -320,6 +300,7 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
             "SELECT filename, records_processed, status, error_message FROM processing_log"
         ):
             logged.setdefault(nfc(filename), []).append((records, status, error))
+        retries = {nfc(f): int(n) for f, n in conn.execute("SELECT filename, retry_count FROM file_retry_tracking")}
     check(len(logged) == len(moved), f"processing_log has {sorted(logged)}")
 
     # -- each file
@@ -327,7 +308,8 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
         case, name = item.case, item.path.name
         where = {label: in_folder(folder, name) for label, folder in
                  (("csv", csv_dir), ("processed", processed), ("failed", failed))}
-        target = {"processed": "processed", "failed": "failed", "waiting": "csv", "ignored": "csv"}[case.outcome]
+        target = {"processed": "processed", "failed": "failed", "retry": "csv", "left": "csv", "waiting": "csv",
+                  "ignored": "csv"}[case.outcome]
         here = [label for label, entry in where.items() if entry is not None]
         check(here == [target], f"{name}: found in {here}, expected in {target} ({case.about})")
         entry = where[target]
@@ -354,6 +336,9 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
         else:
             check(rows == [], f"{name}: in processing_log although it was not processed: {rows}")
             check(not note.exists(), f"{name}: has an error note")
+            attempts = 1 if case.outcome == "retry" else 0
+            check(retries.get(nfc(name), 0) == attempts, f"{name}: {retries.get(nfc(name), 0)} attempts counted, "
+                  f"expected {attempts}")
         # Bad rows: one WARNING line each, naming the file, the row and the reason; no others.
         reported = re.findall(rf": {re.escape(name)} row (\d+): (.*)", log_text)
         expected_rows = [r for r, _ in case.bad_rows]

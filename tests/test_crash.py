@@ -91,6 +91,7 @@ PHASES: dict[str, tuple[int, int]] = {
     "move_unlinked": (1, 3),
     "copy_synced": (1, 3),
     "error_note": (1, 1),
+    "unchanged_checked": (1, 3),
     "mapping_listed": (1, 1),
     "mapping_written": (1, 1),
     "cleanup_queried": (1, 1),
@@ -101,8 +102,8 @@ PHASES: dict[str, tuple[int, int]] = {
 
 #: Phases that certainly fall after a pass recorded its start and before it recorded its end.
 MID_PASS = frozenset({"parse", "athoc_before", "athoc_after", "move_start", "move_linked", "move_unlinked",
-                      "copy_synced", "error_note", "mapping_listed", "mapping_written", "cleanup_queried",
-                      "cleanup_cleared"})
+                      "copy_synced", "error_note", "unchanged_checked", "mapping_listed", "mapping_written",
+                      "cleanup_queried", "cleanup_cleared"})
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,10 @@ VARIANTS = [
     Variant("moved", True, False, tuple(p for p in PHASES if p != "copy_synced"), 0.45),
     Variant("left-in-place", False, False,
             ("parse", "request", "athoc_after", "db_uncommitted", "db_committed", "move_linked",
-             "error_note", "mapping_written", "cleanup_cleared", "time"), 0.3),
+             "error_note", "unchanged_checked", "mapping_written", "cleanup_cleared", "time"), 0.3),
     Variant("cross-volume", True, True,
             ("move_start", "move_linked", "move_unlinked", "copy_synced", "athoc_after", "db_committed",
-             "error_note", "time"), 0.25),
+             "error_note", "unchanged_checked", "time"), 0.25),
 ]
 
 
@@ -179,6 +180,16 @@ class Campaign:
             bad = [InputBook.bad_row(EMPLOYEES[0], k) for k in range(rng.randint(1, 2))] if rng.random() < 0.15 else []
             self.book.add(events, bad_rows=bad)
 
+    def grow_a_waiting_file(self) -> None:
+        """Append rows to a file still in the CSV folder (moved variants: there it is not yet
+        done). A killed run may have read it, even decided about it and journalled its move:
+        the checks before a move (and recovery's) must keep it to be read again."""
+        waiting = [f for f in self.book.files if not f.bad and (self.csv_dir / f.name).exists()]
+        if self.variant.move_processed and waiting:
+            item = waiting[self.rng.randrange(len(waiting))]
+            self.book.append(item, [Event("BON", EMPLOYEES[self.rng.randrange(len(EMPLOYEES))],
+                                          self.book.clock.fresh())])
+
     def add_bad_file(self) -> None:
         if self.rng.random() < 0.5:
             self.book.add_unreadable()
@@ -230,6 +241,8 @@ class Campaign:
             self.force_mapping_sync()
         if phase.startswith("cleanup") or rng.random() < 0.2:
             self.set_external_stale_value()
+        if phase == "unchanged_checked" or rng.random() < 0.15:
+            self.grow_a_waiting_file()
         if phase == "time":
             self.sim.latency = 0.03
             try:
@@ -287,7 +300,8 @@ class Campaign:
         for (name,) in query(self.db_path, "SELECT filename FROM processing_log"):
             logged[str(name)] = logged.get(str(name), 0) + 1
         for item in self.book.files:
-            if logged.get(item.name, 0) != 1:
+            # A file grown after a killed run decided about it is decided again: once or more.
+            if logged.get(item.name, 0) != 1 and not (item.grown and logged.get(item.name, 0) > 1):
                 problems.append(f"{item.name}: {logged.get(item.name, 0)} processing_log rows, expected 1")
         killed = [o.pid for o in self.outcomes if o.killed]
         finished = [o.pid for o in self.outcomes if not o.killed]
@@ -378,8 +392,8 @@ def test_kill_between_athoc_and_the_moves_resends_once_and_moves_every_file(
 def test_kill_before_the_error_note_still_leaves_the_reason_beside_the_failed_file(
     tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
-    """Killed after deciding a file failed and before writing its note: recovery moves the
-    file and writes the note from the reason the database recorded."""
+    """Killed after a failed file was moved and before its note was written (the note comes
+    only once the file is there): recovery writes it from the reason the database recorded."""
     root = tmp_path / "note"
     root.mkdir()
     (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
@@ -390,11 +404,40 @@ def test_kill_before_the_error_note_still_leaves_the_reason_beside_the_failed_fi
         bad = campaign.book.add([], bad_rows=[InputBook.bad_row("00001", 1)])
         killed = campaign.run(KillPlan("error_note", 1))
         assert killed.killed, killed.stderr[-2000:]
-        assert not (campaign.failed_dir / bad.name).exists()
+        assert (campaign.failed_dir / bad.name).exists()
+        assert not (campaign.failed_dir / (bad.name + ".error.txt")).exists()
         campaign.run(None)
         assert campaign.problems() == []
         note = (campaign.failed_dir / (bad.name + ".error.txt")).read_text(encoding="utf-8")
         assert "20240230143000" in note and "row 1" in note
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("phase", ["unchanged_checked", "move_start"])
+def test_a_file_grown_after_a_kill_around_its_move_is_read_again_not_moved_unread(
+    tls_certs: TLSCerts, tmp_path: Path, phase: str
+) -> None:
+    """Killed just after the file was found unchanged (decision not committed) or with its
+    move journalled and not made; then BOBO appends a row. Neither the next pass's checks nor
+    recovery may move it with that row unread."""
+    root = tmp_path / phase
+    root.mkdir()
+    (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
+    sim = tls_certs.simulator(60)
+    sim.start()
+    try:
+        campaign = Campaign(Variant(phase, True, False, (), 0), sim, root / "work", random.Random(SEED))
+        book = campaign.book
+        item = book.add([Event("BON", "00004", book.clock.fresh())])
+        killed = campaign.run(KillPlan(phase, 1))
+        assert killed.killed, killed.stderr[-2000:]
+        late = book.clock.fresh()
+        book.append(item, [Event("BOF", "00004", late), Event("BON", "00005", late)])
+        campaign.settle()
+        assert campaign.problems() == []
+        assert sim.get_user("user00005@force.example") == {**(sim.get_user("user00005@force.example") or {}),
+                                                            DUTY: late.strftime(FMT)}
     finally:
         sim.stop()
 

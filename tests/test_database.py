@@ -12,17 +12,25 @@ from typing import Any, Callable
 
 import pytest
 
+from bobosync.bobo_csv import Transaction
 from bobosync.database import (
     SCHEMA_VERSION,
     BOBODatabase,
     MappingChange,
     PendingMove,
+    format_datetime,
     parse_datetime,
 )
 from bobosync.errors import DatabaseError
+from bobosync.resolution import AppliedEvent, EventOrder
+from bobosync.timebase import UTC, as_utc
 from tests.legacy_db import create_legacy_database
 
-T0 = datetime(2025, 6, 17, 20, 1, 2)
+T0 = datetime(2025, 6, 17, 20, 1, 2, tzinfo=UTC)
+
+
+def applied(when: datetime, transaction: str, source: str, mtime_ns: int = 0, row: int = 1) -> AppliedEvent:
+    return AppliedEvent(EventOrder(when, mtime_ns, source, row), Transaction(transaction))
 NEW_TABLES = ("employee_last_event", "run_history", "remembered_files", "pending_moves", "events_in_flight")
 
 
@@ -62,9 +70,9 @@ def test_fresh_database_is_created_at_current_schema_in_wal_mode(db_path: Path) 
     assert not db_path.parent.exists()
     with BOBODatabase(db_path) as db:
         assert db.path == db_path
-        assert db.schema_version == SCHEMA_VERSION == 1
+        assert db.schema_version == SCHEMA_VERSION == 3
         assert db.integrity_check() == "ok"
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == SCHEMA_VERSION
     assert raw(db_path, "PRAGMA journal_mode")[0][0] == "wal"
     expected = {"worker_mapping", "processing_log", "sync_tracking", "file_retry_tracking"}
     assert expected | set(NEW_TABLES) <= tables(db_path)
@@ -80,7 +88,7 @@ def test_reopening_is_idempotent_and_keeps_data(db_path: Path) -> None:
     schema_before = raw(db_path, "SELECT sql FROM sqlite_master ORDER BY name")
     for _ in range(2):
         with BOBODatabase(db_path) as db:
-            assert db.schema_version == 1
+            assert db.schema_version == SCHEMA_VERSION
             assert db.all_mappings() == {"05990": "jsmith"}
             state = db.get_sync_state()
             assert state is not None and state.last_success_time == T0
@@ -91,7 +99,7 @@ def test_newer_schema_is_refused(db_path: Path) -> None:
     BOBODatabase(db_path).close()
     with closing(sqlite3.connect(str(db_path))) as conn:
         conn.execute("PRAGMA user_version = 7")
-    with pytest.raises(DatabaseError, match=r"newer bobosync \(schema 7, this version knows 1\)"):
+    with pytest.raises(DatabaseError, match=rf"newer bobosync \(schema 7, this version knows {SCHEMA_VERSION}\)"):
         BOBODatabase(db_path)
     with pytest.raises(DatabaseError, match="newer bobosync"):
         BOBODatabase(db_path, read_only=True)
@@ -144,16 +152,16 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
     assert user_version(db_path) == 0
 
     with BOBODatabase(db_path) as db:
-        assert db.schema_version == 1
+        assert db.schema_version == SCHEMA_VERSION
         assert db.all_mappings() == {"05990": "jsmith", "12345": "adoe"}
         assert db.mapping_count() == 2
         state = db.get_sync_state()
         assert state is not None
         assert state.status == "success"
         assert state.last_sync_date == date(2025, 6, 17)
-        assert state.last_sync_time == when
+        assert state.last_sync_time == as_utc(when)  # the original's local text, as an instant
         assert state.records_synced == 2
-        assert state.last_success_time == datetime(2025, 6, 17, 20, 1, 2)
+        assert state.last_success_time == as_utc(datetime(2025, 6, 17, 20, 1, 2))
         other = db.get_sync_state("other")
         assert other is not None and other.status == "error"
         assert other.last_success_time is None
@@ -161,7 +169,7 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
         assert db.retry_counts() == {"stuck.csv": (3, "locked by Excel")}
         assert db.record_file_failure("stuck.csv", "again", T0) == 4
 
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == SCHEMA_VERSION
     assert NEW_TABLES and set(NEW_TABLES) <= tables(db_path)
     assert raw(db_path, "SELECT filename, records_processed, status FROM processing_log") == [
         ("BOBO_20250617_134615_output.csv", 12, "success"),
@@ -172,7 +180,7 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
         db_path,
         "SELECT last_sync_time, last_success_time FROM sync_tracking "
         "WHERE sync_type = 'user_mapping'",
-    ) == [(when.isoformat(), "2025-06-17T20:01:02")]
+    ) == [(when.isoformat(), format_datetime(when))]  # bobosync's own column: the instant
 
 
 def test_legacy_tables_missing_columns_get_them_and_extra_columns_are_kept(
@@ -250,8 +258,8 @@ def test_read_only_reads_a_legacy_file_without_migrating_it(db_path: Path) -> No
         assert db.get_usernames(["05990", "x"]) == {"05990": "jsmith"}
         state = db.get_sync_state()
         assert state is not None
-        assert state.last_sync_time == when
-        assert state.last_success_time == when  # what the migration would backfill
+        assert state.last_sync_time == as_utc(when)
+        assert state.last_success_time == as_utc(when)  # what the migration would backfill
         assert db.retry_counts() == {"a": (2, None)}
         assert db.get_last_events(["05990"]) == {}
         assert db.recent_runs() == []
@@ -268,7 +276,7 @@ def test_read_only_reader_sees_a_live_writer(db_path: Path) -> None:
     with BOBODatabase(db_path) as writer:
         writer.update_mapping("1", "a")
         with BOBODatabase(db_path, read_only=True) as reader:
-            assert reader.schema_version == 1
+            assert reader.schema_version == SCHEMA_VERSION
             assert reader.all_mappings() == {"1": "a"}
             with writer.transaction():
                 writer.update_mapping("2", "b")
@@ -283,7 +291,7 @@ WRITES: dict[str, Callable[[BOBODatabase], object]] = {
     "record_sync": lambda db: db.record_sync("success", T0),
     "record_file_failure": lambda db: db.record_file_failure("f", "e", T0),
     "clear_file_retry": lambda db: db.clear_file_retry("f"),
-    "record_applied_events": lambda db: db.record_applied_events([("1", T0, "BON", "u", "f")], T0),
+    "record_applied_events": lambda db: db.record_applied_events([("1", applied(T0, "BON", "f"), "u")], T0),
     "remember_file": lambda db: db.remember_file("f", 1, "00", None, T0),
     "purge_remembered": lambda db: db.purge_remembered(T0),
     "start_run": lambda db: db.start_run("pass", T0),
@@ -361,7 +369,7 @@ def test_locked_legacy_database_cannot_be_opened(db_path: Path) -> None:
             BOBODatabase(db_path, busy_timeout=0.2)
         other.execute("ROLLBACK")
     with BOBODatabase(db_path) as db:  # and works once the other process lets go
-        assert db.schema_version == 1
+        assert db.schema_version == SCHEMA_VERSION
 
 
 def test_sqlite_errors_inside_a_write_become_database_errors_and_roll_back(
@@ -392,9 +400,9 @@ def test_replace_mappings_counts_and_timestamps(db: BOBODatabase, db_path: Path)
     assert db.all_mappings() == {"1": "a", "2": "B", "4": "d"}
     stamps = dict(raw(db_path, "SELECT employee_id, last_updated FROM worker_mapping"))
     assert stamps == {
-        "1": "2025-06-17T20:01:02",
-        "2": "2025-06-18T20:01:02",
-        "4": "2025-06-18T20:01:02",
+        "1": "2025-06-17 20:01:02",
+        "2": "2025-06-18 20:01:02",
+        "4": "2025-06-18 20:01:02",
     }
     assert db.replace_mappings({"1": "a", "2": "B", "4": "d"}, later) == MappingChange(0, 0, 0, 3)
 
@@ -430,7 +438,7 @@ def test_log_processing_writes_a_row(db: BOBODatabase, db_path: Path) -> None:
         "SELECT filename, processed_at, records_processed, status, "
         "error_message FROM processing_log ORDER BY id",
     )
-    assert rows[0] == ("a.csv", "2025-06-17T20:01:02", 5, "success", None)
+    assert rows[0] == ("a.csv", "2025-06-17 20:01:02", 5, "success", None)  # the original's UTC text
     assert rows[1][0] == "b.csv" and rows[1][3:] == ("error", "unreadable")
     assert parse_datetime(rows[1][1]) is not None
 
@@ -474,7 +482,7 @@ def test_record_sync_keeps_last_success_on_failure(db: BOBODatabase, db_path: Pa
 def test_tolerant_parsing_of_legacy_time_formats(
     db_path: Path, text: str | None, expected: datetime | None
 ) -> None:
-    assert parse_datetime(text) == expected
+    assert parse_datetime(text) == (None if expected is None else as_utc(expected))  # naive text: local time
     create_legacy_database(db_path, {})
     with closing(sqlite3.connect(str(db_path))) as conn, conn:
         conn.execute(
@@ -485,10 +493,10 @@ def test_tolerant_parsing_of_legacy_time_formats(
     with BOBODatabase(db_path) as db:
         state = db.get_sync_state()
     assert state is not None
-    assert state.last_sync_time == expected
+    assert state.last_sync_time == (None if expected is None else as_utc(expected))
     assert state.last_sync_date == (None if expected is None else expected.date())
     assert state.last_success_time == (
-        None if expected is None else expected.replace(microsecond=0)
+        None if expected is None else as_utc(expected.replace(microsecond=0))
     )
 
 
@@ -499,7 +507,7 @@ def test_file_retry_tracking(db: BOBODatabase, db_path: Path) -> None:
     assert db.get_retry_count("a.csv") == 2
     assert db.retry_counts() == {"a.csv": (2, "second")}
     assert raw(db_path, "SELECT first_attempt, last_attempt FROM file_retry_tracking") == [
-        ("2025-06-17T20:01:02", "2025-06-17T20:06:02")
+        ("2025-06-17 20:01:02", "2025-06-17 20:06:02")
     ]
     db.clear_file_retry("a.csv")
     assert db.get_retry_count("a.csv") == 0
@@ -508,31 +516,36 @@ def test_file_retry_tracking(db: BOBODatabase, db_path: Path) -> None:
 
 def test_record_applied_events_never_moves_backwards(db: BOBODatabase, db_path: Path) -> None:
     db.record_applied_events(
-        [("1", T0, "BON", "U1", "f1.csv"), ("2", T0, "BOF", "U2", "f1.csv")], T0
+        [("1", applied(T0, "BON", "f1.csv"), "U1"), ("2", applied(T0, "BOF", "f1.csv"), "U2"),
+         ("4", applied(T0, "BON", "f1.csv", 5, 3), "U4")], T0
     )
     db.record_applied_events(
         [
-            ("1", T0 - timedelta(minutes=1), "BOF", "U1", "old.csv"),  # older: ignored
-            ("2", T0 + timedelta(minutes=1), "BON", "U2", "f2.csv"),  # newer: taken
-            ("2", T0 + timedelta(seconds=30), "BOF", "U2", "f3.csv"),  # older than previous
-            ("3", T0, "BON", "U3", "f2.csv"),
+            ("1", applied(T0 - timedelta(minutes=1), "BOF", "old.csv"), "U1"),  # older: ignored
+            ("2", applied(T0 + timedelta(minutes=1), "BON", "f2.csv"), "U2"),  # newer: taken
+            ("2", applied(T0 + timedelta(seconds=30), "BOF", "f3.csv"), "U2"),  # older than previous
+            ("3", applied(T0, "BON", "f2.csv"), "U3"),
+            ("4", applied(T0, "BOF", "f1.csv", 5, 2), "U4"),  # same instant and file, earlier row: ignored
+            ("4", applied(T0, "BOF", "f0.csv", 6, 1), None),  # same instant, later file: taken, login kept
         ],
         T0 + timedelta(hours=1),
     )
-    assert db.get_last_events(["1", "2", "3", "4"]) == {
-        "1": T0,
-        "2": T0 + timedelta(minutes=1),
-        "3": T0,
+    assert db.get_last_events(["1", "2", "3", "4", "5"]) == {
+        "1": applied(T0, "BON", "f1.csv"),
+        "2": applied(T0 + timedelta(minutes=1), "BON", "f2.csv"),
+        "3": applied(T0, "BON", "f2.csv"),
+        "4": applied(T0, "BOF", "f0.csv", 6, 1),
     }
     rows = raw(
         db_path,
-        "SELECT employee_id, event_time, transaction_type, source_file, "
+        "SELECT employee_id, event_time, transaction_type, login_id, source_file, "
         "applied_at FROM employee_last_event ORDER BY employee_id",
     )
     assert rows == [
-        ("1", "2025-06-17T20:01:02", "BON", "f1.csv", "2025-06-17T20:01:02"),
-        ("2", "2025-06-17T20:02:02", "BON", "f2.csv", "2025-06-17T21:01:02"),
-        ("3", "2025-06-17T20:01:02", "BON", "f2.csv", "2025-06-17T21:01:02"),
+        ("1", "2025-06-17T20:01:02+00:00", "BON", "U1", "f1.csv", "2025-06-17T20:01:02+00:00"),
+        ("2", "2025-06-17T20:02:02+00:00", "BON", "U2", "f2.csv", "2025-06-17T21:01:02+00:00"),
+        ("3", "2025-06-17T20:01:02+00:00", "BON", "U3", "f2.csv", "2025-06-17T21:01:02+00:00"),
+        ("4", "2025-06-17T20:01:02+00:00", "BOF", "U4", "f0.csv", "2025-06-17T21:01:02+00:00"),
     ]
     db.record_applied_events([], T0)  # nothing to do is fine
 
@@ -616,8 +629,36 @@ def test_remembered_files_and_purge(db: BOBODatabase) -> None:
 
 def test_events_in_flight_keep_the_latest_until_cleared(tmp_path: Path) -> None:
     with BOBODatabase(tmp_path / "db.sqlite") as db:
-        db.record_in_flight([("A", T0), ("B", T0)], T0)
-        db.record_in_flight([("A", T0 - timedelta(minutes=1)), ("B", T0 + timedelta(minutes=1))], T0)
-        assert db.get_in_flight(["A", "B", "C"]) == {"A": T0, "B": T0 + timedelta(minutes=1)}
+        def at(when: datetime) -> EventOrder:
+            return EventOrder(when, 1, "f.csv", 1)
+
+        db.record_in_flight([("A", at(T0)), ("B", at(T0))], T0)
+        db.record_in_flight([("A", at(T0 - timedelta(minutes=1))), ("B", at(T0 + timedelta(minutes=1)))], T0)
+        assert db.get_in_flight(["A", "B", "C"]) == {"A": at(T0), "B": at(T0 + timedelta(minutes=1))}
         db.clear_in_flight(["A"])
-        assert db.get_in_flight(["A", "B"]) == {"B": T0 + timedelta(minutes=1)}
+        assert db.get_in_flight(["A", "B"]) == {"B": at(T0 + timedelta(minutes=1))}
+
+
+def test_schema_1_gains_the_remembered_fingerprint_and_old_rows_read_without_it(db_path: Path) -> None:
+    """Schema 1 remembered a file by size, hash and mtime only; schema 2 adds its change time
+    and file ID. Rows from before have none (so the file is hashed once), and a read-only
+    reader (status, --dry-run) of a schema-1 file still reads them."""
+    with BOBODatabase(db_path) as db:
+        db.remember_file("a.csv", 10, "aa", 111, T0)
+    with closing(sqlite3.connect(str(db_path), isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE remembered_files DROP COLUMN file_id")
+        conn.execute("ALTER TABLE remembered_files DROP COLUMN ctime_ns")
+        conn.execute("PRAGMA user_version = 1")
+    with BOBODatabase(db_path, read_only=True) as reader:
+        (old,) = reader.remembered_by_name()["a.csv"]
+        assert (old.size, old.sha256, old.mtime_ns, old.ctime_ns, old.file_id) == (10, "aa", 111, None, None)
+    with BOBODatabase(db_path) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        assert {"ctime_ns", "file_id"} <= set(columns(db_path, "remembered_files"))
+        (old,) = db.remembered_by_name()["a.csv"]
+        assert old.fingerprint == (10, 111, None, None)
+        db.refresh_remembered("a.csv", 10, "aa", 112, 113, 114)
+        db.remember_file("b.csv", 5, "bb", 1, T0, 2, 3)
+        assert db.remembered_by_name()["a.csv"][0].fingerprint == (10, 112, 113, 114)
+        assert db.remembered_by_name()["a.csv"][0].processed_at == T0  # a refresh is not a new processing
+        assert db.remembered_by_name()["b.csv"][0].fingerprint == (5, 1, 2, 3)

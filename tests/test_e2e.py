@@ -252,7 +252,7 @@ def test_legacy_database_is_upgraded_in_place_with_its_mappings(
     assert result.returncode == 0, result.stderr
     assert duty(simulator, 21) == now().strftime(FMT)[:10] + duty(simulator, 21)[10:]
     assert duty(simulator, 21) != ""
-    assert query(tmp_path, "PRAGMA user_version") == [(1,)]
+    assert query(tmp_path, "PRAGMA user_version") == [(3,)]
     assert ("LEGACY1", user(21)) in query(tmp_path, "SELECT employee_id, username FROM worker_mapping")
 
 

@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from bobosync.database import BOBODatabase
+from bobosync.database import BOBODatabase, RememberedFile
 from bobosync.filestore import (
     FileMover,
+    Fingerprint,
+    changed_since,
     free_destination,
+    is_transient,
     list_waiting_files,
     purge_old_files,
+    read_snapshot,
+    remembered_match,
     sha256_of,
     write_error_note,
 )
@@ -193,3 +198,83 @@ def test_listing_names_files_from_the_future(tmp_path: Path) -> None:
     listing = list_waiting_files(tmp_path, base, settle_seconds=5)
     assert listing.ready == [] and listing.too_young == 2
     assert listing.from_the_future == ("skewed.csv",)
+
+
+# ---------------------------------------------------------------- what was read, and transient errors
+
+
+def _windows_error(winerror: int) -> PermissionError:
+    exc = PermissionError(13, "The process cannot access the file", "x.csv")
+    exc.winerror = winerror  # type: ignore[attr-defined]  # what Windows sets
+    return exc
+
+
+@pytest.mark.parametrize("exc, transient", [
+    (PermissionError(13, "Permission denied"), True),
+    (_windows_error(32), True),
+    (_windows_error(33), True),
+    (OSError(16, "Device or resource busy"), True),
+    (FileNotFoundError(2, "No such file"), False),
+    (IsADirectoryError(21, "Is a directory"), False),
+    (OSError(5, "Input/output error"), False),
+    (ValueError("not an OS error"), False),
+])
+def test_which_read_errors_are_transient(exc: BaseException, transient: bool) -> None:
+    assert is_transient(exc) is transient
+
+
+def test_a_snapshot_is_still_what_was_read_until_the_content_changes(tmp_path: Path) -> None:
+    path = make(tmp_path / "a.csv", b"BON,1\r\n", mtime=NOW.timestamp())
+    snap = read_snapshot(path)
+    assert snap.sha256 == sha256_of(path) and snap.last_byte == ord("\n")
+    assert snap.fingerprint == Fingerprint.of(os.stat(path))
+    assert changed_since(path, snap) is None
+    os.utime(path, (NOW.timestamp() + 5, NOW.timestamp() + 5))  # touched: hashed again, same content
+    assert changed_since(path, snap) is None
+    path.write_bytes(b"BOF,1\r\n")
+    assert changed_since(path, snap) == "its content changed since it was read"
+    path.write_bytes(b"BOF,1\r\nBON,2\r\n")
+    assert changed_since(path, snap) == "its size changed from 7 to 14 bytes since it was read"
+    path.unlink()
+    assert "no longer in CSV_DIRECTORY" in str(changed_since(path, snap))
+
+
+def test_remembered_match_reads_the_file_only_when_the_fingerprint_differs(tmp_path: Path) -> None:
+    path = make(tmp_path / "a.csv", b"BON,1\r\n", mtime=NOW.timestamp())
+    (waiting,) = list_waiting_files(tmp_path, NOW.timestamp() + 60, 0).ready
+    digest = sha256_of(path)
+    fp = waiting.fingerprint
+    same = RememberedFile("a.csv", fp.size, digest, fp.mtime_ns, NOW, fp.ctime_ns, fp.file_id)
+    old = RememberedFile("a.csv", fp.size, digest, fp.mtime_ns, NOW)  # schema 1: no ctime, no file ID
+    other = RememberedFile("a.csv", fp.size, "0" * 64, fp.mtime_ns, NOW)
+
+    def never(p: Path) -> str:
+        raise AssertionError("hashed although the fingerprint matched")
+
+    assert remembered_match(waiting, [same], never) is same
+    assert remembered_match(waiting, [old]) is old
+    assert remembered_match(waiting, [other]) is None
+    assert remembered_match(waiting, [RememberedFile("a.csv", 99, digest, fp.mtime_ns, NOW)], never) is None
+
+
+def test_recovery_finishes_a_move_killed_between_link_and_unlink_without_reading_the_file(
+    db: BOBODatabase, tmp_path: Path
+) -> None:
+    """A file that could not be read (journalled without a hash) and was hard-linked into the
+    failed folder when the run died: both names are one file, so the source name goes."""
+    src = make(tmp_path / "in" / "locked.csv")
+    dst = tmp_path / "failed" / "locked.csv"
+    dst.parent.mkdir()
+    os.link(src, dst)
+    db.add_pending_move(str(src), str(dst), "", NOW)
+    assert FileMover(db).recover() == 1
+    assert not src.exists() and dst.is_file() and db.pending_moves() == []
+
+
+def test_recovery_leaves_a_file_that_changed_since_its_move_was_decided(db: BOBODatabase, tmp_path: Path) -> None:
+    src = make(tmp_path / "in" / "a.csv")
+    db.add_pending_move(str(src), str(tmp_path / "done" / "a.csv"), sha256_of(src), NOW)
+    with open(src, "ab") as f:
+        f.write(b"BOF,00001,P,20250617,140500,20250617140500,1,0,0,0\n")
+    assert FileMover(db).recover() == 1
+    assert src.is_file() and not (tmp_path / "done" / "a.csv").exists() and db.pending_moves() == []

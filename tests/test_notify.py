@@ -22,6 +22,7 @@ from bobosync.secret_store import SERVICE, entry_name
 from bobosync.settings import Settings, load_settings
 from bobosync.simulator import AtHocSimulator, export_row, write_bobo_file
 from bobosync.status import UNHEALTHY, Reason, collect_status
+from bobosync.timebase import as_utc, utc_now
 from bobosync.worker import Worker
 from tests.conftest import TLSCerts
 from tests.harness import child_env
@@ -128,6 +129,8 @@ class Site:
 
     def run_pass(self, advance: timedelta = timedelta(minutes=1)) -> int:
         self.now += advance
+        # AtHoc's clock moves with the faked one, as real clocks would (else the clock check trips).
+        self.sim.clock_offset = as_utc(self.now) - utc_now()
         processor = BOBOProcessor(self.settings, clock=lambda: self.now)
         try:
             return Worker(processor, 60).run_once(self.now).exit_code

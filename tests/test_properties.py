@@ -77,8 +77,8 @@ ENCODINGS = st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "utf-16", "latin-1"
 
 
 def _as_text(body: bytes) -> Optional[str]:
-    """What a reader must make of these bytes (BOM already removed): UTF-8, else cp1252,
-    else nothing (not text)."""
+    """What a reader must make of these bytes (UTF-8 BOM already removed, no UTF-16 BOM):
+    UTF-8, else cp1252, else nothing (not text)."""
     for encoding in ("utf-8", "cp1252"):
         try:
             return body.decode(encoding)
@@ -115,6 +115,8 @@ def _record_lines(text: str) -> list[int]:
         st.tuples(TEXT, ENCODINGS).map(lambda t: t[0].encode(t[1], errors="replace")),
         st.binary(max_size=400),
         st.tuples(TEXT, st.binary(max_size=8), TEXT).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
+        st.tuples(TEXT, st.sampled_from(["utf-16-le", "utf-16-be"])).map(
+            lambda t: ("\ufeff" + t[0]).encode(t[1], errors="replace")),
     ),
     block=st.sampled_from([1, 64, bobo_csv._BLOCK_CHARS]),
     chunk=st.sampled_from([7, bobo_csv._CHUNK]),
@@ -124,6 +126,13 @@ def test_reading_any_bytes_gives_entries_and_bad_rows_or_input_file_error(
 ) -> None:
     body = content[3:] if content.startswith(codecs.BOM_UTF8) else content
     text = None if b"\0" in body else _as_text(body)
+    for bom, codec in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if content.startswith(bom):  # UTF-16 says so with its byte-order mark
+            try:
+                text = content[2:].decode(codec)
+            except UnicodeDecodeError:
+                text = None
+            text = None if text is None or "\0" in text else text
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "any.csv"
         path.write_bytes(content)
@@ -224,31 +233,33 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 
 class Model:
-    """The rule as the README states it, applied to the files of each batch in turn: keep the
-    latest event per employee (latest DateTime_Created; on a tie the later file of the batch,
-    then the later row), and send it only when it is strictly newer than the last event applied
-    for that employee before: an event at the same time as an applied one is not newer, so the
-    first one applied stays. Employees without an AtHoc user are never sent or remembered."""
+    """The rule as the README states it: THE order of events is (time, file in arrival order,
+    row); per batch the greatest event per employee is kept, and it is sent only when it is
+    greater than the last event applied for that employee and says something new (the same
+    time with the same transaction is that state again: recorded, not sent). Employees
+    without an AtHoc user are never sent or remembered."""
 
     def __init__(self) -> None:
-        self.applied: dict[str, Event] = {}
+        self.applied: dict[str, tuple[tuple[int, int, int], Event]] = {}
 
-    def run_pass(self, files: list[list[Event]], batch_size: int) -> list[tuple[str, str]]:
+    def run_pass(self, files: list[tuple[int, list[Event]]], batch_size: int) -> list[tuple[str, str]]:
+        """``files``: (arrival number, events) of the files of one pass, in arrival order."""
         sends: list[tuple[str, str]] = []
         size = batch_size or len(files) or 1
         for start in range(0, len(files), size):
             latest: dict[str, tuple[tuple[int, int, int], Event]] = {}
-            for position, events in enumerate(files[start:start + size]):
+            for arrival, events in files[start:start + size]:
                 for row, event in enumerate(events):
-                    key = (event.second, position, row)
+                    key = (event.second, arrival, row)
                     if event.employee not in latest or key > latest[event.employee][0]:
                         latest[event.employee] = (key, event)
-            for employee, (_, event) in latest.items():
+            for employee, (key, event) in latest.items():
                 held = self.applied.get(employee)
-                if employee not in MAPPED or (held is not None and event.second <= held.second):
+                if employee not in MAPPED or (held is not None and key <= held[0]):
                     continue
-                self.applied[employee] = event
-                sends.append((login(employee), event.value))
+                self.applied[employee] = (key, event)
+                if held is None or (event.second, event.tx) != (held[1].second, held[1].tx):
+                    sends.append((login(employee), event.value))
         return sends
 
 
@@ -347,19 +358,20 @@ def test_any_order_of_files_and_passes_ends_at_the_latest_event_and_a_second_run
             assert rows == sum(len(events) for events in files)
             assert bad == sum(1 for i in pass_files for _, junk in scenario.junk[i] if junk.strip(", "))
             # Exactly what the rule sends, and AtHoc holds the latest event applied.
-            expected = model.run_pass(files, scenario.batch_size)
+            arrivals = range(run.arrivals - len(pass_files) + 1, run.arrivals + 1)
+            expected = model.run_pass(list(zip(arrivals, files)), scenario.batch_size)
             assert sorted(sent(simulator)) == sorted(expected)
             state = athoc_values(simulator)
-            assert state == {e: (model.applied[e].value if e in model.applied else "") for e in MAPPED}
+            assert state == {e: (model.applied[e][1].value if e in model.applied else "") for e in MAPPED}
             # Independently of the model: the duty value comes from an event at the latest time
-            # seen for that employee, and an employee whose events in this pass are all no newer
+            # seen for that employee, and an employee whose events in this pass are all older
             # than one of an earlier pass is not sent at all (a late file never undoes anything).
             for employee in MAPPED:
                 if employee in seen:
                     latest = max(ev.second for ev in seen[employee])
                     assert state[employee] in {ev.value for ev in seen[employee] if ev.second == latest}
                 mine = [ev.second for events in files for ev in events if ev.employee == employee]
-                if mine and employee in before and max(mine) <= before[employee]:
+                if mine and employee in before and max(mine) < before[employee]:
                     assert login(employee) not in dict(sent(simulator))
 
         # The same inputs again: nothing is sent, nothing changes.
@@ -369,12 +381,14 @@ def test_any_order_of_files_and_passes_ends_at_the_latest_event_and_a_second_run
             for folder_name in (run.settings.processed_directory, run.settings.failed_files_directory):
                 for path in sorted(Path(folder_name).glob("*.csv")) if Path(folder_name).is_dir() else []:
                     shutil.move(str(path), str(csv_dir / path.name))
-        else:  # the originals are still there (remembered): touch them, and add copies under new names
+        else:  # the originals are still there (remembered): touch them, and add copies under new
+            # names, keeping their modification times (a copy modified later would be a later
+            # file, whose event at an equal time but with the other transaction rightly wins)
             for path in sorted(csv_dir.glob("f*.csv")):
+                shutil.copy2(path, csv_dir / ("again_" + path.name))
                 os.utime(path, None)
-                shutil.copyfile(path, csv_dir / ("again_" + path.name))
             for path in sorted(run.settings.failed_files_directory.glob("*.csv")):
-                shutil.copyfile(path, csv_dir / ("again_" + path.name))
+                shutil.copy2(path, csv_dir / ("again_" + path.name))
         code, _, _ = run.run_pass()
         assert code == 0
         assert sent(simulator) == []

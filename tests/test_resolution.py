@@ -10,9 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bobosync.bobo_csv import BadRow, BOBOEntry, Transaction, read_bobo_file
-from bobosync.resolution import LatestEvents, ResolvedEvent, drop_not_newer
+from bobosync.resolution import AppliedEvent, EventOrder, LatestEvents, ResolvedEvent, drop_not_newer
+from bobosync.timebase import UTC
 
 T0 = datetime(2024, 6, 17, 14, 30, 0)
+
+
+def resolved(e: BOBOEntry, file_index: int) -> ResolvedEvent:
+    """The event as LatestEvents returns it when given no instants and no file names."""
+    return ResolvedEvent(e, file_index, EventOrder(e.event_time.replace(tzinfo=UTC), file_index, "", e.row_number))
 ON, OFF = Transaction.BOOK_ON, Transaction.BOOK_OFF
 
 
@@ -30,7 +36,7 @@ def test_first_entry_becomes_latest() -> None:
     assert len(latest) == 0 and latest.events() == {}
     e = entry()
     assert latest.add(e, 3) is True
-    assert latest.events() == {"12345": ResolvedEvent(e, 3)}
+    assert latest.events() == {"12345": resolved(e, 3)}
     assert len(latest) == 1
     assert latest.superseded == 0
 
@@ -43,7 +49,7 @@ def test_later_event_time_wins_whatever_the_order() -> None:
     backward = LatestEvents()
     assert backward.add(late, 0) is True
     assert backward.add(early, 0) is False  # a late file must not undo a newer status
-    assert forward.events() == backward.events() == {"12345": ResolvedEvent(late, 0)}
+    assert forward.events() == backward.events() == {"12345": resolved(late, 0)}
     assert forward.superseded == backward.superseded == 1
 
 
@@ -52,7 +58,7 @@ def test_event_time_beats_file_and_row_order() -> None:
     newer = entry(seconds=1, row_number=1)
     latest.add(newer, 0)
     assert latest.add(entry(seconds=0, row_number=99), 5) is False
-    assert latest.events()["12345"] == ResolvedEvent(newer, 0)
+    assert latest.events()["12345"] == resolved(newer, 0)
 
 
 def test_tie_on_time_later_file_wins() -> None:
@@ -60,11 +66,11 @@ def test_tie_on_time_later_file_wins() -> None:
     latest = LatestEvents()
     assert latest.add(a, 0) is True
     assert latest.add(b, 1) is True
-    assert latest.events()["12345"] == ResolvedEvent(b, 1)
+    assert latest.events()["12345"] == resolved(b, 1)
     other = LatestEvents()
     assert other.add(b, 1) is True
     assert other.add(a, 0) is False
-    assert other.events()["12345"] == ResolvedEvent(b, 1)
+    assert other.events()["12345"] == resolved(b, 1)
 
 
 def test_tie_on_time_and_file_later_row_wins() -> None:
@@ -114,7 +120,7 @@ def test_events_give_entries_equal_to_those_added() -> None:
     e = BOBOEntry(OFF, "05990", T0, 17)
     latest.add(e, 2)
     (event,) = latest.events().values()
-    assert event == ResolvedEvent(e, 2)
+    assert event == resolved(e, 2)
     assert type(event.entry) is BOBOEntry and event.entry.transaction is OFF
     assert not event.entry.is_book_on
 
@@ -129,29 +135,50 @@ def test_events_returns_a_new_dict() -> None:
 
 def test_resolved_event_key() -> None:
     e = entry(seconds=5, row_number=7)
-    assert ResolvedEvent(e, 3).key == (T0 + timedelta(seconds=5), 3, 7)
+    assert resolved(e, 3).key == EventOrder((T0 + timedelta(seconds=5)).replace(tzinfo=UTC), 3, "", 7)
 
 
 def test_drop_not_newer() -> None:
     events = {
-        "newer": ResolvedEvent(entry("newer", 10), 0),
-        "equal": ResolvedEvent(entry("equal", 10), 0),
-        "older": ResolvedEvent(entry("older", 10), 0),
-        "unknown": ResolvedEvent(entry("unknown", 10), 0),
+        "newer": resolved(entry("newer", 10), 0),
+        "equal": resolved(entry("equal", 10), 0),
+        "older": resolved(entry("older", 10), 0),
+        "unknown": resolved(entry("unknown", 10), 0),
+        "same state later": resolved(entry("same state later", 10), 1),
+        "other state later": resolved(entry("other state later", 10, transaction=Transaction.BOOK_OFF), 1),
     }
-    at = T0 + timedelta(seconds=10)
+    at = (T0 + timedelta(seconds=10)).replace(tzinfo=UTC)
+
+    def applied(when: datetime, file_index: int = 0) -> AppliedEvent:
+        return AppliedEvent(EventOrder(when, file_index, "", 1), Transaction.BOOK_ON)
+
     last_applied = {
-        "newer": at - timedelta(seconds=1),
-        "equal": at,
-        "older": at + timedelta(hours=1),
-        "someone else": at,
+        "newer": applied(at - timedelta(seconds=1)),
+        "equal": applied(at),
+        "older": applied(at + timedelta(hours=1)),
+        "someone else": applied(at),
+        "same state later": applied(at),
+        "other state later": applied(at),
     }
-    kept, dropped = drop_not_newer(events, last_applied)
-    assert kept == {"newer": events["newer"], "unknown": events["unknown"]}
-    assert dropped == 2
-    assert drop_not_newer({}, last_applied) == ({}, 0)
-    assert drop_not_newer(events, {}) == (events, 0)
-    assert drop_not_newer(events, {})[0] is not events
+    decided = drop_not_newer(events, last_applied)
+    assert decided.kept == {"newer": events["newer"], "unknown": events["unknown"],
+                            "other state later": events["other state later"]}
+    assert decided.dropped == 3
+    assert decided.same == {"same state later": events["same state later"]}
+    assert decided.behind == []  # the file of "older" is not newer than the applied one's
+    assert drop_not_newer({}, last_applied).kept == {}
+    assert drop_not_newer(events, {}).kept == events
+    assert drop_not_newer(events, {}).kept is not events
+
+
+def test_drop_not_newer_reports_an_older_event_from_a_newer_file() -> None:
+    late = resolved(entry("1", 0), 5)  # file 5: newer than file 2, but its event 11 min older
+    applied = AppliedEvent(EventOrder((T0 + timedelta(minutes=11)).replace(tzinfo=UTC), 2, "", 1), Transaction.BOOK_OFF)
+    decided = drop_not_newer({"1": late}, {"1": applied})
+    assert decided.kept == {} and [b.employee_id for b in decided.behind] == ["1"]
+    just = AppliedEvent(applied.order._replace(instant=(T0 + timedelta(minutes=10)).replace(tzinfo=UTC)),
+                        Transaction.BOOK_OFF)
+    assert drop_not_newer({"1": late}, {"1": just}).behind == []  # 10 minutes: within the margin
 
 
 def test_resolution_of_real_files(tmp_path: Path) -> None:
@@ -211,7 +238,7 @@ def test_property_result_is_the_max_by_ordering_key(
     latest = LatestEvents()
     best: dict[str, ResolvedEvent] = {}
     for e, file_index in offered:
-        candidate = ResolvedEvent(e, file_index)
+        candidate = resolved(e, file_index)
         became_latest = latest.add(e, file_index)
         held = best.get(e.employee_id)
         assert became_latest == (held is None or candidate.key > held.key)
@@ -220,7 +247,7 @@ def test_property_result_is_the_max_by_ordering_key(
 
     expected: dict[str, ResolvedEvent] = {}
     for e, file_index in offered:
-        candidate = ResolvedEvent(e, file_index)
+        candidate = resolved(e, file_index)
         if e.employee_id not in expected or candidate.key > expected[e.employee_id].key:
             expected[e.employee_id] = candidate
     assert latest.events() == expected
@@ -233,9 +260,10 @@ def test_drop_older_than_in_flight_keeps_the_same_time_and_newer() -> None:
 
     base = datetime(2025, 6, 17, 10, 0, 0)
     events = {
-        emp: ResolvedEvent(BOBOEntry(Transaction.BOOK_ON, emp, base + timedelta(minutes=m), 1), 0)
+        emp: resolved(BOBOEntry(Transaction.BOOK_ON, emp, base + timedelta(minutes=m), 1), 0)
         for emp, m in (("A", 0), ("B", 5), ("C", 10), ("D", 0))
     }
-    in_flight = {"A": base + timedelta(minutes=1), "B": base + timedelta(minutes=5), "C": base}
+    in_flight = {emp: EventOrder((base + timedelta(minutes=m)).replace(tzinfo=UTC), 0, "", 1)
+                 for emp, m in (("A", 1), ("B", 5), ("C", 0))}
     kept, dropped = drop_older_than_in_flight(events, in_flight)
     assert sorted(kept) == ["B", "C", "D"] and dropped == 1

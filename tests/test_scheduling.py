@@ -9,6 +9,7 @@ import pytest
 
 from bobosync.database import SyncState
 from bobosync.scheduling import mapping_is_stale, mapping_sync_due, next_sync_due
+from bobosync.timebase import as_utc
 
 NOW = datetime(2025, 6, 17, 14, 0, 0)
 
@@ -36,8 +37,8 @@ def state(last: Optional[datetime], status: Optional[str] = "success") -> SyncSt
         (state(datetime(2025, 6, 16, 20, 5)), datetime(2025, 6, 17, 20, 0), True, "daily sync at 20:00"),
         (state(datetime(2025, 6, 16, 20, 5)), datetime(2025, 6, 17, 19, 59), False, "last success"),
         (state(datetime(2025, 6, 17, 8, 0)), datetime(2025, 6, 17, 21, 0), False, "last success"),
-        # the clock went backwards: do not hammer AtHoc
-        (state(NOW + timedelta(hours=3)), NOW, False, "in the future"),
+        # recorded in the future (the clock was set back since): due, never fresh
+        (state(NOW + timedelta(hours=3)), NOW, True, "lies in the future"),
     ],
 )
 def test_mapping_sync_due(sync_state: Optional[SyncState], now: datetime, due: bool, why: str) -> None:
@@ -48,12 +49,20 @@ def test_mapping_sync_due(sync_state: Optional[SyncState], now: datetime, due: b
 
 def test_next_sync_due_is_the_daily_hour_or_the_retry_limit() -> None:
     last = datetime(2025, 6, 17, 20, 5)
-    assert next_sync_due(state(last), datetime(2025, 6, 17, 21, 0), 20, 2) == datetime(2025, 6, 18, 20, 0)
-    assert next_sync_due(state(last), datetime(2025, 6, 17, 21, 0), 23, 1) == last + timedelta(days=1)
-    assert next_sync_due(None, NOW, 20, 2) == NOW
+    # naive times are this machine's local time; the answers are instants
+    assert next_sync_due(state(last), datetime(2025, 6, 17, 21, 0), 20, 2) == as_utc(datetime(2025, 6, 18, 20, 0))
+    assert next_sync_due(state(last), datetime(2025, 6, 17, 21, 0), 23, 1) == as_utc(last + timedelta(days=1))
+    assert next_sync_due(None, NOW, 20, 2) == as_utc(NOW)
+
+
+def test_the_retry_days_rule_waits_while_the_clock_is_not_trusted() -> None:
+    old = state(NOW - timedelta(days=3))
+    assert mapping_sync_due(old, NOW, sync_hour=23, retry_days=2).due
+    assert not mapping_sync_due(old, NOW, sync_hour=23, retry_days=2, clock_trusted=False).due
 
 
 def test_one_hour_rule_reads_the_last_attempt() -> None:
     assert mapping_is_stale(None, NOW)
     assert mapping_is_stale(state(NOW - timedelta(hours=1, seconds=1), "error"), NOW)
     assert not mapping_is_stale(state(NOW - timedelta(minutes=59)), NOW)
+    assert mapping_is_stale(state(NOW + timedelta(minutes=5)), NOW)  # recorded in the future: stale

@@ -31,9 +31,15 @@ from bobosync.status import (
     report_to_dict,
     run_status,
 )
+from bobosync.timebase import as_utc, show
 from tests.legacy_db import create_legacy_database
 
 FMT = "%d/%m/%Y %H:%M:%S"
+
+
+def shown_json(value: datetime) -> str:
+    """A time as the JSON shows it: this machine's local time with its offset."""
+    return as_utc(value).astimezone().isoformat(timespec="seconds")
 DUTY = "On-Duty-DTG"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,7 +136,7 @@ def test_a_real_ok_pass_is_healthy_and_text_and_json_say_the_same(
     data = shown.data
     assert data["health"] == HEALTHY and data["reasons"] == [] and data["reason_levels"] == []
     last = data["passes"]["last"]
-    assert last["status"] == "ok" and last["started_at"] == started.isoformat()
+    assert last["status"] == "ok" and last["started_at"] == shown_json(started)
     assert last["counts"]["files_done"] == 2 and last["counts"]["applied"] == 2
     assert data["passes"]["count_24h"] == 1 and data["passes"]["success_rate_24h"] == 1.0
     assert data["mapping_sync"]["status"] == "success" and data["mapping_sync"]["mappings"] == 50
@@ -141,11 +147,11 @@ def test_a_real_ok_pass_is_healthy_and_text_and_json_say_the_same(
     # The text shows the same facts, aligned under fixed labels.
     text = shown.text
     assert text.startswith("bobosync status: HEALTHY (exit 0)")
-    assert f"Last pass       {started:%Y-%m-%d %H:%M:%S}  ok" in text
+    assert f"Last pass       {show(started)}  ok" in text
     assert "files 2 (done 2, retry 0, failed 0), rows 2 (bad 0), updates 2 (applied 2" in text
     assert "Last 24 h       1 pass: 1 ok; success 100.0 %" in text
     next_due = datetime.fromisoformat(data["mapping_sync"]["next_due"])
-    assert f"50 mappings; next due {next_due:%Y-%m-%d %H:%M:%S}" in text
+    assert f"50 mappings; next due {show(next_due)}" in text
     assert f"Waiting files   none in {settings.csv_directory}" in text
     assert f"Log file        {settings.log_directory / 'bobo_processor.log'}" in text
     assert text.isascii()
@@ -158,7 +164,7 @@ def test_a_real_failed_pass_is_unhealthy(simulator: AtHocSimulator, settings: Se
     shown = status(settings, started)
     assert shown.code == 2
     first = shown.data["reasons"][0]
-    assert first.startswith(f"last pass failed at {started:%Y-%m-%d %H:%M:%S}: cannot connect to AtHoc")
+    assert first.startswith(f"last pass failed at {show(started)}: cannot connect to AtHoc")
     assert f"  UNHEALTHY  {first}" in shown.text
     assert shown.data["errors"][0]["kind"] == "pass" and shown.data["errors"][0]["status"] == "failed"
     assert "Last errors     " in shown.text and "pass failed: cannot connect to AtHoc" in shown.text
@@ -269,7 +275,7 @@ def test_no_pass_for_ten_minutes_is_unhealthy(settings: Settings, minutes: int, 
     if code:
         started = at - timedelta(minutes=minutes)
         assert shown.data["reasons"] == [
-            f"no pass for {minutes} min (last at {started + timedelta(seconds=2):%Y-%m-%d %H:%M:%S}; over 10 min)"
+            f"no pass for {minutes} min (last at {show(started + timedelta(seconds=2))}; over 10 min)"
         ]
 
 
@@ -287,7 +293,7 @@ def test_a_running_pass_is_fine_until_it_looks_stuck(settings: Settings) -> None
         db.start_run("pass", at - timedelta(seconds=30))
     shown = status(settings, at)
     assert shown.code == 0, shown.text
-    assert shown.data["passes"]["running_since"] == (at - timedelta(seconds=30)).isoformat()
+    assert shown.data["passes"]["running_since"] == shown_json(at - timedelta(seconds=30))
     assert shown.data["passes"]["last"]["status"] == "ok"
     assert "a pass is running since" in shown.text
     later = status(settings, at + timedelta(minutes=15))
@@ -308,7 +314,7 @@ def test_the_last_pass_status_sets_the_health(settings: Settings, run_status_: s
     shown = status(settings, at)
     assert shown.code == code
     when = at - timedelta(minutes=1)
-    assert shown.data["reasons"] == [f"{start}{when:%Y-%m-%d %H:%M:%S}: kept.csv: 1 update(s) failed"]
+    assert shown.data["reasons"] == [f"{start}{show(when)}: kept.csv: 1 update(s) failed"]
     assert shown.data["reason_levels"] == [WARNING if code == 1 else UNHEALTHY]
 
 
@@ -345,13 +351,13 @@ def test_last_errors_are_the_five_newest_of_any_kind(settings: Settings) -> None
     errors = shown.data["errors"]
     assert [e["message"] for e in errors] == [f"problem {i}" for i in (6, 5, 4, 3, 2)]
     assert [e["kind"] for e in errors] == ["pass", "cleanup", "pass", "cleanup", "pass"]
-    assert errors[0]["at"] == (at - timedelta(minutes=54) + timedelta(seconds=2)).isoformat()
+    assert errors[0]["at"] == shown_json(at - timedelta(minutes=54) + timedelta(seconds=2))
     lines = [line for line in shown.text.splitlines() if "failed: problem" in line]
     assert len(lines) == 5 and lines[0].startswith("Last errors     ") and "pass failed: problem 6" in lines[0]
     assert all(line.startswith(" " * 16) for line in lines[1:])
     # The last cleanup failed: a warning, even though the last pass was ok.
     when = at - timedelta(minutes=55)
-    assert shown.data["reasons"] == [f"last auto-cleanup failed at {when:%Y-%m-%d %H:%M:%S}: problem 5"]
+    assert shown.data["reasons"] == [f"last auto-cleanup failed at {show(when)}: problem 5"]
     assert shown.code == 1
 
 
@@ -366,7 +372,7 @@ def test_auto_cleanup_counts_the_last_24_hours(settings: Settings) -> None:
     assert shown.code == 0, shown.text
     cleanup = shown.data["auto_cleanup"]
     assert cleanup["cleared_24h"] == 7 and cleanup["runs_24h"] == 3
-    assert cleanup["last_run"]["started_at"] == (at - timedelta(minutes=1)).isoformat()
+    assert cleanup["last_run"]["started_at"] == shown_json(at - timedelta(minutes=1))
     assert "7 users cleared in the last 24 h (values older than 24 h)" in shown.text
     off = status(dataclasses.replace(settings, auto_cleanup_hours=0), at)
     assert off.data["auto_cleanup"]["enabled"] is False
@@ -382,20 +388,22 @@ def test_mapping_sync_failed_overdue_or_off(settings: Settings) -> None:
     failed = status(settings, at)
     assert failed.code == 1
     assert failed.data["reasons"] == [
-        "last mapping sync failed at 2024-06-17 13:30:00 (status error); last success 2024-06-17 13:55:00"
+        f"last mapping sync failed at {show(at - timedelta(minutes=30))} (status error); "
+        f"last success {show(at - timedelta(minutes=5))}"
     ]
     assert failed.data["mapping_sync"]["due_now"] is True
-    assert "last attempt 2024-06-17 13:30:00 ended 'error'" in failed.text
+    assert f"last attempt {show(at - timedelta(minutes=30))} ended 'error'" in failed.text
 
     with BOBODatabase(settings.db_path) as db:
         db.record_sync("success", datetime(2024, 6, 16, 9, 0, 0), 1)
     # Due at 20:00 on the 17th (SYNC_HOUR 20): not yet at 14:00, due at 20:30, overdue at 21:30.
-    assert status(settings, at).data["mapping_sync"]["next_due"] == "2024-06-17T20:00:00"
+    assert status(settings, at).data["mapping_sync"]["next_due"] == shown_json(datetime(2024, 6, 17, 20, 0))
     due = status(settings, datetime(2024, 6, 17, 20, 30))
     assert due.data["mapping_sync"]["due_now"] is True
     assert "mapping sync" not in " ".join(due.data["reasons"])
     overdue = status(settings, datetime(2024, 6, 17, 21, 30))
-    assert "mapping sync overdue: due since 2024-06-17 20:00:00 (daily sync at 20:00 and none succeeded today)" in (
+    assert (f"mapping sync overdue: due since {show(datetime(2024, 6, 17, 20, 0))} "
+            "(daily sync at 20:00 and none succeeded today)") in (
         overdue.data["reasons"]
     )
     off = status(dataclasses.replace(settings, sync_mappings=False), datetime(2024, 6, 17, 21, 30))

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -245,6 +246,10 @@ class AtHocSimulator:
         self.criteria_lt_as_text = False
         #: SyncByCommonNames answers 413 when a request holds more rows (None: no limit).
         self.max_sync_rows: Optional[int] = None
+        #: AtHoc's clock (the ``Date`` header) runs this far ahead of the real one.
+        self.clock_offset = timedelta(0)
+        #: Answers carry a ``Date`` header.
+        self.send_date = True
 
         self.lock = threading.RLock()
         self._users: dict[str, dict[str, str]] = {}
@@ -831,6 +836,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
+
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        """The ``Date`` header: the simulator's clock, ``clock_offset`` from the real one."""
+        offset = self.sim_server.simulator.clock_offset.total_seconds()
+        return super().date_time_string((time.time() if timestamp is None else timestamp) + offset)
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "date" and not self.sim_server.simulator.send_date:
+            return
+        super().send_header(keyword, value)
 
     def do_GET(self) -> None:
         self._serve()
