@@ -379,6 +379,16 @@ def test_criteria_dates_versus_text(simulator: AtHocSimulator, api: Api) -> None
     assert api.logins(Criteria="On-Duty-DTG lt '03/01/2020 00:00:00'") == [login_of(1)]
 
 
+
+def test_criteria_untrimmed_dates_refuse_stray_spaces(simulator: AtHocSimulator, api: Api) -> None:
+    set_duty(simulator, {1: "17/06/2025 08:00:00 ", 2: "17/06/2025 08:00:00"})
+    query = "On-Duty-DTG pr and On-Duty-DTG lt '18/06/2025 00:00:00'"
+    assert api.logins(Criteria=query) == [login_of(1), login_of(2)]
+    simulator.criteria_untrimmed_dates = True
+    assert api.logins(Criteria=query) == [login_of(2)]  # a strictly typed server: not a date
+    assert api.logins(Criteria="On-Duty-DTG pr") == [login_of(1), login_of(2)]
+
+
 @pytest.mark.parametrize(
     "criteria",
     [
@@ -540,6 +550,55 @@ def test_sync_forced_row_errors_and_missing_rows(simulator: AtHocSimulator, api:
     user1, user4 = simulator.get_user(login_of(1)), simulator.get_user(login_of(4))
     assert user1 is not None and user1["On-Duty-DTG"] == ""  # forced errors are not applied
     assert user4 is not None and user4["On-Duty-DTG"] == "17/06/2024 14:30:00"  # dropped: applied
+
+
+
+def test_held_writes_are_applied_only_when_released(simulator: AtHocSimulator, api: Api) -> None:
+    simulator.fail_next(drop=True, hold=True, path_contains="SyncByCommonNames")
+    rows = [{"LOGIN_ID": login_of(1), "On-Duty-DTG": "17/06/2024 14:30:00"}, {"LOGIN_ID": "gone@x", "On-Duty-DTG": ""}]
+    with pytest.raises(requests.ConnectionError):
+        api.sync(rows)
+    simulator.fail_next(status=200, delay=0.05, hold=True, path_contains="SyncByCommonNames")
+    with pytest.raises(requests.ConnectionError):  # held pure delay: no answer after the delay
+        api.sync([{"LOGIN_ID": login_of(2), "On-Duty-DTG": "x"}])
+    assert api.search(Fields="LOGIN_ID").status_code == 200  # a listing never meets the hold fault
+    assert simulator.held_writes == 2 and simulator.pending_faults == 0
+    assert (simulator.get_user(login_of(1)) or {})["On-Duty-DTG"] == ""  # not applied yet
+    assert api.sync([{"LOGIN_ID": login_of(1), "On-Duty-DTG": ""}]).json()[0][":SyncStatus"] == "OK"
+    assert simulator.apply_late_writes() == 2  # the unknown user is refused, as it would be
+    assert (simulator.get_user(login_of(1)) or {})["On-Duty-DTG"] == "17/06/2024 14:30:00"  # late: wins
+    assert (simulator.get_user(login_of(2)) or {})["On-Duty-DTG"] == "x"
+    assert simulator.held_writes == 0 and simulator.apply_late_writes() == 0
+
+
+def test_after_page_changes_users_between_pages(simulator: AtHocSimulator, api: Api) -> None:
+    simulator.after_page(0, lambda sim: sim.remove_user(login_of(3)))
+    first = api.search(Fields="LOGIN_ID", Limit=10, Offset=0).json()
+    second = api.search(Fields="LOGIN_ID", Limit=10, Offset=1).json()
+    assert [u["LOGIN_ID"] for u in first["Users"]] == [login_of(i) for i in range(1, 11)]
+    # The removal shifted the pages: user 11 moved to page 0 and is never listed.
+    assert [u["LOGIN_ID"] for u in second["Users"]] == [login_of(i) for i in range(12, 22)]
+    assert second["TotalUsers"] == 49
+    simulator.after_page(0, lambda sim: sim.remove_user(login_of(5)), with_criteria=True)
+    api.search(Fields="LOGIN_ID", Limit=10, Offset=0)  # no Criteria: the hook waits
+    assert simulator.get_user(login_of(5)) is not None
+    api.search(Fields="LOGIN_ID", Limit=10, Offset=0, Criteria="LOGIN_ID pr")
+    assert simulator.get_user(login_of(5)) is None
+
+
+def test_users_can_be_renamed_and_collars_moved(simulator: AtHocSimulator, api: Api) -> None:
+    simulator.rename_user(login_of(1), "renamed@force.example")
+    assert simulator.get_user(login_of(1)) is None
+    assert (simulator.get_user("renamed@force.example") or {})["Collar-Number"] == "00001"
+    with pytest.raises(ValueError):
+        simulator.rename_user(login_of(2), "renamed@force.example")
+    simulator.move_attribute("Collar-Number", login_of(2), login_of(3))
+    assert (simulator.get_user(login_of(2)) or {})["Collar-Number"] == ""
+    assert (simulator.get_user(login_of(3)) or {})["Collar-Number"] == "00002"
+    rows = api.sync([{"LOGIN_ID": login_of(1), "On-Duty-DTG": ""}]).json()
+    assert "does not exists" in rows[0][":SyncDetails"]
+    ids = api.search(Fields="LOGIN_ID,USER_ID", Criteria="LOGIN_ID eq 'renamed@force.example'").json()
+    assert ids["Users"][0]["USER_ID"] == 2060001  # the same account
 
 
 def test_sync_row_limit(simulator: AtHocSimulator, api: Api) -> None:

@@ -19,7 +19,9 @@ Semantics, chosen to be plausible for AtHoc (whose exact grammar is not document
   with the organization's format; a user value that does not parse never matches, and a
   literal that does not parse is an error. With ``dates_as_text`` (or on any other
   attribute) they compare text, case-insensitively. A missing or blank value never matches
-  an ordering comparison.
+  an ordering comparison. User values are trimmed before they are parsed unless
+  ``untrimmed_dates`` is set: then a value with a stray space is not a date-time to the
+  server and never matches an ordering comparison (as a strictly typed server would treat it).
 
 Bad syntax raises :class:`CriteriaError` (a ``ValueError``) naming the position.
 """
@@ -100,6 +102,7 @@ class EvalOptions:
     datetime_attributes: frozenset[str] = frozenset()  # casefolded common names
     datetime_format: str = "%d/%m/%Y %H:%M:%S"
     dates_as_text: bool = False
+    untrimmed_dates: bool = False
 
     @classmethod
     def build(
@@ -107,9 +110,10 @@ class EvalOptions:
         datetime_attributes: Collection[str] = (),
         datetime_format: str = "%d/%m/%Y %H:%M:%S",
         dates_as_text: bool = False,
+        untrimmed_dates: bool = False,
     ) -> EvalOptions:
         names = frozenset(a.casefold() for a in datetime_attributes)
-        return cls(names, datetime_format, dates_as_text)
+        return cls(names, datetime_format, dates_as_text, untrimmed_dates)
 
     def is_date(self, attribute: str) -> bool:
         return not self.dates_as_text and attribute.casefold() in self.datetime_attributes
@@ -125,9 +129,9 @@ def _lookup(user: Mapping[str, str], attribute: str) -> str:
     return "" if value is None else str(value)
 
 
-def _parse_date(value: str, fmt: str) -> Optional[datetime]:
+def _parse_date(value: str, fmt: str, *, trim: bool = True) -> Optional[datetime]:
     try:
-        return datetime.strptime(value.strip(), fmt)
+        return datetime.strptime(value.strip() if trim else value, fmt)
     except ValueError:
         return None
 
@@ -167,7 +171,7 @@ class Comparison:
                     f"{self.attribute} {self.operator} {expected!r}: not a date-time in the "
                     f"organization's format {options.datetime_format!r}"
                 )
-            when = _parse_date(actual, options.datetime_format)
+            when = _parse_date(actual, options.datetime_format, trim=not options.untrimmed_dates)
             return when is not None and _ordered(self.operator, when, bound)
         return _ordered(self.operator, actual.casefold(), expected.casefold())
 
@@ -300,10 +304,11 @@ class Criteria:
         datetime_attributes: Collection[str] = (),
         datetime_format: str = "%d/%m/%Y %H:%M:%S",
         dates_as_text: bool = False,
+        untrimmed_dates: bool = False,
     ) -> None:
         self.text = text
         self.root: Node = parse_criteria(text)
-        self.options = EvalOptions.build(datetime_attributes, datetime_format, dates_as_text)
+        self.options = EvalOptions.build(datetime_attributes, datetime_format, dates_as_text, untrimmed_dates)
         self.root.validate(self.options)
 
     def matches(self, user: Mapping[str, str]) -> bool:

@@ -9,8 +9,11 @@ or plain HTTP on loopback:
 * ``POST /api/v2/orgs/{ORG}/users/SyncByCommonNames`` — per-row results inside a 200.
 
 Everything a test needs to provoke is a knob on :class:`AtHocSimulator`: queued faults
-(:meth:`~AtHocSimulator.fail_next`), forced row errors, a server that repeats a page, a
-missing ``TotalUsers``, expired tokens, latency. Every request is journaled.
+(:meth:`~AtHocSimulator.fail_next`), writes applied after the client gave up (``hold``, then
+:meth:`~AtHocSimulator.apply_late_writes`), users changing between the pages of a listing
+(:meth:`~AtHocSimulator.after_page`), forced row errors, a server that repeats a page, a
+missing ``TotalUsers``, Criteria that compare dates as text or refuse untrimmed values,
+expired tokens, latency. Every request is journaled.
 
 Path matching is case-insensitive (AtHoc runs on IIS); the organization code is not.
 """
@@ -33,7 +36,7 @@ from datetime import timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional, Union, cast
+from typing import Any, Callable, Optional, Union, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .criteria import Criteria, CriteriaError
@@ -138,6 +141,8 @@ class Fault:
     drop: bool = False
     #: Send the status line, the headers (full Content-Length) and half the body, then close.
     truncate: bool = False
+    #: A SyncByCommonNames request is kept, not applied, and applied by apply_late_writes().
+    hold: bool = False
 
     def matches(self, target: str) -> bool:
         return self.path_contains is None or self.path_contains in target
@@ -244,6 +249,8 @@ class AtHocSimulator:
         self.omit_empty_fields = False
         #: lt/le/gt/ge on date-time attributes compare as text.
         self.criteria_lt_as_text = False
+        #: lt/le/gt/ge parse date-time values as stored: one with a stray space never matches.
+        self.criteria_untrimmed_dates = False
         #: SyncByCommonNames answers 413 when a request holds more rows (None: no limit).
         self.max_sync_rows: Optional[int] = None
         #: AtHoc's clock (the ``Date`` header) runs this far ahead of the real one.
@@ -266,6 +273,10 @@ class AtHocSimulator:
         self._connections_accepted = 0
         self._journal: list[JournalEntry] = []
         self._faults: list[Fault] = []
+        #: SyncByCommonNames bodies held by a ``hold`` fault: (rows, syncExistingUsersOnly).
+        self._held_writes: list[tuple[list[dict[str, Any]], bool]] = []
+        #: One-shot changes run after a listing page is served: (Offset, with Criteria, change).
+        self._page_hooks: list[tuple[int, bool, Callable[[AtHocSimulator], None]]] = []
 
         self._state_lock = threading.Lock()
         self._server: Optional[_SimHTTPServer] = None
@@ -390,6 +401,55 @@ class AtHocSimulator:
             self._users[login] = dict(attributes)
             self._user_id(login)
 
+    def remove_user(self, login_id: str) -> None:
+        """Delete a user (a leaver); KeyError when there is no such user."""
+        with self.lock:
+            del self._users[login_id]
+
+    def rename_user(self, old_login_id: str, new_login_id: str) -> None:
+        """Change a user's LOGIN_ID, keeping every other attribute and the USER_ID."""
+        with self.lock:
+            if new_login_id in self._users:
+                raise ValueError(f"a user {new_login_id!r} already exists")
+            user = self._users.pop(old_login_id)
+            user["LOGIN_ID"] = new_login_id
+            self._users[new_login_id] = user
+            self._user_ids[new_login_id] = self._user_ids.pop(old_login_id)
+
+    def move_attribute(self, name: str, from_login_id: str, to_login_id: str) -> None:
+        """Give ``to_login_id`` the value of ``name`` that ``from_login_id`` holds, and clear it
+        there (a collar number moved from one account to another)."""
+        with self.lock:
+            source = self._users[from_login_id]
+            self._users[to_login_id][name] = source.get(name, "")
+            source[name] = ""
+
+    def after_page(
+        self, offset: int, change: Callable[[AtHocSimulator], None], *, with_criteria: bool = False
+    ) -> None:
+        """Run ``change(self)`` once, just after page ``offset`` of a users/search/basic listing
+        has been served (listings without Criteria, unless ``with_criteria``): the users change
+        between two pages, and the later pages shift like a real server's."""
+        with self.lock:
+            self._page_hooks.append((offset, with_criteria, change))
+
+    @property
+    def held_writes(self) -> int:
+        """SyncByCommonNames requests held by a ``hold`` fault, not yet applied."""
+        with self.lock:
+            return len(self._held_writes)
+
+    def apply_late_writes(self) -> int:
+        """Apply the held SyncByCommonNames requests now, oldest first, as AtHoc finishing
+        work the client gave up on. Returns the number of rows applied."""
+        with self.lock:
+            held, self._held_writes = self._held_writes, []
+            applied = 0
+            for rows, existing_only in held:
+                for row in rows:
+                    applied += self._sync_row(dict(row), existing_only)[":SyncStatus"] == "OK"
+            return applied
+
     def _user_id(self, login_id: str) -> int:
         with self.lock:
             user_id = self._user_ids.get(login_id)
@@ -445,6 +505,7 @@ class AtHocSimulator:
         delay: float = 0.0,
         drop: bool = False,
         truncate: bool = False,
+        hold: bool = False,
     ) -> None:
         """Queue ``count`` faults; each request matching ``path_contains`` consumes one.
 
@@ -456,9 +517,12 @@ class AtHocSimulator:
         long first (the wait ends early when the simulator stops). ``status=200`` with
         ``body`` answers 200 with that body; ``status=200`` without ``body`` only delays, then
         the request is served normally. Otherwise the answer is ``status`` with ``body`` (a
-        small JSON error by default) and ``Retry-After`` when given.
+        small JSON error by default) and ``Retry-After`` when given. ``hold``: a
+        SyncByCommonNames request that meets the fault is not applied but kept, and applied
+        when :meth:`apply_late_writes` is called: a write that lands after the client gave up
+        (combine it with ``drop``, a ``delay`` or a 5xx ``status``; a held pure delay then drops).
         """
-        fault = Fault(status, retry_after, body, content_type, path_contains, delay, drop, truncate)
+        fault = Fault(status, retry_after, body, content_type, path_contains, delay, drop, truncate, hold)
         with self.lock:
             self._faults.extend(Fault(**vars(fault)) for _ in range(count))
 
@@ -516,6 +580,8 @@ class AtHocSimulator:
                     json_body = None
 
         fault = self._take_fault(request.target)
+        if fault is not None and fault.hold:
+            self._hold(request, json_body, auth_ok)
         if fault is not None:
             response = self._fault_response(fault)
             if response is None:  # a pure delay: serve normally
@@ -539,11 +605,23 @@ class AtHocSimulator:
             self._journal.append(entry)
         return response
 
+    def _hold(self, request: _Request, json_body: Any, auth_ok: bool) -> None:
+        """Keep a SyncByCommonNames body that a ``hold`` fault met, to apply it later."""
+        if not (auth_ok and _SYNC_RE.match(request.path) and isinstance(json_body, list)):
+            return
+        params = {k.lower(): v for k, v in request.query.items()}
+        existing_only = params.get("syncexistingusersonly", "").strip().lower() == "true"
+        rows = [dict(row) for row in json_body if isinstance(row, dict)]
+        with self.lock:
+            self._held_writes.append((rows, existing_only))
+
     def _fault_response(self, fault: Fault) -> Optional[_Response]:
         self._wait(fault.delay)
         if fault.drop:
             return _Response(0, drop=True)
         if fault.status == 200 and fault.body is None:
+            if fault.hold:  # held, so not served: the client is left without an answer
+                return _Response(0, drop=True)
             return None
         headers: dict[str, str] = {}
         if fault.retry_after is not None:
@@ -649,6 +727,7 @@ class AtHocSimulator:
                     datetime_attributes=self.datetime_attributes,
                     datetime_format=self.datetime_format,
                     dates_as_text=self.criteria_lt_as_text,
+                    untrimmed_dates=self.criteria_untrimmed_dates,
                 )
             except CriteriaError as exc:
                 return _message(400, f"Invalid Criteria: {exc}")
@@ -672,11 +751,18 @@ class AtHocSimulator:
                     elif name == "USER_ID":
                         row[name] = self._user_id(login)
                 users_out.append(row)
+            self._run_page_hooks(offset, criteria is not None)
         payload: dict[str, Any] = {"Users": users_out}
         if not self.omit_total_users:
             payload["TotalUsers"] = len(matching)
         payload["FetchedRecords"] = len(users_out)
         return _json_response(200, payload)
+
+    def _run_page_hooks(self, offset: int, with_criteria: bool) -> None:
+        due = [h for h in self._page_hooks if h[0] == offset and h[1] == with_criteria]
+        self._page_hooks = [h for h in self._page_hooks if h not in due]
+        for _, _, change in due:
+            change(self)
 
     # --- users/SyncByCommonNames
 
