@@ -757,6 +757,28 @@ class BOBODatabase:
                     result[str(employee_id)] = str(username)
         return result
 
+    def numeric_mappings(self, numbers: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """For COLLAR_MATCH=numeric: number -> (employee_id, username) of every mapping whose
+        employee_id is all digits and, leading zeros ignored, that number (``"5990"`` finds
+        ``5990`` and ``05990``). ``numbers`` are written without leading zeros (``"0"`` for zero)."""
+        wanted = _unique(numbers)
+        result: dict[str, list[tuple[str, str]]] = {}
+        with self._guard("reading worker mappings"):
+            if not wanted or not self._has_table("worker_mapping"):
+                return result
+            for chunk in _chunks(wanted):
+                rows = self._connection.execute(
+                    "SELECT employee_id, username FROM worker_mapping "
+                    "WHERE employee_id <> '' AND employee_id NOT GLOB '*[^0-9]*' "
+                    "AND (CASE ltrim(employee_id, '0') WHEN '' THEN '0' ELSE ltrim(employee_id, '0') END) "
+                    f"IN ({_placeholders(len(chunk))}) ORDER BY employee_id",
+                    tuple(chunk),
+                )
+                for employee_id, username in rows:
+                    number = str(employee_id).lstrip("0") or "0"
+                    result.setdefault(number, []).append((str(employee_id), str(username)))
+        return result
+
     def all_mappings(self) -> dict[str, str]:
         with self._guard("reading worker mappings"):
             if not self._has_table("worker_mapping"):

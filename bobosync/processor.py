@@ -56,6 +56,15 @@ from .filestore import (
     write_error_note,
 )
 from .logsetup import purge_old_logs
+from .mapping import (
+    CollarMatch,
+    MappingRead,
+    mapping_from_users,
+    match_collars,
+    numeric_form,
+    numeric_index,
+    unlisted_logins,
+)
 from .resolution import AppliedEvent, LatestEvents, ResolvedEvent, drop_not_newer, drop_older_than_in_flight
 from .scheduling import mapping_is_stale, mapping_sync_due
 from .settings import Settings, load_settings
@@ -271,7 +280,9 @@ class BOBOProcessor:
         """Replace the local worker mapping with AtHoc's, in one transaction, if it is safe.
 
         The old mapping is kept when AtHoc lists no user, the listing is incomplete, or the
-        new mapping would remove more than half of the existing one. Returns True on success.
+        new mapping would remove more than half of the existing one. A mapped user missing
+        from the listing is dropped only when a second read, by LOGIN_ID, confirms that AtHoc
+        no longer has them. Returns True on success.
         """
         now = as_utc(now or self.clock())
         self._synced_this_pass = True
@@ -280,8 +291,12 @@ class BOBOProcessor:
         status, error, counts = "failed", None, {}
         try:
             users = client.get_all_users_with_attributes(self.settings.fetch_fields)
-            mapping = self._mapping_from_users(users)
-            counts = {"users": len(users), "mappings": len(mapping)}
+            existing = self.db.all_mappings() if self._memory_mapping is None else self._memory_mapping
+            users, found_again = self._confirm_removals(users, existing)
+            read = mapping_from_users(users, self.settings.collar_id_field)
+            self._report_shared(read)
+            mapping = read.mapping
+            counts = {"users": len(users), "mappings": len(mapping), "found_by_second_read": found_again}
             if not mapping:
                 error = (
                     f"mapping sync: AtHoc listed {len(users)} user(s) and none carries "
@@ -289,7 +304,6 @@ class BOBOProcessor:
                 )
                 self._record_sync("no_data", now, 0)
                 return False
-            existing = self.db.all_mappings() if self._memory_mapping is None else self._memory_mapping
             removed = sum(1 for employee_id in existing if employee_id not in mapping)
             if existing and removed * 2 > len(existing):
                 error = (
@@ -327,35 +341,67 @@ class BOBOProcessor:
         if not self.dry_run:
             self.db.record_sync(status, now, records)
 
-    def _mapping_from_users(self, users: list[dict[str, str]]) -> dict[str, str]:
-        """COLLAR_ID_FIELD value -> LOGIN_ID. A collar number held by several users goes to
-        the first LOGIN_ID in case-insensitive order (deterministic), with a WARNING."""
-        holders: dict[str, list[str]] = {}
-        for user in users:
-            login_id = (user.get("LOGIN_ID") or "").strip()
-            collar = (user.get(self.settings.collar_id_field) or "").strip()
-            if login_id and collar:
-                holders.setdefault(collar, []).append(login_id)
-        mapping: dict[str, str] = {}
-        for collar, logins in holders.items():
-            ordered = sorted(set(logins), key=lambda s: (s.casefold(), s))
-            if len(ordered) > 1:
+    def _confirm_removals(
+        self, users: list[dict[str, str]], existing: dict[str, str]
+    ) -> tuple[list[dict[str, str]], int]:
+        """The listing plus the mapped users it missed that a second read, by LOGIN_ID, still
+        finds (users removed or added while the listing paged through AtHoc shift its pages);
+        and how many those were. Raises AtHocError when the second read fails."""
+        listed = mapping_from_users(users, self.settings.collar_id_field).listed
+        missing = unlisted_logins(existing, listed)
+        if not missing:
+            return users, 0
+        found = self.connect_athoc().read_users(missing, self.settings.fetch_fields)
+        gone = len(missing) - len(found)
+        if found:
+            log.warning(
+                "mapping sync: %d mapped user(s) missing from the listing were found by a second read "
+                "(AtHoc's users changed while the listing was read?); kept: %s",
+                len(found), ", ".join(sorted(found)[:10]),
+            )
+        if gone:
+            log.info("mapping sync: a second read confirms %d mapped user(s) are no longer in AtHoc", gone)
+        return users + list(found.values()), len(found)
+
+    def _report_shared(self, read: MappingRead) -> None:
+        for collar, logins in read.shared.items():
+            log.warning(
+                "collar number %s is held by %d AtHoc users (%s); using %s",
+                collar, len(logins), ", ".join(logins), logins[0],
+            )
+        if self.settings.collar_match != "numeric":
+            return
+        by_number: dict[str, list[str]] = {}
+        for collar in read.mapping:
+            number = numeric_form(collar)
+            if number is not None:
+                by_number.setdefault(number, []).append(collar)
+        for collars in by_number.values():
+            holders = {read.mapping[c].casefold() for c in collars}
+            if len(holders) > 1:
                 log.warning(
-                    "collar number %s is held by %d AtHoc users (%s); using %s",
-                    collar, len(ordered), ", ".join(ordered), ordered[0],
+                    "COLLAR_MATCH=numeric: collar numbers %s are the same number on different AtHoc "
+                    "users (%s); a BOBO ID that is not exactly one of them matches none",
+                    ", ".join(sorted(collars)), ", ".join(read.mapping[c] for c in sorted(collars)),
                 )
-            mapping[collar] = ordered[0]
-        return mapping
 
     def _has_mapping(self) -> bool:
         if self._memory_mapping is not None:
             return bool(self._memory_mapping)
         return self.db.mapping_count() > 0
 
-    def _lookup(self, employee_ids: list[str]) -> dict[str, str]:
-        if self._memory_mapping is not None:
-            return {e: self._memory_mapping[e] for e in employee_ids if e in self._memory_mapping}
-        return self.db.get_usernames(employee_ids)
+    def _lookup(self, employee_ids: list[str]) -> CollarMatch:
+        memory = self._memory_mapping
+        exact = (
+            self.db.get_usernames(employee_ids)
+            if memory is None
+            else {e: memory[e] for e in employee_ids if e in memory}
+        )
+        if self.settings.collar_match != "numeric":
+            return match_collars(employee_ids, exact)
+        numbers = {n for e in employee_ids if e not in exact and (n := numeric_form(e)) is not None}
+        numeric = self.db.numeric_mappings(numbers) if memory is None else numeric_index(memory, numbers)
+        return match_collars(employee_ids, exact, numeric)
 
     # ------------------------------------------------------------------ files
 
@@ -576,8 +622,8 @@ class BOBOProcessor:
 
     def _map(self, events: dict[str, ResolvedEvent], report: PassReport, now: datetime) -> dict[str, ResolvedEvent]:
         """employee ID -> event, keyed now by LOGIN_ID-resolvable employees only."""
-        mapping = self._lookup(list(events))
-        missing = [e for e in events if e not in mapping]
+        match = self._lookup(list(events))
+        missing = [e for e in events if e not in match.found]
         if (
             missing
             and self.settings.sync_mappings
@@ -586,14 +632,10 @@ class BOBOProcessor:
         ):
             log.info("%d employee ID(s) have no mapping; syncing the mapping from AtHoc once", len(missing))
             if self.sync_worker_mappings(now):
-                mapping = self._lookup(list(events))
-                missing = [e for e in events if e not in mapping]
-        for employee_id in missing:
-            if employee_id not in self._reported_unmapped:
-                self._reported_unmapped.add(employee_id)
-                report.counts.unmapped += 1
-                log.warning("employee %s has no AtHoc user (no %s match); not sent",
-                            employee_id, self.settings.collar_id_field)
+                match = self._lookup(list(events))
+                missing = [e for e in events if e not in match.found]
+        mapping = match.found
+        self._report_unmapped([e for e in missing if e not in self._reported_unmapped], match, report)
         by_login: dict[str, ResolvedEvent] = {}
         for employee_id, event in events.items():
             login_id = mapping.get(employee_id)
@@ -605,6 +647,33 @@ class BOBOProcessor:
             if other is None or event.key > other.key:
                 by_login[login_id] = event
         return by_login
+
+    def _report_unmapped(self, missing: list[str], match: CollarMatch, report: PassReport) -> None:
+        """One WARNING per unmapped employee and pass; in exact mode, naming a collar that is
+        the same number written differently (COLLAR_MATCH=numeric would match it)."""
+        hints: dict[str, list[tuple[str, str]]] = {}
+        if missing and self.settings.collar_match == "exact":
+            numbers = {n for e in missing if (n := numeric_form(e)) is not None}
+            if numbers and self._memory_mapping is None:
+                hints = self.db.numeric_mappings(numbers)
+        for employee_id in missing:
+            self._reported_unmapped.add(employee_id)
+            report.counts.unmapped += 1
+            candidates = match.ambiguous.get(employee_id)
+            number = numeric_form(employee_id)
+            similar = hints.get(number, []) if number is not None else []
+            if candidates:
+                log.warning("employee %s matches several AtHoc users with COLLAR_MATCH=numeric (%s); not sent: "
+                            "give each person one collar number", employee_id,
+                            ", ".join(f"{collar}: {login}" for collar, login in candidates))
+            elif similar:
+                log.warning("employee %s has no AtHoc user (no %s match); not sent. AtHoc has %s: the same "
+                            "number written differently (COLLAR_MATCH=numeric would match it)",
+                            employee_id, self.settings.collar_id_field,
+                            ", ".join(f"{collar} ({login})" for collar, login in similar))
+            else:
+                log.warning("employee %s has no AtHoc user (no %s match); not sent",
+                            employee_id, self.settings.collar_id_field)
 
     def _updates_for(
         self, mapped: dict[str, ResolvedEvent]

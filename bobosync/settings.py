@@ -34,6 +34,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from .errors import ConfigError
+from .mapping import COLLAR_MATCH_MODES
 from .timebase import machine_zone, zone_named
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -104,6 +105,8 @@ class Settings:
     sync_retry_days: int = 2
     duty_status_field: str = "On-Duty-DTG"
     collar_id_field: str = "Collar-Number"
+    #: ``exact`` or ``numeric`` (all-digit collars compared without leading zeros).
+    collar_match: str = "exact"
     user_attributes: tuple[str, ...] = ("Collar-Number", "FIRSTNAME", "LASTNAME")
     athoc_datetime_format: str = "%d/%m/%Y %H:%M:%S"
     auto_cleanup_hours: float = 24.0
@@ -459,6 +462,12 @@ class _Reader:
             else:
                 self.problems.append(f"{name}: not set, and {exc}; set it to an IANA name such as Europe/London")
             return None
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in choices:
+            self.problems.append(f"{name}={value!r}: expected one of {', '.join(choices)}")
+            return default
+        return value
 
     def log_level(self) -> str:
         level = self.text("LOG_LEVEL", "INFO").upper()
@@ -515,6 +524,7 @@ class _Reader:
             sync_retry_days=self.integer("SYNC_RETRY_DAYS", 2, 1),
             duty_status_field=self.text("DUTY_STATUS_FIELD", "On-Duty-DTG"),
             collar_id_field=self.text("COLLAR_ID_FIELD", "Collar-Number"),
+            collar_match=self.choice("COLLAR_MATCH", "exact", COLLAR_MATCH_MODES),
             user_attributes=self.field_list("USER_ATTRIBUTES", ("Collar-Number", "FIRSTNAME", "LASTNAME")),
             athoc_datetime_format=self.datetime_format(),
             auto_cleanup_hours=self.number("AUTO_CLEANUP_HOURS", 24.0, 0),

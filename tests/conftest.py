@@ -3,6 +3,7 @@ HTTPS, and a complete bobosync configuration pointing at it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,3 +90,14 @@ def sim_env(simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path) -> d
 @pytest.fixture
 def sim_settings(sim_env: dict[str, str], tmp_path: Path) -> Settings:
     return load_settings(env_file=tmp_path / ".env", environ={})
+
+
+@pytest.fixture
+def propagate_logs() -> Iterator[None]:
+    """Let bobosync's log records reach pytest's ``caplog`` (the package logger does not
+    propagate by default); use with ``pytestmark = pytest.mark.usefixtures("propagate_logs")``."""
+    logger = logging.getLogger("bobosync")
+    saved = logger.propagate
+    logger.propagate = True
+    yield
+    logger.propagate = saved

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -403,6 +404,23 @@ def test_bad_listing_shape_is_response_error(
     simulator.fail_next(1, 200, body=body, path_contains="search/basic")
     with pytest.raises(AtHocResponseError):
         client.get_all_users_with_attributes()
+
+
+
+def test_read_users_asks_by_name_in_short_requests(client: AtHocClient, simulator: AtHocSimulator) -> None:
+    simulator.add_user({"LOGIN_ID": "o'brien@force.example", "Collar-Number": "77777"})
+    wanted = [uid(i) for i in range(1, 41)] + ["o'brien@force.example", "gone@force.example", uid(3).upper()]
+    simulator.clear_journal()
+    found = client.read_users(wanted, ["LOGIN_ID", "Collar-Number", FIELD])
+    assert set(found) == {uid(i) for i in range(1, 41)} | {"o'brien@force.example"}
+    assert found["o'brien@force.example"] == {"LOGIN_ID": "o'brien@force.example", "Collar-Number": "77777", FIELD: ""}
+    requests_sent = simulator.requests_to("search/basic")
+    assert len(requests_sent) > 1  # split: one long Criteria would exceed the query-string limit
+    for entry in requests_sent:
+        assert len(urlencode(entry.query)) < 2048
+        assert entry.query["Criteria"].startswith("LOGIN_ID eq '")
+    assert sum(e.query["Criteria"].count(" eq ") for e in requests_sent) == 42  # each name once
+    assert client.read_users([]) == {}
 
 
 # --------------------------------------------------------------------------- batch update

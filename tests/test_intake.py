@@ -42,7 +42,8 @@ from bobosync.simulator import AtHocSimulator, export_row, write_bobo_file
 from bobosync.status import collect_status
 from tests.conftest import TLSCerts
 from tests.harness import child_env, cli_command, csv_text, restricted_prefix, sim_env_file
-from tests.test_processor import _propagate_logs  # noqa: F401  (autouse: bobosync's log lines reach caplog)
+
+pytestmark = pytest.mark.usefixtures("propagate_logs")  # bobosync's log lines reach caplog
 
 FMT = "%d/%m/%Y %H:%M:%S"
 DUTY = "On-Duty-DTG"

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,13 +23,7 @@ DUTY = "On-Duty-DTG"
 NOW = datetime.now().replace(microsecond=0)
 
 
-@pytest.fixture(autouse=True)
-def _propagate_logs() -> Iterator[None]:
-    logger = logging.getLogger("bobosync")
-    saved = logger.propagate
-    logger.propagate = True
-    yield
-    logger.propagate = saved
+pytestmark = pytest.mark.usefixtures("propagate_logs")
 
 
 @pytest.fixture
