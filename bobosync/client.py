@@ -68,6 +68,10 @@ class UpdateResult:
     login_id: str
     outcome: UpdateOutcome
     detail: str  # :SyncDetails or why it failed
+    #: The request went out and its answer was lost or unreadable (timeout, dropped or cut
+    #: connection, a 5xx, rows missing from the answer): AtHoc may have applied the row, now
+    #: or later. Such a write is *suspect*: read back before it is trusted either way.
+    maybe_applied: bool = False
 
 
 def criteria_literal(value: str) -> str:
@@ -85,6 +89,17 @@ def _text(value: Any) -> str:
 #: Whole-request refusals that say nothing about the rows: credentials, permissions, the
 #: organization, the request size. Every chunk would get the same answer.
 _REFUSALS = frozenset({401, 403, 404, 405, 407, 413})
+
+
+def _maybe_applied(exc: AtHocError) -> bool:
+    """True when a failed request may still have been carried out by AtHoc: the answer was
+    lost (no response, a timeout, a connection cut mid-answer), AtHoc failed after receiving
+    it (5xx, possibly half way), or something answered 200 without a readable body."""
+    if isinstance(exc, AtHocTransportError):
+        return True
+    if isinstance(exc, AtHocHTTPError):
+        return exc.status >= 500
+    return type(exc) is AtHocResponseError
 
 
 def _never_judged(exc: AtHocError) -> bool:
@@ -343,6 +358,7 @@ class AtHocClient:
             except AtHocAuthError:
                 raise
             except AtHocError as exc:
+                suspect = _maybe_applied(exc)
                 if _never_judged(exc):
                     remaining = sum(len(c) for c in chunks[index + 1 :])
                     logger.error(
@@ -356,7 +372,7 @@ class AtHocClient:
                     )
                     for login_id, _ in chunk:
                         results[login_id] = UpdateResult(
-                            login_id, UpdateOutcome.UNANSWERED, f"request failed: {exc}"
+                            login_id, UpdateOutcome.UNANSWERED, f"request failed: {exc}", suspect
                         )
                     for later in chunks[index + 1 :]:
                         for login_id, _ in later:
@@ -373,7 +389,7 @@ class AtHocClient:
                 )
                 for login_id, _ in chunk:
                     results[login_id] = UpdateResult(
-                        login_id, UpdateOutcome.FAILED, f"request failed: {exc}"
+                        login_id, UpdateOutcome.FAILED, f"request failed: {exc}", suspect
                     )
                 continue
             chunk_results = self._classify(chunk, data)
@@ -404,7 +420,7 @@ class AtHocClient:
             )
             logger.error("SyncByCommonNames: %s", detail)
             for login_id, _ in chunk:
-                results[login_id] = UpdateResult(login_id, UpdateOutcome.FAILED, detail)
+                results[login_id] = UpdateResult(login_id, UpdateOutcome.FAILED, detail, True)
             return results
 
         rows = [r for r in data if isinstance(r, dict) and isinstance(r.get("LOGIN_ID"), str)]
@@ -445,7 +461,7 @@ class AtHocClient:
             index = matched[login_id]
             if index is None:
                 result = UpdateResult(
-                    login_id, UpdateOutcome.FAILED, "missing from AtHoc's response"
+                    login_id, UpdateOutcome.FAILED, "missing from AtHoc's response", True
                 )
             else:
                 result = AtHocClient._classify_row(login_id, rows[index])

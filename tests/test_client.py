@@ -504,6 +504,46 @@ def test_response_not_a_list_fails_the_chunk(
     assert {r.outcome for r in results.values()} == {UpdateOutcome.FAILED}
 
 
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "suspect"),
+    [
+        ({"drop": True}, UpdateOutcome.UNANSWERED, True),  # sent, no answer
+        ({"status": 200, "truncate": True}, UpdateOutcome.UNANSWERED, True),  # applied, answer cut
+        ({"status": 503}, UpdateOutcome.UNANSWERED, True),  # AtHoc failed after receiving it
+        ({"status": 500, "body": "<html>boom</html>", "content_type": "text/html"}, UpdateOutcome.UNANSWERED, True),
+        ({"status": 200, "body": "<html>portal</html>", "content_type": "text/html"},
+         UpdateOutcome.UNANSWERED, True),
+        ({"status": 429}, UpdateOutcome.UNANSWERED, False),  # throttled: not carried out
+        ({"status": 403}, UpdateOutcome.UNANSWERED, False),  # refused outright
+        ({"status": 400}, UpdateOutcome.FAILED, False),
+    ],
+)
+def test_lost_answers_are_marked_maybe_applied(
+    fault: dict[str, Any], outcome: UpdateOutcome, suspect: bool, sim_settings: Settings,
+    simulator: AtHocSimulator,
+) -> None:
+    with AtHocClient(replace(sim_settings, max_users_per_request=1, http_retry_attempts=1)) as c:
+        simulator.fail_next(1, path_contains="SyncByCommonNames", **fault)
+        results = c.batch_update_duty_status({uid(1): "x", uid(2): "y"})
+    assert results[uid(1)].outcome is outcome
+    assert results[uid(1)].maybe_applied is suspect
+    if outcome is UpdateOutcome.UNANSWERED:
+        assert not results[uid(2)].maybe_applied  # a later chunk, never sent
+        assert results[uid(2)].detail.startswith("not attempted")
+
+
+def test_rows_missing_from_the_answer_may_have_been_applied(
+    client: AtHocClient, simulator: AtHocSimulator
+) -> None:
+    simulator.drop_response_rows = 1
+    results = client.batch_update_duty_status({uid(1): "x", uid(2): "y"})
+    assert [results[uid(1)].maybe_applied, results[uid(2)].maybe_applied] == [False, True]
+    simulator.drop_response_rows = 0
+    simulator.fail_next(1, 200, body='{"Result": "ok"}', path_contains="SyncByCommonNames")
+    assert all(r.maybe_applied for r in client.batch_update_duty_status({uid(1): ""}).values())
+
+
 def test_chunking_by_max_users_per_request(
     sim_settings: Settings, simulator: AtHocSimulator
 ) -> None:
