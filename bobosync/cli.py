@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send a test e-mail with the current status to NOTIFY_EMAIL_TO, as health e-mails are sent.",
         epilog="Exit codes: 0 sent, 1 not sent (the reason is printed), 2 configuration error or e-mail not "
                "configured.")
+    reconcile = commands.add_parser(
+        "reconcile", parents=[env_file],
+        help="compare AtHoc with the desired state now and repair the differences (RECONCILE_MODE)",
+        description="Read every AtHoc user, refresh the mapping, and compare each BOBO employee's duty value "
+                    "with the desired state; repair the differences per RECONCILE_MODE.",
+        epilog="Exit codes: 0 AtHoc agrees with the desired state, 1 it did not (or the reconcile failed).")
+    reconcile.add_argument("--dry-run", dest="reconcile_dry_run", action="store_true",
+                           help="only list the differences (employee, LOGIN_ID, AtHoc value, desired value)")
     secret = commands.add_parser(
         "set-secret", parents=[env_file],
         help="store PASSWORD, CLIENT_SECRET or SMTP_PASSWORD in the operating system's credential store",
@@ -119,6 +127,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging(args.log_level or settings.log_level, log_directory, secrets=settings.secret_values())
     log.debug("settings %s", settings.env_source)
     try:
+        if args.command == "reconcile" and args.reconcile_dry_run:
+            return _reconcile(settings, dry_run=True)
         if args.dry_run:
             return _dry_run(settings)
         lock = SingleInstanceLock(settings.lock_path)
@@ -163,19 +173,20 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from .processor import BOBOProcessor
     from .worker import ForcedStop, Worker
 
+    if args.command == "reconcile":
+        return _reconcile(settings, dry_run=False)
     processor = BOBOProcessor(settings)
     try:
         if args.sync_users:
-            return EXIT_OK if processor.sync_worker_mappings() else EXIT_INCOMPLETE
+            return EXIT_OK if processor.run_sync() else EXIT_INCOMPLETE
         if args.cleanup_only:
             if settings.auto_cleanup_hours <= 0:
                 log.info("AUTO_CLEANUP_HOURS is 0: auto-cleanup is off")
                 return EXIT_OK
             try:
                 processor.run_cleanup()
-            except AtHocError as exc:
-                log.error("auto-cleanup failed: %s", exc)
-                return EXIT_INCOMPLETE
+            except AtHocError:
+                return EXIT_INCOMPLETE  # logged by the cleanup
             return EXIT_OK
         worker = Worker(processor, args.interval or settings.poll_interval_seconds)
         try:
@@ -185,6 +196,36 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             return EXIT_INCOMPLETE
     finally:
         processor.close()
+
+
+def _reconcile(settings: Settings, *, dry_run: bool) -> int:
+    """``bobosync reconcile [--dry-run]``: exit 0 when AtHoc agrees with the desired state, 1
+    when it did not (or the reconcile failed)."""
+    from .processor import BOBOProcessor
+
+    processor = BOBOProcessor(settings, dry_run=dry_run)
+    try:
+        report = processor.run_reconcile()
+    finally:
+        processor.close()
+    out = sys.stdout
+    if report.errors:
+        out.write(f"Reconcile failed: {report.errors[0]}\n")
+        return EXIT_INCOMPLETE
+    if not report.drift:
+        out.write("Reconcile: no difference between AtHoc and the desired state.\n")
+        return EXIT_OK
+    if dry_run:
+        done = "nothing was changed"
+    elif settings.reconcile_mode == "repair":
+        done = f"{report.counts.repaired} repaired"
+    else:
+        done = "not repaired (RECONCILE_MODE=report)"
+    out.write(f"Reconcile{' (dry run)' if dry_run else ''}: {len(report.drift)} difference(s); {done}.\n")
+    for drift in report.drift:
+        out.write(f"  {drift.employee_id}  {drift.login_id}  AtHoc: {drift.athoc_value or '(empty)'}  "
+                  f"desired: {drift.desired_value or '(empty)'}\n")
+    return EXIT_INCOMPLETE
 
 
 def _dry_run(settings: Settings) -> int:
@@ -203,8 +244,9 @@ def _dry_run(settings: Settings) -> int:
     else:
         out.write(f"Dry run: {len(report.planned)} update(s) would be sent; nothing was changed.\n")
     if report.planned:
-        width = max(len(p[0]) for p in report.planned)
-        for login_id, employee_id, value, file_name, row in report.planned:
-            shown = value if value else "(clear: off duty)"
-            out.write(f"  {login_id:<{width}}  employee {employee_id:<8} {shown:<20} {file_name} row {row}\n")
+        width = max(len(p.login_id) for p in report.planned)
+        for planned in report.planned:
+            shown = planned.value if planned.value else "(clear: off duty)"
+            source = f"{planned.source} row {planned.row}" if planned.row else f"({planned.source})"
+            out.write(f"  {planned.login_id:<{width}}  employee {planned.employee_id:<8} {shown:<20} {source}\n")
     return report.exit_code

@@ -236,6 +236,14 @@ class AtHocClient:
                 found[user["LOGIN_ID"]] = user
         return found
 
+    def list_duty_values(self, field: Optional[str] = None) -> dict[str, str]:
+        """LOGIN_ID -> value of every user whose ``field`` (default DUTY_STATUS_FIELD) has one,
+        as AtHoc holds it (untrimmed). One paged listing with ``Criteria "<field> pr"`` and
+        nothing else: the server's date comparisons are never relied on."""
+        field = field or self.settings.duty_status_field
+        users = self._list_users(["LOGIN_ID", field], criteria=f"{field} pr")
+        return {user["LOGIN_ID"]: user.get(field, "") for user in users if user.get(field, "").strip()}
+
     def _list_users(self, fields: Sequence[str], criteria: Optional[str]) -> list[dict[str, str]]:
         fields = list(dict.fromkeys(["LOGIN_ID", *fields]))
         seen: dict[str, dict[str, str]] = {}

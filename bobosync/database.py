@@ -37,6 +37,12 @@ the file: ``processing_log.processed_at``, ``worker_mapping.last_updated`` and t
 ``isoformat()`` time (which operators edit by hand). ``sync_tracking.last_success_time``, a
 column bobosync added, holds an instant.
 
+Schema version 4 adds ``desired_state`` (per employee: the latest event with its place in the
+order of events, the value AtHoc should hold and what became of the writes; see
+:mod:`bobosync.desired`), which replaces ``employee_last_event`` and ``events_in_flight`` (their
+events are carried over; the tables are dropped), and ``duty_value_warnings`` (when the
+auto-cleanup last warned about an unreadable value).
+
 The schema version lives in ``PRAGMA user_version``. Migrations only go forward, each in its
 own transaction. A legacy table that lacks some columns gets them; unknown extra columns are
 left alone. Reading is tolerant of every format written over time (``T`` or space, with or
@@ -48,6 +54,7 @@ the translation happens in one place, :meth:`BOBODatabase._guard`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -55,19 +62,20 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from bobosync.bobo_csv import Transaction
+from bobosync.desired import DesiredState
 from bobosync.errors import DatabaseError
-from bobosync.resolution import AppliedEvent, EventOrder
+from bobosync.resolution import EventOrder
 from bobosync.timebase import UTC, as_utc
 
 logger = logging.getLogger(__name__)
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Stands in for a stored time that cannot be read.
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -370,6 +378,10 @@ _V1_TABLES: tuple[str, ...] = (
 )
 
 
+def _table_names(conn: sqlite3.Connection) -> set[str]:
+    return {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def _table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
     # PRAGMA arguments cannot be bound; ``table`` is always one of this module's constants.
     return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -449,11 +461,15 @@ _ORIGINALS_TABLES = frozenset(_LEGACY_TABLES)
 
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     """Schema 2 -> 3: times as instants, events with their whole order (see the module docstring)."""
+    # (Tables a later schema dropped are skipped: a file set back to schema 2 by hand.)
+    present = _table_names(conn)
     for table in ("employee_last_event", "events_in_flight"):
-        _add_missing_columns(conn, table, _V2_ORDER_COLUMNS)
-    conn.execute("UPDATE employee_last_event SET source_file = '' WHERE source_file IS NULL")
+        if table in present:
+            _add_missing_columns(conn, table, _V2_ORDER_COLUMNS)
+    if "employee_last_event" in present:
+        conn.execute("UPDATE employee_last_event SET source_file = '' WHERE source_file IS NULL")
     for table, column, write in _V2_TIME_COLUMNS:
-        if column not in _table_columns(conn, table):
+        if table not in present or column not in _table_columns(conn, table):
             continue
         # Identifiers cannot be bound; both come from this module's constants.
         where = f"{column} IS NOT NULL AND {column} != ''"
@@ -470,9 +486,76 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.executemany(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", changes)
 
 
+_V4_TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS desired_state (
+        employee_id TEXT PRIMARY KEY,
+        event_at TEXT NOT NULL,
+        event_local TEXT,
+        transaction_type TEXT NOT NULL,
+        source_file TEXT NOT NULL,
+        source_mtime_ns INTEGER NOT NULL,
+        source_row INTEGER NOT NULL,
+        recorded_at TEXT NOT NULL,
+        desired_value TEXT,
+        login_id TEXT,
+        written_value TEXT,
+        written_at TEXT,
+        last_answer TEXT,
+        answered_at TEXT,
+        athoc_value TEXT,
+        athoc_read_at TEXT,
+        sending_login TEXT,
+        sending_value TEXT,
+        sent_at TEXT,
+        suspect_login TEXT,
+        suspect_until TEXT,
+        stale_login TEXT,
+        stale_value TEXT,
+        repaired_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS duty_value_warnings (
+        login_id TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        warned_at TEXT NOT NULL)""",
+)
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Schema 3 -> 4: the desired state, taking over the last applied events.
+
+    Each ``employee_last_event`` row becomes the employee's desired state, as written to its
+    LOGIN_ID. Its local reading (what a book-on writes) and the values are not known here (they
+    need BOBO_TIMEZONE and ATHOC_DATETIME_FORMAT): ``event_local`` and ``desired_value`` stay
+    NULL until the first pass fills them in (:meth:`BOBODatabase.adopt_carried_over`). An event
+    in flight had its file kept, which the next pass reads again: nothing to carry over.
+    """
+    for statement in _V4_TABLES:
+        conn.execute(statement)
+    if "employee_last_event" in _table_names(conn):
+        conn.execute(
+            "INSERT OR IGNORE INTO desired_state (employee_id, event_at, transaction_type, source_file, "
+            "source_mtime_ns, source_row, recorded_at, login_id, written_at, last_answer, answered_at) "
+            "SELECT employee_id, event_time, transaction_type, COALESCE(source_file, ''), source_mtime_ns, "
+            "source_row, applied_at, login_id, applied_at, 'applied: carried over from schema 3', applied_at "
+            "FROM employee_last_event WHERE transaction_type IN ('BON', 'BOF')"
+        )
+    conn.execute("DROP TABLE IF EXISTS employee_last_event")
+    conn.execute("DROP TABLE IF EXISTS events_in_flight")
+
+
 #: MIGRATIONS[n] takes a database from schema n to schema n + 1.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4,
+)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+#: The columns of ``desired_state``, in the order :meth:`BOBODatabase.save_desired_states` writes.
+_DESIRED_COLUMNS = (
+    "employee_id", "event_at", "event_local", "transaction_type", "source_file", "source_mtime_ns", "source_row",
+    "recorded_at", "desired_value", "login_id", "written_value", "written_at", "last_answer",
+    "answered_at", "athoc_value", "athoc_read_at", "sending_login", "sending_value", "sent_at",
+    "suspect_login", "suspect_until", "stale_login", "stale_value", "repaired_at",
+)
 
 
 # --------------------------------------------------------------------------- the database
@@ -981,133 +1064,203 @@ class BOBODatabase:
             for name, count, error in rows
         }
 
-    # ------------------------------------------------------------------ employee_last_event
+    # ------------------------------------------------------------------ desired_state
 
-    def get_last_events(self, employee_ids: Iterable[str]) -> dict[str, AppliedEvent]:
-        """employee_id -> the latest event applied, for those that have one."""
-        found: dict[str, AppliedEvent] = {}
-        for employee_id, order, row in self._event_orders("employee_last_event", employee_ids, "transaction_type"):
-            try:
-                found[employee_id] = AppliedEvent(order, Transaction(row["transaction_type"]))
-            except ValueError:
-                logger.warning("database %s: unknown transaction_type %r for employee %s in employee_last_event; "
-                               "ignoring it", self._path, row["transaction_type"], employee_id)
-        return found
+    def desired_states(self, employee_ids: Optional[Iterable[str]] = None) -> dict[str, DesiredState]:
+        """employee_id -> desired state, for the given employees (every one when None)."""
+        columns = f"SELECT {', '.join(_DESIRED_COLUMNS)} FROM desired_state"
+        rows: list[Any] = []
+        with self._guard("reading the desired state"):
+            if not self._has_table("desired_state"):
+                return {}
+            if employee_ids is None:
+                rows = self._connection.execute(columns).fetchall()
+            else:
+                for chunk in _chunks(_unique(employee_ids)):
+                    rows.extend(
+                        self._connection.execute(
+                            f"{columns} WHERE employee_id IN ({_placeholders(len(chunk))})", tuple(chunk)
+                        )
+                    )
+        states = (self._desired_state(row) for row in rows)
+        return {state.employee_id: state for state in states if state is not None}
 
-    def _event_orders(
-        self, table: str, employee_ids: Iterable[str], *extra: str
-    ) -> Iterator[tuple[str, EventOrder, sqlite3.Row]]:
-        """(employee_id, its EventOrder, the row) from ``table`` (one of this module's tables).
-        A read-only schema-1 file has no source columns: they read as the least value."""
-        ids = _unique(employee_ids)
-        with self._guard(f"reading {table}"):
-            if not ids or not self._has_table(table):
-                return
-            present = _table_columns(self._connection, table)
-            columns = ["employee_id", "event_time", *extra] + [
-                name if name in present else f"NULL AS {name}" for name, _ in _V2_ORDER_COLUMNS
-            ]
-            rows: list[sqlite3.Row] = []
-            for chunk in _chunks(ids):
-                rows.extend(self._connection.execute(
-                    f"SELECT {', '.join(columns)} FROM {table} "
-                    f"WHERE employee_id IN ({_placeholders(len(chunk))})",
-                    tuple(chunk),
-                ))
-        for row in rows:
-            instant = parse_datetime(row["event_time"])
-            if instant is None:
-                logger.warning("database %s: unreadable event_time %r for employee %s in %s; ignoring it",
-                               self._path, row["event_time"], row["employee_id"], table)
-                continue
-            order = EventOrder(instant, int(row["source_mtime_ns"] or 0), str(row["source_file"] or ""),
-                               int(row["source_row"] or 0))
-            yield str(row["employee_id"]), order, row
+    def _desired_state(self, row: Any) -> Optional[DesiredState]:
+        event_at = parse_datetime(row["event_at"])
+        recorded_at = parse_datetime(row["recorded_at"])
+        try:
+            transaction = Transaction(row["transaction_type"])
+        except ValueError:
+            transaction = None
+        if event_at is None or recorded_at is None or transaction is None:
+            logger.warning("database %s: unreadable desired_state row for employee %s; ignoring it",
+                           self._path, row["employee_id"])
+            return None
+        try:
+            # BOBO's own reading; a row carried over from schema 3 has none until the first pass
+            # fills it in (adopt_carried_over): this machine's zone stands in meanwhile.
+            event_local = (datetime.fromisoformat(row["event_local"]) if row["event_local"]
+                           else event_at.astimezone().replace(tzinfo=None))
+        except ValueError:
+            event_local = event_at.astimezone().replace(tzinfo=None)
+        return DesiredState(
+            employee_id=str(row["employee_id"]),
+            order=EventOrder(event_at, int(row["source_mtime_ns"] or 0), str(row["source_file"] or ""),
+                             int(row["source_row"] or 0)),
+            transaction=transaction,
+            event_local=event_local,
+            recorded_at=recorded_at,
+            login_id=row["login_id"],
+            written_value=row["written_value"],
+            written_at=parse_datetime(row["written_at"]),
+            last_answer=row["last_answer"],
+            answered_at=parse_datetime(row["answered_at"]),
+            athoc_value=row["athoc_value"],
+            athoc_read_at=parse_datetime(row["athoc_read_at"]),
+            sending_login=row["sending_login"],
+            sending_value=row["sending_value"],
+            sent_at=parse_datetime(row["sent_at"]),
+            suspect_login=row["suspect_login"],
+            suspect_until=parse_datetime(row["suspect_until"]),
+            stale_login=row["stale_login"],
+            stale_value=row["stale_value"],
+            repaired_at=parse_datetime(row["repaired_at"]),
+        )
 
-    @staticmethod
-    def _order_values(order: EventOrder) -> tuple[str, int, str, int]:
-        return (format_datetime(order.instant), order.file_mtime_ns, order.file_name, order.row)
+    def save_desired_states(self, states: Iterable[tuple[DesiredState, str]]) -> None:
+        """Write (state, the value AtHoc should hold now) pairs, replacing each employee's row."""
 
-    #: SQL: the new row (``excluded``) is later in the order of events than the stored one.
-    _LATER = ("(excluded.event_time, excluded.source_mtime_ns, excluded.source_file, excluded.source_row) > "
-              "({0}.event_time, {0}.source_mtime_ns, {0}.source_file, {0}.source_row)")
+        def stamp(value: Optional[datetime]) -> Optional[str]:
+            return None if value is None else format_datetime(value)
 
-    def record_applied_events(
-        self,
-        events: Iterable[tuple[str, AppliedEvent, Optional[str]]],
-        applied_at: datetime,
-    ) -> None:
-        """Remember applied events: (employee_id, the event, login_id; None keeps the stored
-        one). The stored event of an employee only ever moves forward in the order of events."""
-        stamp = format_datetime(applied_at)
         rows = [
-            (employee_id, *self._order_values(event.order), event.transaction.value, login_id, stamp)
-            for employee_id, event, login_id in events
+            (
+                st.employee_id, format_datetime(st.order.instant), st.event_local.isoformat(timespec="seconds"),
+                st.transaction.value, st.order.file_name, st.order.file_mtime_ns, st.order.row,
+                format_datetime(st.recorded_at), desired,
+                st.login_id, st.written_value, stamp(st.written_at), st.last_answer, stamp(st.answered_at),
+                st.athoc_value, stamp(st.athoc_read_at), st.sending_login, st.sending_value, stamp(st.sent_at),
+                st.suspect_login, stamp(st.suspect_until), st.stale_login, st.stale_value, stamp(st.repaired_at),
+            )
+            for st, desired in states
         ]
         if not rows:
             return
-        with self._write("recording applied events") as conn:
+        with self._write("recording the desired state") as conn:
             conn.executemany(
-                "INSERT INTO employee_last_event (employee_id, event_time, source_mtime_ns, source_file, "
-                "source_row, transaction_type, login_id, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(employee_id) DO UPDATE SET "
-                "event_time = excluded.event_time, "
-                "source_mtime_ns = excluded.source_mtime_ns, "
-                "source_file = excluded.source_file, "
-                "source_row = excluded.source_row, "
-                "transaction_type = excluded.transaction_type, "
-                "login_id = COALESCE(excluded.login_id, employee_last_event.login_id), "
-                "applied_at = excluded.applied_at "
-                "WHERE " + self._LATER.format("employee_last_event"),
+                f"INSERT OR REPLACE INTO desired_state ({', '.join(_DESIRED_COLUMNS)}) "
+                f"VALUES ({_placeholders(len(_DESIRED_COLUMNS))})",
                 rows,
             )
 
+    def adopt_carried_over(self, zone: tzinfo, value_of: Callable[[DesiredState], str]) -> int:
+        """Fill in the rows carried over from schema 3 (no local reading yet): the reading of
+        their instant in BOBO's ``zone``, and as written the value ``value_of`` gives (what the
+        earlier version wrote for that event). Returns how many."""
+        with self._guard("reading the desired state"):
+            if not self._has_table("desired_state"):
+                return 0
+            ids = [str(r[0]) for r in self._connection.execute(
+                "SELECT employee_id FROM desired_state WHERE event_local IS NULL")]
+        if not ids:
+            return 0
+        states = []
+        for state in self.desired_states(ids).values():
+            local = state.event_at.astimezone(zone).replace(tzinfo=None)
+            adopted = dataclasses.replace(state, event_local=local)
+            value = value_of(adopted)
+            states.append((dataclasses.replace(adopted, written_value=value if state.login_id else None), value))
+        self.save_desired_states(states)
+        return len(states)
+
+    def _desired_where(self, where: str, params: Sequence[Any] = ()) -> dict[str, DesiredState]:
+        with self._guard("reading the desired state"):
+            if not self._has_table("desired_state"):
+                return {}
+            rows = self._connection.execute(
+                f"SELECT {', '.join(_DESIRED_COLUMNS)} FROM desired_state WHERE {where}", tuple(params)
+            ).fetchall()
+        states = (self._desired_state(row) for row in rows)
+        return {state.employee_id: state for state in states if state is not None}
+
+    def replay_candidates(self, aged_before: Optional[datetime]) -> dict[str, DesiredState]:
+        """Employees AtHoc may not hold the desired value for: never written (pending), written
+        something else, a write in flight, or a book-on written and older than ``aged_before``."""
+        where = ("login_id IS NULL OR written_value IS NULL OR written_value <> desired_value "
+                 "OR sending_login IS NOT NULL")
+        params: list[Any] = []
+        if aged_before is not None:
+            where += " OR (transaction_type = 'BON' AND written_value <> '' AND event_at < ?)"
+            params.append(format_datetime(aged_before))
+        return self._desired_where(where, params)
+
+    def watched_states(self) -> dict[str, DesiredState]:
+        """Employees with a suspect write (a lost answer) or a stale account to clear."""
+        return self._desired_where("suspect_login IS NOT NULL OR stale_login IS NOT NULL")
+
+    def sending_states(self) -> dict[str, DesiredState]:
+        """Employees with a write noted as sending (left by a run that died)."""
+        return self._desired_where("sending_login IS NOT NULL")
+
+    def desired_employee_ids(self) -> list[str]:
+        with self._guard("reading the desired state"):
+            if not self._has_table("desired_state"):
+                return []
+            return [str(row[0]) for row in self._connection.execute("SELECT employee_id FROM desired_state")]
+
     def count_book_ons_applied_since(self, since: datetime) -> int:
-        """Employees whose last applied event is a book-on applied at or after ``since``: people
-        AtHoc should show on duty now (for ``bobosync check``)."""
+        """Employees whose desired state is a book-on AtHoc accepted at or after ``since``:
+        people AtHoc should show on duty now (for ``bobosync check``)."""
         with self._guard("counting recent book-ons"):
-            if not self._has_table("employee_last_event"):
+            if not self._has_table("desired_state"):
                 return 0
             row = self._connection.execute(
-                "SELECT COUNT(*) FROM employee_last_event WHERE transaction_type = 'BON' AND applied_at >= ?",
+                "SELECT COUNT(*) FROM desired_state WHERE transaction_type = 'BON' AND written_value <> '' "
+                "AND written_at >= ?",
                 (format_datetime(since),),
             ).fetchone()
         return int(row[0])
 
-    # ------------------------------------------------------------------ events_in_flight
+    def desired_state_count(self) -> int:
+        with self._guard("counting the desired state"):
+            if not self._has_table("desired_state"):
+                return 0
+            return int(self._connection.execute("SELECT COUNT(*) FROM desired_state").fetchone()[0])
 
-    def record_in_flight(self, events: Iterable[tuple[str, EventOrder]], sent_at: datetime) -> None:
-        """Note (employee_id, event order) pairs about to be sent. Until :meth:`clear_in_flight`,
-        AtHoc may hold them (a crash or a timeout can hide the answer)."""
-        stamp = format_datetime(sent_at)
-        rows = [(employee_id, *self._order_values(order), stamp) for employee_id, order in events]
-        if not rows:
-            return
-        with self._write("recording events in flight") as conn:
+    def should_warn_unreadable(self, values: Mapping[str, str], now: datetime, every: timedelta) -> list[str]:
+        """The LOGIN_IDs of ``values`` (LOGIN_ID -> an unreadable duty value) not warned about
+        in the last ``every``, or whose value changed since; records that they are warned now.
+        Users whose value became readable are forgotten by :meth:`forget_unreadable`."""
+        if not values:
+            return []
+        with self._write("recording duty value warnings") as conn:
+            due: list[str] = []
+            for chunk in _chunks(list(values)):
+                known = {
+                    str(login): (str(value), parse_datetime(warned))
+                    for login, value, warned in conn.execute(
+                        "SELECT login_id, value, warned_at FROM duty_value_warnings "
+                        f"WHERE login_id IN ({_placeholders(len(chunk))})",
+                        tuple(chunk),
+                    )
+                }
+                for login in chunk:
+                    value, warned = known.get(login, (None, None))
+                    if value != values[login] or warned is None or not (now - every < warned <= now):
+                        due.append(login)
             conn.executemany(
-                "INSERT INTO events_in_flight (employee_id, event_time, source_mtime_ns, source_file, "
-                "source_row, sent_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
-                "event_time = excluded.event_time, source_mtime_ns = excluded.source_mtime_ns, "
-                "source_file = excluded.source_file, source_row = excluded.source_row, "
-                "sent_at = excluded.sent_at WHERE " + self._LATER.format("events_in_flight"),
-                rows,
+                "INSERT OR REPLACE INTO duty_value_warnings (login_id, value, warned_at) VALUES (?, ?, ?)",
+                [(login, values[login], format_datetime(now)) for login in due],
             )
+        return due
 
-    def get_in_flight(self, employee_ids: Iterable[str]) -> dict[str, EventOrder]:
-        """employee_id -> the latest event sent whose outcome was never recorded."""
-        return {employee_id: order for employee_id, order, _ in self._event_orders("events_in_flight", employee_ids)}
-
-    def clear_in_flight(self, employee_ids: Iterable[str]) -> None:
-        """AtHoc's answer for these employees is recorded: they are no longer in flight."""
-        ids = _unique(employee_ids)
-        if not ids:
-            return
-        with self._write("clearing events in flight") as conn:
-            for chunk in _chunks(ids):
-                conn.execute(
-                    f"DELETE FROM events_in_flight WHERE employee_id IN ({_placeholders(len(chunk))})",
-                    tuple(chunk),
-                )
+    def forget_unreadable(self, keep: Iterable[str]) -> None:
+        """Forget the warnings of every user not in ``keep`` (their value is readable now, or gone)."""
+        kept = set(keep)
+        with self._write("forgetting duty value warnings") as conn:
+            known = [str(row[0]) for row in conn.execute("SELECT login_id FROM duty_value_warnings")]
+            conn.executemany("DELETE FROM duty_value_warnings WHERE login_id = ?",
+                             [(login,) for login in known if login not in kept])
 
     # ------------------------------------------------------------------ remembered_files
 

@@ -32,14 +32,27 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from .bobo_csv import BadRow, BOBOEntry, read_bobo_file, swallows_rest
 from .client import AtHocClient, UpdateOutcome, UpdateResult
-from .database import BOBODatabase
+from .database import BOBODatabase, RunRecord
+from .desired import (
+    DesiredState,
+    Write,
+    WriteReason,
+    end_suspicion,
+    is_current,
+    is_suspect,
+    lost_in_crash,
+    read_back,
+    value_instant,
+    values_agree,
+)
 from .errors import AtHocAuthError, AtHocError, BoboSyncError, DatabaseError, InputFileError
 from .filestore import (
     FileMover,
@@ -65,10 +78,12 @@ from .mapping import (
     numeric_index,
     unlisted_logins,
 )
-from .resolution import AppliedEvent, LatestEvents, ResolvedEvent, drop_not_newer, drop_older_than_in_flight
-from .scheduling import mapping_is_stale, mapping_sync_due
+from .reconcile import Drift, Judgement, Rules, judge
+from .resolution import AppliedEvent, LatestEvents, ResolvedEvent, drop_not_newer
+from .scheduling import mapping_is_stale, mapping_sync_due, reconcile_due
 from .settings import Settings, load_settings
 from .timebase import UTC, Reading, ZoneReader, as_utc, describe_offset, show, utc_now
+from .writer import DutyWriter
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +127,16 @@ class PassCounts:
     cleared: int = 0
     #: Events that lost to a newer applied one although their file is newer (terminal clock behind?).
     behind: int = 0
+    #: values AtHoc held that differ from the desired ones (reconcile or read-back)
+    drift: int = 0
+    #: of those, repaired (AtHoc answered OK)
+    repaired: int = 0
+    #: desired values sent again: newly mapped employees, collars moved, writes that did not land
+    replayed: int = 0
+    #: users read back because a write to them lost its answer
+    read_back: int = 0
+    #: writes whose answer was lost in this pass (read back in the following passes)
+    suspect: int = 0
     requests: int = 0
 
     def summary(self) -> str:
@@ -120,8 +145,19 @@ class PassCounts:
             f"failed {self.files_failed}), rows {self.rows}, bad rows {self.bad_rows}, "
             f"updates sent {self.updates_sent}, applied {self.applied}, "
             f"not in AtHoc {self.not_in_athoc}, failed {self.failed}, held {self.held}, unmapped {self.unmapped}, "
-            f"superseded {self.superseded}, behind {self.behind}, cleared {self.cleared}"
+            f"superseded {self.superseded}, behind {self.behind}, cleared {self.cleared}, "
+            f"drift {self.drift}, repaired {self.repaired}"
         )
+
+
+class Planned(NamedTuple):
+    """A write a dry run would send: to whom, what, and why (a file and row, or a reason)."""
+
+    login_id: str
+    employee_id: str
+    value: str
+    source: str
+    row: int
 
 
 @dataclass
@@ -132,8 +168,12 @@ class PassReport:
     counts: PassCounts = field(default_factory=PassCounts)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    #: --dry-run: (LOGIN_ID, employee ID, value, file name, row number) that would be sent.
-    planned: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+    #: --dry-run: the writes that would be sent.
+    planned: list[Planned] = field(default_factory=list)
+    #: the differences a reconcile or read-back found (employee, LOGIN_ID, AtHoc's, desired)
+    drift: list[Drift] = field(default_factory=list)
+    #: values repaired at the last reconcile were wrong again (AtHoc does not keep them)
+    systematic: bool = False
 
     @property
     def ok(self) -> bool:
@@ -222,6 +262,15 @@ class _FileState:
         return None
 
 
+def _replay_reason(state: DesiredState, login_id: str) -> str:
+    if state.login_id is None:
+        return "newly mapped" if state.last_answer is None or not state.last_answer.startswith("not_in") \
+            else "re-mapped after AtHoc did not know the LOGIN_ID"
+    if state.login_id.casefold() != login_id.casefold():
+        return f"the collar number moved from {state.login_id}"
+    return "the last write did not land"
+
+
 class AtHocUnavailable(BoboSyncError):
     """AtHoc stopped answering during a batch: the rest of the pass waits for the next one."""
 
@@ -250,8 +299,19 @@ class BOBOProcessor:
         self.mover = FileMover(self.db, clock)
         #: --dry-run keeps a freshly synced mapping here instead of writing it to the database.
         self._memory_mapping: Optional[dict[str, str]] = None
+        self.writer = DutyWriter(self.settings, self.db, self.connect_athoc)
         self._synced_this_pass = False
         self._reported_unmapped: set[str] = set()
+        #: employees whose LOGIN_ID AtHoc said it does not have, in this pass
+        self._not_in_athoc: set[str] = set()
+        #: this pass's listing of every user (LOGIN_ID -> attributes), shared by the mapping
+        #: sync, the reconcile and the cleanup; None until one is read
+        self._listing: Optional[dict[str, dict[str, str]]] = None
+        self._listing_failed = False
+        #: a mapping sync in this pass changed who maps where: replay looks at everyone
+        self._mapping_changed = False
+        #: see _mapped_employees
+        self._by_login: Optional[dict[str, list[str]]] = None
         #: False for a pass whose clock differs from AtHoc's beyond CLOCK_TOLERANCE_MINUTES.
         self._clock_trusted = True
 
@@ -290,9 +350,14 @@ class BOBOProcessor:
         run_id = None if self.dry_run else self.db.start_run("mapping_sync", now, os.getpid())
         status, error, counts = "failed", None, {}
         try:
-            users = client.get_all_users_with_attributes(self.settings.fetch_fields)
+            try:
+                users = client.get_all_users_with_attributes(self.settings.listing_fields)
+            except AtHocError:
+                self._listing_failed = True
+                raise
             existing = self.db.all_mappings() if self._memory_mapping is None else self._memory_mapping
             users, found_again = self._confirm_removals(users, existing)
+            self._keep_listing(users)
             read = mapping_from_users(users, self.settings.collar_id_field)
             self._report_shared(read)
             mapping = read.mapping
@@ -314,17 +379,20 @@ class BOBOProcessor:
                 self._record_sync("error", now, 0)
                 return False
             if self.dry_run:
+                self._mapping_changed = mapping != existing
                 self._memory_mapping = mapping
                 log.info("mapping sync (dry run): %d mappings read, not stored", len(mapping))
             else:
                 with self.db.transaction():
                     change = self.db.replace_mappings(mapping, now)
                     self.db.record_sync("success", now, len(mapping))
+                self._mapping_changed = self._mapping_changed or bool(change.added or change.removed or change.changed)
                 counts.update(added=change.added, removed=change.removed, changed=change.changed)
                 log.info(
                     "mapping sync: %d users, %d mappings (%d added, %d removed, %d changed)",
                     len(users), len(mapping), change.added, change.removed, change.changed,
                 )
+            self._by_login = None
             status = "ok"
             return True
         except AtHocError as exc:
@@ -351,7 +419,7 @@ class BOBOProcessor:
         missing = unlisted_logins(existing, listed)
         if not missing:
             return users, 0
-        found = self.connect_athoc().read_users(missing, self.settings.fetch_fields)
+        found = self.connect_athoc().read_users(missing, self.settings.listing_fields)
         gone = len(missing) - len(found)
         if found:
             log.warning(
@@ -458,14 +526,14 @@ class BOBOProcessor:
 
     # ------------------------------------------------------------------ a batch
 
-    def process_file_batch(self, files: list[WaitingFile], report: PassReport) -> None:
+    def process_file_batch(self, files: list[WaitingFile], report: PassReport, now: Optional[datetime] = None) -> None:
         """Parse, resolve, map, send and settle one batch of files. See the module docstring.
 
         Raises AtHocUnavailable, after settling what was answered, when AtHoc stopped
         answering (its files are kept without counting an attempt), and AtHocAuthError when
         the token can no longer be obtained (nothing settled).
         """
-        now = self._now()
+        now = as_utc(now) if now is not None else self._now()
         counts = report.counts
         # Indexed in listing order (modification time, then name): the tie rule's file order.
         states = [_FileState(f) for f in sorted(files, key=lambda f: (f.mtime_ns, f.name))]
@@ -478,9 +546,52 @@ class BOBOProcessor:
 
         events = latest.events()
         counts.superseded += latest.superseded
-        last_applied = self.db.get_last_events(events)
-        decided = drop_not_newer(events, last_applied)
-        events = decided.kept
+        desired = self.db.desired_states(events)
+        fresh, again = self._intake(events, desired, now, report)
+        mapped = self._map({e: events[e] for e in (*fresh, *again)}, report, now)
+        sent_ids = {event.entry.employee_id for event in mapped.values()}
+        for employee_id, event in events.items():
+            if employee_id not in sent_ids and employee_id in self._reported_unmapped:
+                states[event.file_index].unmapped += 1
+        writes, sources = self._event_writes(mapped, desired, fresh, now, counts)
+        if self.dry_run:
+            for write in writes:
+                employee_id, event = sources[write.login_id]
+                report.planned.append(Planned(write.login_id, employee_id, write.value,
+                                              event.order.file_name, event.entry.row_number))
+            return
+
+        results = self.writer.send(writes, desired, now, counts, save=(*fresh, *again))
+        unanswered: Optional[str] = None
+        for login_id, result in results.items():
+            employee_id, event = sources[login_id]
+            state = states[event.file_index]
+            state.updates += 1
+            if result.outcome is UpdateOutcome.UNANSWERED:
+                state.unanswered += 1
+                unanswered = result.detail
+            elif result.outcome is UpdateOutcome.FAILED:
+                state.failures.append(f"{login_id}: {result.detail}")
+            elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
+                self._not_in_athoc.add(employee_id)
+
+        def record() -> None:
+            self.writer.settle(writes, results, desired, now, counts)
+
+        self._settle(states, record, report, now)
+        if unanswered is not None:
+            raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
+
+    def _intake(
+        self, events: dict[str, ResolvedEvent], desired: dict[str, DesiredState], now: datetime, report: PassReport,
+    ) -> tuple[list[str], list[str]]:
+        """Bring the batch's events into the desired state (``desired``, in memory; saved when
+        they are sent), by THE order of events (:func:`bobosync.resolution.drop_not_newer`).
+        Returns the employees whose event is new, and those whose desired event this is again
+        (that very row, or the same state later in the order); the rest are superseded."""
+        counts = report.counts
+        last = {e: AppliedEvent(st.order, st.transaction) for e, st in desired.items()}
+        decided = drop_not_newer(events, last)
         counts.superseded += decided.dropped
         for lost in decided.behind:
             counts.behind += 1
@@ -489,65 +600,65 @@ class BOBOProcessor:
                         "%s row %d (%s): not applied. BOBO terminal clock behind?",
                         lost.employee_id, lost.event.order.file_name, lost.event.order.row, show(lost.event.instant),
                         applied.file_name, applied.row, show(applied.instant))
-        events, under_way = drop_older_than_in_flight(events, self.db.get_in_flight(events))
-        counts.superseded += under_way
-
-        mapped = self._map(events, report, now)
-        sent_ids = {event.entry.employee_id for event in mapped.values()}
-        for employee_id, event in events.items():
-            if employee_id not in sent_ids and employee_id in self._reported_unmapped:
-                states[event.file_index].unmapped += 1
-        updates, sources = self._updates_for(mapped)
-        if self.dry_run:
-            for login_id, (employee_id, event) in sorted(sources.items()):
-                report.planned.append(
-                    (login_id, employee_id, updates[login_id], states[event.file_index].name, event.entry.row_number)
-                )
-            return
-
-        results: dict[str, UpdateResult] = {}
-        if updates:
-            # Noted before sending: if the answer is lost (crash, timeout), AtHoc may hold
-            # these events, and an older event must not be sent over them meanwhile.
-            with self.db.transaction():
-                self.db.record_in_flight(((e, ev.order) for e, ev in sources.values()), now)
-            results = self.connect_athoc().batch_update_duty_status(updates)
-            counts.updates_sent += len(updates)
-
-        # The same state again, later in the order: AtHoc holds its value already; recorded
-        # so that the stored order does not depend on where pass boundaries fell.
-        applied_rows: list[tuple[str, AppliedEvent, Optional[str]]] = [
-            (employee_id, AppliedEvent(event.order, event.entry.transaction), None)
-            for employee_id, event in decided.same.items()
-        ]
-        answered: list[str] = []
-        unanswered: Optional[str] = None
-        debug = log.isEnabledFor(logging.DEBUG)
-        for login_id, result in results.items():
-            employee_id, event = sources[login_id]
-            state = states[event.file_index]
-            state.updates += 1
-            if result.outcome is not UpdateOutcome.UNANSWERED:
-                answered.append(employee_id)
-            if result.outcome is UpdateOutcome.APPLIED:
-                counts.applied += 1
-                applied_rows.append((employee_id, AppliedEvent(event.order, event.entry.transaction), login_id))
-                if debug:
-                    log.debug("applied %s (employee %s) = %r", login_id, employee_id, updates[login_id])
-            elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
-                counts.not_in_athoc += 1
-                log.warning("employee %s: LOGIN_ID %s is not in AtHoc (%s)", employee_id, login_id, result.detail)
-            elif result.outcome is UpdateOutcome.UNANSWERED:
-                counts.failed += 1
-                state.unanswered += 1
-                unanswered = result.detail
+        fresh: list[str] = []
+        for employee_id, event in decided.kept.items():
+            entry = event.entry
+            state = desired.get(employee_id)
+            if state is None:
+                desired[employee_id] = DesiredState(employee_id, event.order, entry.transaction, entry.event_time, now)
             else:
-                counts.failed += 1
-                state.failures.append(f"{login_id}: {result.detail}")
-                log.warning("update of %s (employee %s) failed: %s", login_id, employee_id, result.detail)
-        self._settle(states, applied_rows, answered, report, now)
-        if unanswered is not None:
-            raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
+                desired[employee_id] = state.with_event(event.order, entry.transaction, entry.event_time, now)
+            fresh.append(employee_id)
+        again: list[str] = []
+        for employee_id, event in decided.same.items():
+            # The same state, later in the order: kept as the desired event (the stored order
+            # does not depend on pass boundaries), sent only where AtHoc does not hold it.
+            counts.superseded -= 1  # counted again below if nothing needs sending
+            desired[employee_id] = dataclasses.replace(desired[employee_id], order=event.order)
+            again.append(employee_id)
+        for employee_id, event in events.items():
+            state = desired.get(employee_id)
+            if employee_id not in decided.kept and employee_id not in decided.same and state is not None \
+                    and event.order == state.order:
+                counts.superseded -= 1  # that very event again (a file kept for retry)
+                again.append(employee_id)
+        return fresh, again
+
+    def _event_writes(
+        self, mapped: dict[str, ResolvedEvent], desired: dict[str, DesiredState], fresh: list[str],
+        now: datetime, counts: PassCounts,
+    ) -> tuple[list[Write], dict[str, tuple[str, ResolvedEvent]]]:
+        """One write per LOGIN_ID: a new event always; a kept file's event again only where
+        AtHoc is not known to hold it already (else it counts as superseded: applied before)."""
+        new = set(fresh)
+        writes: list[Write] = []
+        sources: dict[str, tuple[str, ResolvedEvent]] = {}
+        fmt = self.settings.athoc_datetime_format
+        if self._by_login is not None:
+            for login_id, event in mapped.items():  # this batch's employees count as mapped too
+                employees = self._by_login.setdefault(login_id.casefold(), [])
+                if event.entry.employee_id not in employees:
+                    employees.append(event.entry.employee_id)
+        owners = self._owners({login_id.casefold() for login_id in mapped}, desired) if mapped else {}
+        for login_id, event in mapped.items():
+            employee_id = event.entry.employee_id
+            state = desired[employee_id]
+            if owners.get(login_id.casefold(), employee_id) != employee_id:
+                counts.superseded += 1  # another employee mapped to this user has a later event
+                continue
+            value = self.writer.desired(state, now)
+            if (
+                employee_id not in new
+                and state.login_id is not None
+                and state.login_id.casefold() == login_id.casefold()
+                and state.written_value is not None
+                and values_agree(state.written_value, value, fmt)
+            ):
+                counts.superseded += 1
+                continue
+            writes.append(Write(login_id, value, employee_id, WriteReason.EVENT))
+            sources[login_id] = (employee_id, event)
+        return writes, sources
 
     def _parse_into(self, state: _FileState, index: int, latest: LatestEvents, now: datetime) -> None:
         """Read one file into ``latest``, each event with its true instant in BOBO_TIMEZONE.
@@ -675,29 +786,15 @@ class BOBOProcessor:
                 log.warning("employee %s has no AtHoc user (no %s match); not sent",
                             employee_id, self.settings.collar_id_field)
 
-    def _updates_for(
-        self, mapped: dict[str, ResolvedEvent]
-    ) -> tuple[dict[str, str], dict[str, tuple[str, ResolvedEvent]]]:
-        """LOGIN_ID -> value (book on: event time in the org's format; book off: "")."""
-        updates: dict[str, str] = {}
-        sources: dict[str, tuple[str, ResolvedEvent]] = {}
-        for login_id, event in mapped.items():
-            entry = event.entry
-            updates[login_id] = (
-                entry.event_time.strftime(self.settings.athoc_datetime_format) if entry.is_book_on else ""
-            )
-            sources[login_id] = (entry.employee_id, event)
-        return updates, sources
-
-    def _settle(self, states: list[_FileState], applied_rows: list[tuple[str, AppliedEvent, Optional[str]]],
-                answered: list[str], report: PassReport, now: datetime) -> None:
-        """Commit every decision of the batch in one transaction, then move the files."""
+    def _settle(self, states: list[_FileState], record: Callable[[], None], report: PassReport,
+                now: datetime) -> None:
+        """Commit every decision of the batch in one transaction (``record`` writes AtHoc's
+        answers into the desired state inside it), then move the files."""
         counts = report.counts
         moves: list[tuple[_FileState, Path, Optional[str]]] = []
         taken: set[str] = set()
         with self.db.transaction():
-            self.db.record_applied_events(applied_rows, now)
-            self.db.clear_in_flight(answered)
+            record()
             for state in states:
                 counts.held += len(state.held)
                 if state.left is not None:
@@ -802,27 +899,356 @@ class BOBOProcessor:
             log.info("%s: %s: done, moved to %s", state.name, state.outcome(), final)
         return True
 
-    # ------------------------------------------------------------------ cleanup and the pass
+    # ------------------------------------------------------------------ after the files: replay and checks
+
+    def _execute(self, writes: list[Write], states: dict[str, DesiredState], report: PassReport,
+                 now: datetime, *, stop_if_unanswered: bool = True) -> dict[str, UpdateResult]:
+        """Send and settle writes that no file carries (replays, repairs, clears). A dry run
+        only plans them. Raises AtHocUnavailable when AtHoc stopped answering (unless told
+        not to: the caller then looks at the results itself)."""
+        if not writes:
+            return {}
+        if self.dry_run:
+            report.planned.extend(Planned(w.login_id, w.employee_id or "", w.value, w.reason.value, 0) for w in writes)
+            return {}
+        results = self.writer.send(writes, states, now, report.counts)
+        with self.db.transaction():
+            self.writer.settle(writes, results, states, now, report.counts)
+        lost = next((r for r in results.values() if r.outcome is UpdateOutcome.UNANSWERED), None)
+        if lost is not None and stop_if_unanswered:
+            raise AtHocUnavailable(f"AtHoc did not answer ({lost.detail})")
+        return results
+
+    def replay(self, report: PassReport, now: datetime) -> None:
+        """Send the desired value wherever AtHoc is not known to hold it and no file of this pass
+        sent it: employees a mapping sync has just found (pending until then), employees whose
+        collar moved or whose LOGIN_ID was renamed, writes that never got an answer, and
+        book-ons that grew older than AUTO_CLEANUP_HOURS (cleared)."""
+        hours = self.settings.auto_cleanup_hours
+        aged_before = now - timedelta(hours=hours) if hours > 0 else None
+        # After a mapping change anyone may map elsewhere now; otherwise only those AtHoc may
+        # not hold the desired value for.
+        listed = self.db.desired_states() if self._mapping_changed else self.db.replay_candidates(aged_before)
+        candidates = {e: st for e, st in listed.items() if e not in self.writer.attempted}
+        if not candidates:
+            return
+        found = self._lookup(list(candidates)).found
+        fmt = self.settings.athoc_datetime_format
+        chosen: dict[str, DesiredState] = {}
+        for employee_id, state in candidates.items():
+            login_id = found.get(employee_id)
+            if login_id is None:
+                continue  # pending: no AtHoc user has this collar number yet
+            same = state.login_id is not None and state.login_id.casefold() == login_id.casefold()
+            value = self.writer.desired(state, now)
+            if same and state.written_value is not None and values_agree(state.written_value, value, fmt):
+                continue
+            if (state.last_answer or "").startswith(UpdateOutcome.FAILED.value) and not self._mapping_changed:
+                continue  # AtHoc rejected it: the file's retries, a mapping change and the reconcile try again
+            if not same and not is_current(state, now, hours):
+                continue  # a book-on that is too old is not sent to an account that never had it
+            chosen[login_id] = state
+        owners = self._owners({login_id.casefold() for login_id in chosen}, candidates)
+        writes = []
+        for login_id, state in chosen.items():
+            if owners.get(login_id.casefold()) != state.employee_id:
+                continue  # another employee mapped to this user has a later event
+            value = self.writer.desired(state, now)
+            aged = value == "" and state.is_book_on
+            reason = WriteReason.CLEANUP if aged else WriteReason.REPLAY
+            writes.append(Write(login_id, value, state.employee_id, reason))
+            log.info("employee %s: sending %r to %s (%s)", state.employee_id, value, login_id,
+                     "book-on older than AUTO_CLEANUP_HOURS" if aged else _replay_reason(state, login_id))
+        self._execute(writes, candidates, report, now)
+
+    def reconcile_due(self, now: datetime) -> bool:
+        """RECONCILE_MINUTES since the last reconcile that ran to the end (or none yet)."""
+        if self.settings.reconcile_minutes <= 0:
+            return False
+        last = self._previous_reconcile()
+        return reconcile_due(last.started_at if last else None, now, self.settings.reconcile_minutes)
+
+    def _take_listing(self, now: datetime, report: PassReport) -> bool:
+        """Read every user (the listing the reconcile and cleanup of this pass share); it
+        refreshes the mapping too, under the mapping sync's safety rules. True when read."""
+        if self._listing is not None:
+            return True
+        if self._listing_failed:
+            return False
+        if self.settings.sync_mappings:
+            if not self.sync_worker_mappings(now):
+                report.errors.append("mapping sync failed")
+            return self._listing is not None
+        try:
+            users = self.connect_athoc().get_all_users_with_attributes(self.settings.listing_fields)
+        except AtHocError as exc:
+            self._listing_failed = True
+            report.errors.append(f"reading AtHoc's users failed: {exc}")
+            log.error("reading AtHoc's users failed: %s", exc)
+            return False
+        self._keep_listing(users)
+        return True
+
+    def _keep_listing(self, users: list[dict[str, str]]) -> None:
+        self._listing = {user["LOGIN_ID"]: user for user in users}
+        self.writer.since_listing = {}
+
+    def _listing_readings(self) -> Optional[dict[str, str]]:
+        """LOGIN_ID -> duty value from this pass's listing, with this pass's writes since then;
+        a user whose write since lost its answer is left out (not known). None: no listing."""
+        if self._listing is None:
+            return None
+        since = self.writer.since_listing or {}
+        field = self.settings.duty_status_field
+        readings: dict[str, str] = {}
+        for login_id, user in self._listing.items():
+            key = login_id.casefold()
+            if key in since:
+                value = since[key]
+                if value is not None:
+                    readings[login_id] = value
+            else:
+                readings[login_id] = user.get(field, "")
+        return readings
+
+    def _mapped_employees(self) -> dict[str, list[str]]:
+        """casefolded LOGIN_ID -> the employees of the desired state mapped to it now. Kept for
+        the pass; a mapping sync or a new employee makes it be worked out again."""
+        if self._by_login is None:
+            by_login: dict[str, list[str]] = {}
+            for employee_id, login_id in self._lookup(self.db.desired_employee_ids()).found.items():
+                by_login.setdefault(login_id.casefold(), []).append(employee_id)
+            self._by_login = by_login
+        return self._by_login
+
+    def _owners(self, keys: Iterable[str], states: dict[str, DesiredState]) -> dict[str, str]:
+        """casefolded LOGIN_ID (of ``keys``) -> the employee whose account it is now: of all
+        employees mapped to it (two IDs on one user, a stale or hand-edited mapping), the one
+        with the latest event. Loads into ``states`` the states it needs."""
+        by_login = self._mapped_employees()
+        wanted = {key: by_login.get(key, []) for key in keys}
+        missing = {e for employees in wanted.values() for e in employees if e not in states}
+        if missing:
+            states.update(self.db.desired_states(missing))
+        owners: dict[str, str] = {}
+        for key, employees in wanted.items():
+            known = [e for e in employees if e in states]
+            if known:
+                owners[key] = max(known, key=lambda e: (states[e].event_at, e))
+        return owners
+
+    def check(self, report: PassReport, now: datetime, *, reconcile: bool, cleanup: bool, watch: bool = True) -> None:
+        """Read AtHoc back and judge it (:func:`bobosync.reconcile.judge`): every employee's account
+        at a reconcile; the accounts whose write lost its answer (``watch``, for
+        RECONCILE_SUSPECT_MINUTES) and stale accounts; and, for the auto-cleanup, every value.
+        Raises AtHocError when AtHoc cannot be read, AtHocUnavailable when it stops answering."""
+        counts = report.counts
+        client = self.connect_athoc()
+        readings = self._listing_readings()
+        if reconcile and readings is None:
+            raise AtHocError("the reconcile needs a listing of every user and none could be read in this pass")
+        states = self.db.desired_states() if reconcile or readings is not None else self.db.watched_states()
+        watched = {
+            e: st for e, st in states.items()
+            if watch and e not in self.writer.attempted and (is_suspect(st, now) or st.stale_login is not None)
+        }
+        if readings is None:
+            readings = {}
+            wanted = {st.suspect_login for st in watched.values() if is_suspect(st, now)}
+            wanted |= {st.stale_login for st in watched.values() if st.stale_login is not None}
+            logins = sorted(login for login in wanted if login is not None)
+            if logins:
+                found = client.read_users(logins, ["LOGIN_ID", self.settings.duty_status_field])
+                readings.update({login: user.get(self.settings.duty_status_field, "") for login, user in found.items()})
+                counts.read_back += len(logins)
+                gone = {login.casefold() for login in logins} - {login.casefold() for login in found}
+                for st in watched.values():
+                    if st.stale_login is not None and st.stale_login.casefold() in gone:
+                        states[st.employee_id] = dataclasses.replace(st, stale_login=None, stale_value=None)
+            if cleanup:
+                readings.update(client.list_duty_values())
+        is_old = self._value_is_old(now)
+        if reconcile:
+            relevant = {login.casefold() for login in readings}
+        else:
+            # Without a reconcile only the suspect and stale accounts, and values the cleanup
+            # might clear, need their owner's desired state (not every on-duty officer's).
+            relevant = {login.casefold() for login, value in readings.items() if is_old(value) is not False}
+            relevant |= {login.casefold() for st in watched.values()
+                         for login in (st.suspect_login, st.stale_login) if login is not None}
+        owners = self._owners(relevant, states) if relevant else {}
+        # A suspect whose last write AtHoc rejected is not waiting for a lost write to land:
+        # only a reconcile tries it again (a rejected value would be re-sent every pass).
+        suspects = {st.suspect_login.casefold() for st in watched.values()
+                    if st.suspect_login is not None and is_suspect(st, now)
+                    and not (st.last_answer or "").startswith(UpdateOutcome.FAILED.value)}
+        compare = set(owners) if reconcile else suspects
+        previous = self._previous_reconcile() if reconcile else None
+        rules = Rules(
+            datetime_format=self.settings.athoc_datetime_format,
+            cleanup_hours=self.settings.auto_cleanup_hours,
+            now=now,
+            value_is_old=is_old,
+            cleanup=cleanup,
+            repair=self.settings.reconcile_mode == "repair",
+            repaired_since=previous.started_at if previous is not None else None,
+        )
+        judgement = judge(readings, states, owners, compare, rules)
+        touched = self._note_judgement(judgement, states, now, report)
+        if touched and not self.dry_run:
+            with self.db.transaction():
+                self.writer.save(states, touched, now)
+        if reconcile:
+            self._report_systematic(judgement, states, previous, report)
+        writes = list({w.login_id.casefold(): w for w in judgement.writes}.values())
+        results = self._execute(writes, states, report, now, stop_if_unanswered=False)
+        left = [r for w in writes if w.reason is WriteReason.CLEANUP
+                and (r := results.get(w.login_id)) is not None
+                and r.outcome in (UpdateOutcome.FAILED, UpdateOutcome.UNANSWERED)]
+        if left:
+            stale = sum(1 for w in writes if w.reason is WriteReason.CLEANUP)
+            raise AtHocError(
+                f"POST users/SyncByCommonNames: {len(left)} of {stale} stale {self.settings.duty_status_field} "
+                f"value(s) not cleared ({left[0].login_id}: {left[0].detail}); the next cleanup tries again",
+                method="POST", path="users/SyncByCommonNames",
+            )
+        lost = next((r for r in results.values() if r.outcome is UpdateOutcome.UNANSWERED), None)
+        if lost is not None:
+            raise AtHocUnavailable(f"AtHoc did not answer ({lost.detail})")
+
+    def _note_judgement(self, judgement: Judgement, states: dict[str, DesiredState], now: datetime,
+                        report: PassReport) -> list[str]:
+        """Log what the judgement found; put the values read and forgotten stale accounts in
+        ``states``; return the employees whose state changed."""
+        touched: list[str] = []
+        for employee_id, value in judgement.read.items():
+            states[employee_id] = read_back(end_suspicion(states[employee_id], now), value, now)
+            touched.append(employee_id)
+        for employee_id in judgement.forget_stale:
+            states[employee_id] = dataclasses.replace(states[employee_id], stale_login=None, stale_value=None)
+            touched.append(employee_id)
+        repair = self.settings.reconcile_mode == "repair"
+        for drift in judgement.drift:
+            report.counts.drift += 1
+            report.drift.append(drift)
+            log.warning("drift: employee %s, LOGIN_ID %s: AtHoc holds %r, the desired value is %r; %s",
+                        drift.employee_id, drift.login_id, drift.athoc_value, drift.desired_value,
+                        "repairing" if repair else "not repaired (RECONCILE_MODE=report)")
+        if judgement.unreadable:
+            due = (list(judgement.unreadable) if self.dry_run
+                   else self.db.should_warn_unreadable(judgement.unreadable, now, timedelta(days=1)))
+            for login_id in due:
+                log.warning("AtHoc user %s has %s=%r, which does not match ATHOC_DATETIME_FORMAT %r; not clearing it "
+                            "(said once a day)", login_id, self.settings.duty_status_field,
+                            judgement.unreadable[login_id], self.settings.athoc_datetime_format)
+        return touched
+
+    def _previous_reconcile(self) -> Optional[RunRecord]:
+        return next((r for r in self.db.recent_runs("reconcile", limit=5) if r.status in ("ok", "partial")), None)
+
+    def _report_systematic(self, judgement: Judgement, states: dict[str, DesiredState],
+                           previous: Optional[RunRecord], report: PassReport) -> None:
+        """Values repaired at the last reconcile (AtHoc said OK) and wrong again now: once, at
+        ERROR, since AtHoc evidently does not keep what it accepts."""
+        if previous is None:
+            return
+        since = previous.started_at
+        repaired = sum(1 for st in states.values() if st.repaired_at is not None and st.repaired_at >= since)
+        again = sum(1 for d in judgement.drift if d.again)
+        if not repaired or again * 2 <= repaired:
+            return
+        report.systematic = True
+        message = (f"{again} of the {repaired} value(s) repaired at the last reconcile are wrong again although AtHoc "
+                   f"answered OK: AtHoc accepts {self.settings.duty_status_field} but does not keep it (wrong "
+                   "attribute name or type? check DUTY_STATUS_FIELD with bobosync check)")
+        if previous.counts.get("systematic"):
+            log.warning("%s", message)
+        else:
+            log.error("%s", message)
+        report.errors.append(message)
+
+    def _value_is_old(self, now: datetime) -> Callable[[str], Optional[bool]]:
+        """The auto-cleanup's judgement of one AtHoc value (see :class:`bobosync.reconcile.Rules`)."""
+        fmt, zone = self.settings.athoc_datetime_format, self.settings.athoc_zone
+        cutoff = now - timedelta(hours=self.settings.auto_cleanup_hours)
+
+        def is_old(value: str) -> Optional[bool]:
+            instant = value_instant(value, fmt, zone)
+            return None if instant is None else instant < cutoff
+
+        return is_old
 
     def run_cleanup(self, now: Optional[datetime] = None) -> int:
-        """Clear duty values older than AUTO_CLEANUP_HOURS. Returns how many were cleared;
-        raises AtHocError (recorded in the run history first)."""
+        """Only the auto-cleanup: clear duty values older than AUTO_CLEANUP_HOURS. Returns how
+        many were cleared; raises AtHocError (recorded in the run history first)."""
         now = as_utc(now or self.clock())
-        hours = self.settings.auto_cleanup_hours
-        client = self.connect_athoc()
-        if self.dry_run:
-            stale = client.query_users_with_old_duty_status(self.settings.duty_status_field, hours, now)
-            log.info("auto-cleanup (dry run): %d user(s) would be cleared", len(stale))
-            return 0
-        run_id = self.db.start_run("cleanup", now, os.getpid())
+        report = PassReport(started_at=now)
+        self._start_pass_state()
+        self._checks(report, now, reconcile=False, watch=False)
+        if report.errors:
+            raise AtHocError(report.errors[0])
+        return report.counts.cleared
+
+    def run_reconcile(self, now: Optional[datetime] = None) -> PassReport:
+        """One reconcile now (``bobosync reconcile``): read every user, refresh the mapping, send
+        what the mapping changes ask for, compare every employee's account with the desired
+        state and repair per RECONCILE_MODE. A dry run changes nothing and lists the drift."""
+        now = as_utc(now or self.clock())
+        report = PassReport(started_at=now)
+        self._start_pass_state()
         try:
-            cleared = client.clear_old_duty_status(self.settings.duty_status_field, hours, now, strict=True)
+            self.connect_athoc()
+            if self._take_listing(now, report):
+                self.replay(report, now)
+                self._checks(report, now, reconcile=True, watch=True, cleanup=False)
+        except (AtHocUnavailable, AtHocError) as exc:
+            report.errors.append(str(exc))
+            log.error("reconcile failed: %s", exc)
+        return report
+
+    def run_sync(self, now: Optional[datetime] = None) -> bool:
+        """``--sync-users``: sync the mapping now, send what it changes (pending employees it
+        found, collars moved), and reconcile with its listing. True when the sync succeeded."""
+        now = as_utc(now or self.clock())
+        report = PassReport(started_at=now)
+        self._start_pass_state()
+        synced = self.sync_worker_mappings(now)
+        if self._listing is not None:
+            self._follow_up(report, now)
+        return synced and not report.errors
+
+    def _checks(self, report: PassReport, now: datetime, *, reconcile: bool, watch: bool,
+                cleanup: Optional[bool] = None) -> None:
+        """:meth:`check`, recorded in the run history as a ``reconcile`` and/or ``cleanup`` run."""
+        cleanup = self.settings.auto_cleanup_hours > 0 if cleanup is None else cleanup
+        kinds = [kind for kind, on in (("reconcile", reconcile), ("cleanup", cleanup)) if on]
+        runs = {} if self.dry_run else {kind: self.db.start_run(kind, now, os.getpid()) for kind in kinds}
+        counts = report.counts
+        before = (counts.cleared, counts.drift, counts.repaired)
+        error: Optional[str] = None
+        try:
+            self.check(report, now, reconcile=reconcile, cleanup=cleanup, watch=watch)
+        except AtHocUnavailable as exc:
+            error = str(exc)
         except AtHocError as exc:
-            self.db.finish_run(run_id, "failed", self.clock(), {}, str(exc))
-            raise
-        self.db.finish_run(run_id, "ok", self.clock(), {"cleared": cleared})
-        log.info("auto-cleanup: cleared %d duty value(s) older than %g h", cleared, hours)
-        return cleared
+            error = str(exc)
+        if error is not None:
+            what = " and ".join(kinds) or "read-back"
+            message = f"auto-cleanup failed: {error}" if kinds == ["cleanup"] else f"{what} failed: {error}"
+            report.errors.append(message)
+            log.error("%s", message)
+        cleared, drift, repaired = (counts.cleared - before[0], counts.drift - before[1], counts.repaired - before[2])
+        if cleanup and error is None:
+            log.info("auto-cleanup: cleared %d duty value(s) older than %g h",
+                     cleared, self.settings.auto_cleanup_hours)
+        if reconcile and error is None:
+            log.info("reconcile: %d difference(s), %d repaired", drift, repaired)
+        for kind, run_id in runs.items():
+            run_counts: dict[str, object] = (
+                {"cleared": cleared} if kind == "cleanup"
+                else {"drift": drift, "repaired": repaired, "systematic": int(report.systematic)}
+            )
+            self.db.finish_run(run_id, "failed" if error else "ok", self.clock(), run_counts, error)
 
     def run_pass(self, now: Optional[datetime] = None) -> PassReport:
         """One whole pass (see the module docstring). Never raises for AtHoc, file or input
@@ -830,9 +1256,7 @@ class BOBOProcessor:
         now = as_utc(now or self.clock())
         report = PassReport(started_at=now)
         started = time.monotonic()
-        self._clock_trusted = True
-        self._synced_this_pass = False
-        self._reported_unmapped = set()
+        self._start_pass_state()
         for note in self.settings.env_notes:  # a misspelt setting must not go unnoticed
             log.warning("%s", note)
         run_id = None
@@ -842,6 +1266,8 @@ class BOBOProcessor:
                 log.warning("%d earlier run(s) were interrupted before they finished", interrupted)
             run_id = self.db.start_run("pass", now, os.getpid())
             self.mover.recover(self._recovered_move)
+            self._adopt_carried_over()
+            self._recover_sends()
         try:
             self._pass_body(report, now)
         except DatabaseError as exc:  # e.g. locked by another process for longer than the busy timeout
@@ -867,20 +1293,15 @@ class BOBOProcessor:
             return
         requests_before = client.request_count
         self._check_clock(client, report, self._now())
+        self.writer.aging = self._clock_trusted
         try:
             if self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
                 report.errors.append("mapping sync failed")
-            athoc_stopped = self._process_files(report, now)
-            if self.settings.auto_cleanup_hours > 0 and athoc_stopped:
-                log.warning("auto-cleanup skipped: AtHoc stopped answering in this pass; the next pass runs it")
-            elif self.settings.auto_cleanup_hours > 0 and not self._clock_trusted:
-                log.warning("auto-cleanup skipped: this machine's clock differs from AtHoc's")
-            elif self.settings.auto_cleanup_hours > 0:
-                try:
-                    counts.cleared = self.run_cleanup(now)
-                except AtHocError as exc:
-                    report.errors.append(f"auto-cleanup failed: {exc}")
-                    log.error("auto-cleanup failed: %s", exc)
+            if self._process_files(report, now):
+                log.warning("replays, read-backs, reconcile and auto-cleanup skipped: AtHoc stopped answering "
+                            "in this pass; the next pass runs them")
+            else:
+                self._after_files(report, now)
         finally:
             counts.requests = client.request_count - requests_before
         if not self.dry_run and self._clock_trusted:
@@ -909,6 +1330,37 @@ class BOBOProcessor:
                    "(files are still processed): set this machine's clock right (NTP)")
         report.errors.append(message)
         log.error("%s", message)
+
+    def _after_files(self, report: PassReport, now: datetime) -> None:
+        """What a pass does once the files are done: a mapping sync if a LOGIN_ID proved stale,
+        the reconcile's listing when due, replays, then read-backs, reconcile and cleanup."""
+        if self._not_in_athoc and self.settings.sync_mappings and not self._synced_this_pass:
+            log.info("%d employee(s) mapped to a LOGIN_ID that is not in AtHoc; syncing the mapping now",
+                     len(self._not_in_athoc))
+            if not self.sync_worker_mappings(now):
+                report.errors.append("mapping sync failed")
+            self.writer.attempted -= self._not_in_athoc  # a retry for the re-mapped, by the replay
+        if self.reconcile_due(now):
+            self._take_listing(now, report)
+        self._follow_up(report, now)
+
+    def _follow_up(self, report: PassReport, now: datetime) -> None:
+        """Replays, then the checks; a listing of every user read in this pass (for the mapping
+        sync or because the reconcile was due) always serves a reconcile too. Both read this
+        machine's clock (what is too old, how long a write stays suspect): skipped when it is
+        not trusted."""
+        if not self._clock_trusted:
+            log.warning("replays, read-backs, reconcile and auto-cleanup skipped: this machine's clock differs "
+                        "from AtHoc's")
+            return
+        try:
+            self.replay(report, now)
+        except AtHocUnavailable as exc:
+            report.errors.append(str(exc))
+            log.error("AtHoc is not accepting updates: %s; the rest waits for the next pass", exc)
+            return
+        reconcile = self._listing is not None and self.settings.reconcile_minutes > 0
+        self._checks(report, now, reconcile=reconcile, watch=True)
 
     def _process_files(self, report: PassReport, now: datetime) -> bool:
         """Process the waiting files batch by batch. True when AtHoc stopped answering."""
@@ -949,13 +1401,49 @@ class BOBOProcessor:
         for start in range(0, len(listing.ready), size):
             batch = listing.ready[start:start + size]
             try:
-                self.process_file_batch(batch, report)
+                self.process_file_batch(batch, report, now)
             except (AtHocUnavailable, AtHocAuthError) as exc:
                 remaining = len(listing.ready) - start - len(batch)
                 report.errors.append(str(exc))
                 log.error("AtHoc is not accepting updates: %s; %d more file(s) left for the next pass", exc, remaining)
                 return True
         return False
+
+    def _start_pass_state(self) -> None:
+        """Forget what the previous pass of this process knew about AtHoc and the clocks."""
+        self._clock_trusted = True
+        self.writer.aging = True
+        self._synced_this_pass = False
+        self._reported_unmapped = set()
+        self._not_in_athoc = set()
+        self._listing = None
+        self._listing_failed = False
+        self._mapping_changed = False
+        self._by_login = None
+        self.writer.since_listing = None
+        self.writer.attempted = set()
+
+    def _adopt_carried_over(self) -> None:
+        """Events carried over from schema 3 get their local reading in BOBO_TIMEZONE, and the
+        value the earlier version wrote for them (the reconcile then checks AtHoc holds it)."""
+        fmt = self.settings.athoc_datetime_format
+        adopted = self.db.adopt_carried_over(
+            self.settings.bobo_timezone, lambda st: st.event_local.strftime(fmt) if st.is_book_on else ""
+        )
+        if adopted:
+            log.info("desired state: %d employee(s) carried over from the last applied events", adopted)
+
+    def _recover_sends(self) -> None:
+        """Writes noted as sending by a run that died before recording the answer are suspect."""
+        crashed = self.db.sending_states()
+        if not crashed:
+            return
+        window = self.writer.window
+        log.warning("%d write(s) were sent by a run that ended before recording AtHoc's answer; they are read "
+                    "back for %g min", len(crashed), window.total_seconds() / 60)
+        states = {e: lost_in_crash(st, window) for e, st in crashed.items()}
+        with self.db.transaction():
+            self.db.save_desired_states((st, self.writer.desired(st, st.recorded_at)) for st in states.values())
 
     def _purge(self, now: datetime) -> None:
         settings = self.settings

@@ -30,7 +30,6 @@ __all__ = [
     "NotNewer",
     "ResolvedEvent",
     "drop_not_newer",
-    "drop_older_than_in_flight",
 ]
 
 #: An event that loses to the applied one although its file is newer, by more than this, is
@@ -48,7 +47,7 @@ class EventOrder(NamedTuple):
 
 
 class AppliedEvent(NamedTuple):
-    """The last event applied for an employee (``employee_last_event``)."""
+    """The event an employee's desired state holds, as :func:`drop_not_newer` compares with it."""
 
     order: EventOrder
     transaction: Transaction
@@ -185,23 +184,3 @@ def drop_not_newer(events: Mapping[str, ResolvedEvent], last_applied: Mapping[st
         else:
             kept[employee_id] = event
     return NotNewer(kept, dropped, same, behind)
-
-
-def drop_older_than_in_flight(
-    events: Mapping[str, ResolvedEvent], in_flight: Mapping[str, EventOrder]
-) -> tuple[dict[str, ResolvedEvent], int]:
-    """Keep the events not earlier in the order than an event sent earlier whose outcome was lost.
-
-    AtHoc may already hold such an in-flight event (the process died, or a request timed out
-    after AtHoc applied it), so an earlier one must not be sent over it. An event at the same
-    place in the order is kept: it is that very event, sent again to learn its outcome.
-    """
-    kept: dict[str, ResolvedEvent] = {}
-    dropped = 0
-    for employee_id, event in events.items():
-        sent = in_flight.get(employee_id)
-        if sent is not None and event.order < sent:
-            dropped += 1
-        else:
-            kept[employee_id] = event
-    return kept, dropped

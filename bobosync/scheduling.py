@@ -66,6 +66,17 @@ def next_sync_due(state: Optional[SyncState], now: datetime, sync_hour: int, ret
     return min(as_utc(daily.replace(hour=sync_hour)), last + timedelta(days=retry_days))
 
 
+def reconcile_due(last_started: Optional[datetime], now: datetime, minutes: float) -> bool:
+    """Due every ``minutes`` (0: never): no reconcile yet, the last one started that long ago,
+    or it lies in the future (the clock was set back: no age can be trusted)."""
+    if minutes <= 0:
+        return False
+    if last_started is None:
+        return True
+    age = as_utc(now) - as_utc(last_started)
+    return age >= timedelta(minutes=minutes) or age < -FUTURE_MARGIN
+
+
 def mapping_is_stale(state: Optional[SyncState], now: datetime) -> bool:
     """True when the last sync attempt is over an hour old, lies in the future, or there was none."""
     if state is None or state.last_sync_time is None:

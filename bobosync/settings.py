@@ -40,6 +40,7 @@ from .timebase import machine_zone, zone_named
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+RECONCILE_MODES = ("repair", "report")
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
@@ -110,6 +111,12 @@ class Settings:
     user_attributes: tuple[str, ...] = ("Collar-Number", "FIRSTNAME", "LASTNAME")
     athoc_datetime_format: str = "%d/%m/%Y %H:%M:%S"
     auto_cleanup_hours: float = 24.0
+    #: Minutes between reconciles (AtHoc read back and compared with the desired state); 0 = off.
+    reconcile_minutes: float = 15.0
+    #: ``repair`` (send the differences) or ``report`` (only report them).
+    reconcile_mode: str = "repair"
+    #: Minutes a write whose answer was lost is read back after the loss.
+    reconcile_suspect_minutes: float = 30.0
     log_level: str = "INFO"
     log_directory: Path = Path("logs")
     log_purge_days: int = 10
@@ -170,6 +177,12 @@ class Settings:
         """USER_ATTRIBUTES plus LOGIN_ID and COLLAR_ID_FIELD, without duplicates, in order."""
         fields = ["LOGIN_ID", self.collar_id_field, *self.user_attributes]
         return tuple(dict.fromkeys(fields))
+
+    @property
+    def listing_fields(self) -> tuple[str, ...]:
+        """What one listing of every user reads: FETCH fields and DUTY_STATUS_FIELD. The mapping
+        sync, the reconcile and the auto-cleanup of one pass share it."""
+        return tuple(dict.fromkeys([*self.fetch_fields, self.duty_status_field]))
 
     def secret_values(self) -> tuple[str, ...]:
         """The values that must never be written anywhere, also as they look inside a URL or
@@ -528,6 +541,9 @@ class _Reader:
             user_attributes=self.field_list("USER_ATTRIBUTES", ("Collar-Number", "FIRSTNAME", "LASTNAME")),
             athoc_datetime_format=self.datetime_format(),
             auto_cleanup_hours=self.number("AUTO_CLEANUP_HOURS", 24.0, 0),
+            reconcile_minutes=self.number("RECONCILE_MINUTES", 15.0, 0),
+            reconcile_mode=self.choice("RECONCILE_MODE", "repair", RECONCILE_MODES),
+            reconcile_suspect_minutes=self.number("RECONCILE_SUSPECT_MINUTES", 30.0, 0),
             log_level=self.log_level(),
             log_directory=self.path("LOG_DIRECTORY", "logs"),
             log_purge_days=self.integer("LOG_PURGE_DAYS", 10, 0),

@@ -184,8 +184,10 @@ KILL_PHASES: dict[str, str] = {
     "unchanged_checked": "after a file was found unchanged since it was read, before its decision is committed",
     "mapping_listed": "after the mapping sync read AtHoc's users, before storing them",
     "mapping_written": "after the new mapping was written inside its transaction, before COMMIT",
-    "cleanup_queried": "after the cleanup found the stale values, before clearing them",
-    "cleanup_cleared": "after the cleanup cleared them in AtHoc, before the run is recorded",
+    "cleanup_queried": "after the cleanup's listing of duty values (FIELD pr), before judging them",
+    "cleanup_cleared": "after replays, repairs or clears were sent and settled, before the run is recorded",
+    "read_back": "after the users whose write lost its answer were read back, before judging them",
+    "judged": "after AtHoc's values were judged against the desired state, before anything is sent",
 }
 
 
@@ -350,8 +352,10 @@ def _install_kill(plan: KillPlan) -> None:
         "unchanged_checked": (processor, "changed_since", after),
         "mapping_listed": (AtHocClient, "get_all_users_with_attributes", after),
         "mapping_written": (BOBODatabase, "replace_mappings", after),
-        "cleanup_queried": (AtHocClient, "query_users_with_old_duty_status", after),
-        "cleanup_cleared": (AtHocClient, "clear_old_duty_status", after),
+        "cleanup_queried": (AtHocClient, "list_duty_values", after),
+        "cleanup_cleared": (processor.BOBOProcessor, "_execute", after),
+        "read_back": (AtHocClient, "read_users", after),
+        "judged": (processor, "judge", after),
     }
     owner, name, wrap = targets[plan.phase]
     setattr(owner, name, wrap(getattr(owner, name)))

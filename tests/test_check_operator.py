@@ -13,7 +13,8 @@ import pytest
 from bobosync import check as check_module
 from bobosync.bobo_csv import Transaction
 from bobosync.database import BOBODatabase
-from bobosync.resolution import AppliedEvent, EventOrder
+from bobosync.desired import DesiredState
+from bobosync.resolution import EventOrder
 from bobosync.simulator import AtHocSimulator
 from bobosync.timebase import as_utc
 from tests.conftest import TLSCerts
@@ -90,9 +91,12 @@ def test_a_setting_written_twice_is_a_warning(
 
 
 def record_book_on(db_path: Path, applied_at: datetime) -> None:
+    when = as_utc(applied_at)
+    state = DesiredState("00001", EventOrder(when, 0, "f.csv", 1), Transaction.BOOK_ON, applied_at, when,
+                         login_id="user00001@force.example", written_value=f"{applied_at:%d/%m/%Y %H:%M:%S}",
+                         written_at=when)
     with BOBODatabase(db_path) as db:
-        event = AppliedEvent(EventOrder(as_utc(applied_at), 0, "f.csv", 1), Transaction.BOOK_ON)
-        db.record_applied_events([("00001", event, "user00001@force.example")], applied_at)
+        db.save_desired_states([(state, state.written_value or "")])
 
 
 @pytest.mark.parametrize(("hours_ago", "expected"), [(2, "FAIL"), (30, "WARN")])

@@ -4,7 +4,8 @@ Each campaign runs the real CLI in subprocesses against one simulator (which liv
 process, so AtHoc's state survives every child's death) and kills them again and again: at
 seeded random instants inside chosen phases (parsing, around the AtHoc call, around database
 commits, mid-move, mid-copy between volumes, writing an error note, during the mapping sync,
-during the cleanup; see :data:`tests.harness.KILL_PHASES`) and at purely random times while
+during the cleanup, after a read-back of lost writes, after judging AtHoc against the desired
+state, after replays and repairs; see :data:`tests.harness.KILL_PHASES`) and at purely random times while
 the simulator is slowed down. New files keep arriving between runs: good ones, ones with bad
 rows, bad ones, ones with updates AtHoc refuses, ones with events old enough to be cleaned up.
 Then clean passes run until every file is settled, and the campaign checks:
@@ -45,6 +46,7 @@ from tests.conftest import TLSCerts
 from tests.harness import (
     DUTY,
     FMT,
+    SYNC_PATH_PART,
     Event,
     InputBook,
     InputFile,
@@ -95,7 +97,9 @@ PHASES: dict[str, tuple[int, int]] = {
     "mapping_listed": (1, 1),
     "mapping_written": (1, 1),
     "cleanup_queried": (1, 1),
-    "cleanup_cleared": (1, 1),
+    "cleanup_cleared": (1, 2),
+    "read_back": (1, 1),
+    "judged": (1, 1),
     "time": (0, 0),
 }
 
@@ -103,7 +107,7 @@ PHASES: dict[str, tuple[int, int]] = {
 #: Phases that certainly fall after a pass recorded its start and before it recorded its end.
 MID_PASS = frozenset({"parse", "athoc_before", "athoc_after", "move_start", "move_linked", "move_unlinked",
                       "copy_synced", "error_note", "unchanged_checked", "mapping_listed", "mapping_written",
-                      "cleanup_queried", "cleanup_cleared"})
+                      "cleanup_queried", "cleanup_cleared", "read_back", "judged"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ VARIANTS = [
     Variant("moved", True, False, tuple(p for p in PHASES if p != "copy_synced"), 0.45),
     Variant("left-in-place", False, False,
             ("parse", "request", "athoc_after", "db_uncommitted", "db_committed", "move_linked",
-             "error_note", "unchanged_checked", "mapping_written", "cleanup_cleared", "time"), 0.3),
+             "error_note", "unchanged_checked", "mapping_written", "cleanup_cleared", "read_back", "judged",
+             "time"), 0.3),
     Variant("cross-volume", True, True,
             ("move_start", "move_linked", "move_unlinked", "copy_synced", "athoc_after", "db_committed",
              "error_note", "unchanged_checked", "time"), 0.25),
@@ -232,6 +237,18 @@ class Campaign:
     def one_kill(self, phase: str) -> bool:
         """Prepare work for ``phase``, run a pass to be killed there; True if it was."""
         rng = self.rng
+        if rng.random() < 0.3:
+            self.sim.apply_late_writes()  # AtHoc finishes a request whose answer was lost
+        if phase == "read_back":
+            # A pass whose write times out on every try (AtHoc applies it later): the write
+            # is suspect, and the pass to be killed reads it back.
+            self.add_files(1)
+            self.sim.fail_next(2, drop=True, hold=True, path_contains=SYNC_PATH_PART)
+            self.run(None)
+        elif phase == "cleanup_queried":
+            self.run(None)  # a mapping sync left due by an earlier kill: its listing would serve the cleanup
+        elif phase not in ("cleanup_cleared", "judged") and rng.random() < 0.1:
+            self.sim.fail_next(2, drop=True, hold=True, path_contains=SYNC_PATH_PART)
         if rng.random() < 0.85:
             self.add_files(rng.randint(1, 3))
         if phase == "error_note" or (phase.startswith("move") and not self.variant.move_processed) \
@@ -256,7 +273,10 @@ class Campaign:
         return outcome.killed
 
     def settle(self) -> None:
-        """Clean passes until no file waits (a file refused by AtHoc needs several)."""
+        """Clean passes until no file waits (a file refused by AtHoc needs several); lost
+        writes still held by AtHoc land first (the read-backs must undo them)."""
+        self.sim.clear_faults()
+        self.sim.apply_late_writes()
         for _ in range(MAX_RETRY_ATTEMPTS + 3):
             self.run(None)
             if self.waiting_files() == []:

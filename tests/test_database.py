@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from contextlib import closing
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,17 +23,22 @@ from bobosync.database import (
     format_datetime,
     parse_datetime,
 )
+from bobosync.desired import DesiredState
 from bobosync.errors import DatabaseError
-from bobosync.resolution import AppliedEvent, EventOrder
+from bobosync.resolution import EventOrder
 from bobosync.timebase import UTC, as_utc
 from tests.legacy_db import create_legacy_database
 
 T0 = datetime(2025, 6, 17, 20, 1, 2, tzinfo=UTC)
 
 
-def applied(when: datetime, transaction: str, source: str, mtime_ns: int = 0, row: int = 1) -> AppliedEvent:
-    return AppliedEvent(EventOrder(when, mtime_ns, source, row), Transaction(transaction))
-NEW_TABLES = ("employee_last_event", "run_history", "remembered_files", "pending_moves", "events_in_flight")
+FMT = "%d/%m/%Y %H:%M:%S"
+
+
+def desired(employee_id: str, transaction: str = "BON") -> DesiredState:
+    return DesiredState(employee_id, EventOrder(T0, 5, "f.csv", 2), Transaction(transaction),
+                        datetime(2025, 6, 17, 21, 1, 2), T0)
+NEW_TABLES = ("run_history", "remembered_files", "pending_moves", "desired_state", "duty_value_warnings")
 
 
 def raw(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -70,7 +77,7 @@ def test_fresh_database_is_created_at_current_schema_in_wal_mode(db_path: Path) 
     assert not db_path.parent.exists()
     with BOBODatabase(db_path) as db:
         assert db.path == db_path
-        assert db.schema_version == SCHEMA_VERSION == 3
+        assert db.schema_version == SCHEMA_VERSION == 4
         assert db.integrity_check() == "ok"
     assert user_version(db_path) == SCHEMA_VERSION
     assert raw(db_path, "PRAGMA journal_mode")[0][0] == "wal"
@@ -227,7 +234,7 @@ def test_legacy_table_without_its_key_column_is_refused(db_path: Path) -> None:
     with pytest.raises(DatabaseError, match="employee_id"):
         BOBODatabase(db_path)
     assert user_version(db_path) == 0  # the failed migration was rolled back
-    assert "employee_last_event" not in tables(db_path)
+    assert "run_history" not in tables(db_path)
 
 
 # --------------------------------------------------------------------------- read-only
@@ -261,7 +268,7 @@ def test_read_only_reads_a_legacy_file_without_migrating_it(db_path: Path) -> No
         assert state.last_sync_time == as_utc(when)
         assert state.last_success_time == as_utc(when)  # what the migration would backfill
         assert db.retry_counts() == {"a": (2, None)}
-        assert db.get_last_events(["05990"]) == {}
+        assert db.desired_states(["05990"]) == {}
         assert db.recent_runs() == []
         assert db.pending_moves() == []
         assert db.remembered_by_name() == {}
@@ -291,7 +298,7 @@ WRITES: dict[str, Callable[[BOBODatabase], object]] = {
     "record_sync": lambda db: db.record_sync("success", T0),
     "record_file_failure": lambda db: db.record_file_failure("f", "e", T0),
     "clear_file_retry": lambda db: db.clear_file_retry("f"),
-    "record_applied_events": lambda db: db.record_applied_events([("1", applied(T0, "BON", "f"), "u")], T0),
+    "save_desired_states": lambda db: db.save_desired_states([(desired("1"), "")]),
     "remember_file": lambda db: db.remember_file("f", 1, "00", None, T0),
     "purge_remembered": lambda db: db.purge_remembered(T0),
     "start_run": lambda db: db.start_run("pass", T0),
@@ -514,40 +521,45 @@ def test_file_retry_tracking(db: BOBODatabase, db_path: Path) -> None:
     assert db.retry_counts() == {}
 
 
-def test_record_applied_events_never_moves_backwards(db: BOBODatabase, db_path: Path) -> None:
-    db.record_applied_events(
-        [("1", applied(T0, "BON", "f1.csv"), "U1"), ("2", applied(T0, "BOF", "f1.csv"), "U2"),
-         ("4", applied(T0, "BON", "f1.csv", 5, 3), "U4")], T0
+def test_desired_state_round_trip(db: BOBODatabase, db_path: Path) -> None:
+    full = dataclasses.replace(
+        desired("2", "BOF"), login_id="U2", written_value="", written_at=T0, last_answer="applied: Updated",
+        answered_at=T0, athoc_value="x", athoc_read_at=T0, sending_login="U2", sending_value="", sent_at=T0,
+        suspect_login="U2", suspect_until=T0 + timedelta(minutes=30), stale_login="OLD", stale_value="v",
+        repaired_at=T0,
     )
-    db.record_applied_events(
-        [
-            ("1", applied(T0 - timedelta(minutes=1), "BOF", "old.csv"), "U1"),  # older: ignored
-            ("2", applied(T0 + timedelta(minutes=1), "BON", "f2.csv"), "U2"),  # newer: taken
-            ("2", applied(T0 + timedelta(seconds=30), "BOF", "f3.csv"), "U2"),  # older than previous
-            ("3", applied(T0, "BON", "f2.csv"), "U3"),
-            ("4", applied(T0, "BOF", "f1.csv", 5, 2), "U4"),  # same instant and file, earlier row: ignored
-            ("4", applied(T0, "BOF", "f0.csv", 6, 1), None),  # same instant, later file: taken, login kept
-        ],
-        T0 + timedelta(hours=1),
-    )
-    assert db.get_last_events(["1", "2", "3", "4", "5"]) == {
-        "1": applied(T0, "BON", "f1.csv"),
-        "2": applied(T0 + timedelta(minutes=1), "BON", "f2.csv"),
-        "3": applied(T0, "BON", "f2.csv"),
-        "4": applied(T0, "BOF", "f0.csv", 6, 1),
-    }
-    rows = raw(
-        db_path,
-        "SELECT employee_id, event_time, transaction_type, login_id, source_file, "
-        "applied_at FROM employee_last_event ORDER BY employee_id",
-    )
-    assert rows == [
-        ("1", "2025-06-17T20:01:02+00:00", "BON", "U1", "f1.csv", "2025-06-17T20:01:02+00:00"),
-        ("2", "2025-06-17T20:02:02+00:00", "BON", "U2", "f2.csv", "2025-06-17T21:01:02+00:00"),
-        ("3", "2025-06-17T20:01:02+00:00", "BON", "U3", "f2.csv", "2025-06-17T21:01:02+00:00"),
-        ("4", "2025-06-17T20:01:02+00:00", "BOF", "U4", "f0.csv", "2025-06-17T21:01:02+00:00"),
-    ]
-    db.record_applied_events([], T0)  # nothing to do is fine
+    db.save_desired_states([(desired("1"), "17/06/2025 21:01:02"), (full, "")])
+    assert db.desired_states(["1", "2", "3"]) == {"1": desired("1"), "2": full}
+    assert db.desired_states().keys() == {"1", "2"} and db.desired_employee_ids() == ["1", "2"]
+    assert db.watched_states().keys() == {"2"} and db.sending_states().keys() == {"2"}
+    assert db.replay_candidates(None).keys() == {"1", "2"}  # never written; a write in flight
+    assert raw(db_path, "SELECT event_at, event_local, desired_value FROM desired_state WHERE employee_id = '1'") == [
+        ("2025-06-17T20:01:02+00:00", "2025-06-17T21:01:02", "17/06/2025 21:01:02")]
+    db.save_desired_states([])  # nothing to do is fine
+
+
+def test_last_applied_events_are_carried_over_into_the_desired_state(db_path: Path) -> None:
+    from bobosync.database import _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3
+
+    db_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(str(db_path), isolation_level=None)) as conn:
+        for migrate in (_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3):
+            migrate(conn)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("INSERT INTO employee_last_event (employee_id, event_time, transaction_type, login_id, "
+                     "source_file, applied_at, source_mtime_ns, source_row) VALUES "
+                     "('1', '2025-06-17T20:01:02+00:00', 'BON', 'U1', 'f.csv', '2025-06-17T20:02:00+00:00', 7, 3), "
+                     "('2', '2025-06-17T20:01:02+00:00', 'BOF', 'U2', 'f.csv', '2025-06-17T20:02:00+00:00', 7, 4)")
+    london = ZoneInfo("Europe/London")
+    with BOBODatabase(db_path) as db:
+        assert {"employee_last_event", "events_in_flight"}.isdisjoint(tables(db_path))
+        assert db.adopt_carried_over(london, lambda st: st.event_local.strftime(FMT) if st.is_book_on else "") == 2
+        assert db.adopt_carried_over(london, lambda st: "never asked") == 0
+        states = db.desired_states()
+    assert states["1"].order == EventOrder(T0, 7, "f.csv", 3)
+    assert states["1"].event_local == datetime(2025, 6, 17, 21, 1, 2)  # BST
+    assert (states["1"].login_id, states["1"].written_value) == ("U1", "17/06/2025 21:01:02")
+    assert (states["2"].transaction, states["2"].written_value) == (Transaction.BOOK_OFF, "")
 
 
 def test_run_history(db: BOBODatabase) -> None:
@@ -625,18 +637,6 @@ def test_remembered_files_and_purge(db: BOBODatabase) -> None:
     (left,) = db.remembered_by_name()["a.csv"]
     assert (left.size, left.sha256, left.mtime_ns) == (10, "aa", 333)
     assert db.purge_remembered(T0) == 0
-
-
-def test_events_in_flight_keep_the_latest_until_cleared(tmp_path: Path) -> None:
-    with BOBODatabase(tmp_path / "db.sqlite") as db:
-        def at(when: datetime) -> EventOrder:
-            return EventOrder(when, 1, "f.csv", 1)
-
-        db.record_in_flight([("A", at(T0)), ("B", at(T0))], T0)
-        db.record_in_flight([("A", at(T0 - timedelta(minutes=1))), ("B", at(T0 + timedelta(minutes=1)))], T0)
-        assert db.get_in_flight(["A", "B", "C"]) == {"A": at(T0), "B": at(T0 + timedelta(minutes=1))}
-        db.clear_in_flight(["A"])
-        assert db.get_in_flight(["A", "B"]) == {"B": at(T0 + timedelta(minutes=1))}
 
 
 def test_schema_1_gains_the_remembered_fingerprint_and_old_rows_read_without_it(db_path: Path) -> None:

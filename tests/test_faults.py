@@ -411,9 +411,10 @@ MATRIX: list[tuple[str, str, Outcome, bool]] = [
     ("clear", "missing rows", FAILS, HEAVY),
 ]
 
-#: The retried cells, one pass per fault hitting every call of its row; "clear" in a pass of its
-#: own (no file waits), as its request is the same as "sync"'s.
-RETRIED = sorted({(f, c == "clear") for c, f, o, _ in MATRIX if o is OK})
+#: The retried cells, one pass per fault hitting every call of its row; the cleanup's calls in a
+#: pass of their own (no file waits): "clear"'s request is the same as "sync"'s, and with a
+#: mapping sync due the cleanup shares its listing instead of asking with a Criteria.
+RETRIED = sorted({(f, c in ("cleanup", "clear")) for c, f, o, _ in MATRIX if o is OK})
 FAILING = [(c, f, o) for c, f, o, core in MATRIX if o is not OK and (core or FULL)]
 
 
@@ -447,8 +448,9 @@ class Folder:
 
 
 def prepare(sim: AtHocSimulator, tmp_path: Path, *, listing_due: bool = False, with_file: bool = True) -> Folder:
-    """The mapping (synced now, or an older one with the sync due), one waiting file (book
-    user 1 on, book user 2 off) and a stale duty value on user 40 for the cleanup."""
+    """The mapping (synced now, or an older one with the sync due) and a reconcile just done,
+    one waiting file (book user 1 on, book user 2 off) and a stale duty value on user 40 for
+    the cleanup."""
     t = now()
     mapping = {f"{i:05d}": user(i) for i in range(1, 51)}
     if listing_due:
@@ -456,6 +458,7 @@ def prepare(sim: AtHocSimulator, tmp_path: Path, *, listing_due: bool = False, w
     with BOBODatabase(tmp_path / "bobo_mapping.db") as db, db.transaction():
         db.replace_mappings(mapping, t)
         db.record_sync("error" if listing_due else "success", t, len(mapping))
+        db.finish_run(db.start_run("reconcile", t), "ok", t, {"drift": 0, "repaired": 0})
     was_on = (t - timedelta(hours=1)).strftime(FMT)
     stale = (t - timedelta(hours=30)).strftime(FMT)
     sim.set_attribute(user(2), DUTY, was_on)
@@ -571,12 +574,12 @@ BASE_ENV = {"MOVE_PROCESSED_FILES": "true"}
 
 
 @pytest.mark.parametrize(("fault", "clear"), RETRIED,
-                         ids=[f.replace(" ", "_") + ("-clear" if c else "") for f, c in RETRIED])
+                         ids=[f.replace(" ", "_") + ("-cleanup" if c else "") for f, c in RETRIED])
 def test_retried_faults_are_survived_by_every_call_in_one_pass(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path, fault: str, clear: bool
 ) -> None:
     spec = FAULTS[fault]
-    calls = [c for c, f, o, _ in MATRIX if f == fault and o is OK and (c == "clear") == clear]
+    calls = [c for c, f, o, _ in MATRIX if f == fault and o is OK and (c in ("cleanup", "clear")) == clear]
     folder = prepare(simulator, tmp_path, listing_due="listing" in calls, with_file=not clear)
     thread = spec.inject(simulator, [CALL_TARGET[c] for c in calls])
     started = time.monotonic()

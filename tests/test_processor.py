@@ -280,7 +280,7 @@ def test_an_event_dated_far_in_the_future_is_held_back_not_applied(
     try:
         first = proc.run_pass(NOW)
         second = proc.run_pass(NOW)
-        last = proc.db.get_last_events(["00010", "00011"])
+        last = proc.db.desired_states(["00010", "00011"])
     finally:
         proc.close()
     assert first.counts.applied == 1 and first.counts.files_retry == 1 and first.exit_code == 1

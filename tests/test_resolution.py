@@ -253,17 +253,3 @@ def test_property_result_is_the_max_by_ordering_key(
     assert latest.events() == expected
     assert len(latest) == len(expected)
     assert latest.superseded == len(offered) - len(expected)
-
-
-def test_drop_older_than_in_flight_keeps_the_same_time_and_newer() -> None:
-    from bobosync.resolution import drop_older_than_in_flight
-
-    base = datetime(2025, 6, 17, 10, 0, 0)
-    events = {
-        emp: resolved(BOBOEntry(Transaction.BOOK_ON, emp, base + timedelta(minutes=m), 1), 0)
-        for emp, m in (("A", 0), ("B", 5), ("C", 10), ("D", 0))
-    }
-    in_flight = {emp: EventOrder((base + timedelta(minutes=m)).replace(tzinfo=UTC), 0, "", 1)
-                 for emp, m in (("A", 1), ("B", 5), ("C", 0))}
-    kept, dropped = drop_older_than_in_flight(events, in_flight)
-    assert sorted(kept) == ["B", "C", "D"] and dropped == 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import pytest
 
 from bobosync.database import SyncState
-from bobosync.scheduling import mapping_is_stale, mapping_sync_due, next_sync_due
+from bobosync.scheduling import mapping_is_stale, mapping_sync_due, next_sync_due, reconcile_due
 from bobosync.timebase import as_utc
 
 NOW = datetime(2025, 6, 17, 14, 0, 0)
@@ -66,3 +66,12 @@ def test_one_hour_rule_reads_the_last_attempt() -> None:
     assert mapping_is_stale(state(NOW - timedelta(hours=1, seconds=1), "error"), NOW)
     assert not mapping_is_stale(state(NOW - timedelta(minutes=59)), NOW)
     assert mapping_is_stale(state(NOW + timedelta(minutes=5)), NOW)  # recorded in the future: stale
+
+
+def test_reconcile_is_due_every_n_minutes_and_when_the_last_one_lies_in_the_future() -> None:
+    now = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+    assert reconcile_due(None, now, 15)
+    assert not reconcile_due(now - timedelta(minutes=14), now, 15)
+    assert reconcile_due(now - timedelta(minutes=15), now, 15)
+    assert reconcile_due(now + timedelta(hours=3), now, 15)  # the clock was set back since
+    assert not reconcile_due(None, now, 0)  # RECONCILE_MINUTES=0: off

@@ -460,9 +460,11 @@ def test_a_schema_1_database_is_migrated_in_place(tmp_path: Path) -> None:
 
     with BOBODatabase(path) as db:
         assert db.schema_version == SCHEMA_VERSION
-        (applied,) = db.get_last_events(["00001"]).values()
+        # The last applied event is carried over into the desired state (schema 4); an event
+        # in flight is not: its file was kept and is read again.
+        (applied,) = db.desired_states().values()
         assert applied.order == EventOrder(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), 0, "f.csv", 0)
-        assert db.get_in_flight(["00002"]) == {"00002": EventOrder(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), 0, "", 0)}
+        assert (applied.employee_id, applied.login_id) == ("00001", "u1")
         (run,) = db.recent_runs()
         assert (run.started_at, run.duration_seconds) == (datetime(2026, 7, 1, 12, 0, tzinfo=UTC), 2.0)
         state = db.get_sync_state()
@@ -470,7 +472,7 @@ def test_a_schema_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     from tests.harness import query
 
     instant = "2026-07-01T12:00:00+00:00"
-    assert query(path, "SELECT event_time, applied_at FROM employee_last_event") == [(instant, instant)]
+    assert query(path, "SELECT event_at, recorded_at FROM desired_state") == [(instant, instant)]
     assert query(path, "SELECT started_at, finished_at FROM run_history") == [
         ("2026-07-01T12:00:00.000000+00:00", "2026-07-01T12:00:02.000000+00:00")]
     assert query(path, "SELECT processed_at FROM remembered_files") == [(instant,)]

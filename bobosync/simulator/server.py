@@ -257,6 +257,9 @@ class AtHocSimulator:
         self.clock_offset = timedelta(0)
         #: Answers carry a ``Date`` header.
         self.send_date = True
+        #: SyncByCommonNames answers OK for these attributes but does not keep them (an attribute
+        #: of the wrong type that AtHoc accepts and drops).
+        self.discard_attributes: set[str] = set()
 
         self.lock = threading.RLock()
         self._users: dict[str, dict[str, str]] = {}
@@ -830,7 +833,7 @@ class AtHocSimulator:
             del self._users[login]
             return result("OK", "Deleted", user_id)
         if exists:
-            self._users[login].update(values)
+            self._users[login].update({k: v for k, v in values.items() if k not in self.discard_attributes})
             return result("OK", "Updated", self._user_id(login))
         self._users[login] = {"LOGIN_ID": login, **values}
         return result("OK", "Created", self._user_id(login))
