@@ -1095,6 +1095,10 @@ class BOBOProcessor:
         )
         judgement = judge(readings, states, owners, compare, rules)
         touched = self._note_judgement(judgement, states, now, report)
+        for employee_id, state in list(states.items()):
+            if state.suspect_login is not None and not is_suspect(state, now):
+                states[employee_id] = end_suspicion(state, now)  # the window ran out: stop watching
+                touched.append(employee_id)
         if touched and not self.dry_run:
             with self.db.transaction():
                 self.writer.save(states, touched, now)
@@ -1267,7 +1271,7 @@ class BOBOProcessor:
             run_id = self.db.start_run("pass", now, os.getpid())
             self.mover.recover(self._recovered_move)
             self._adopt_carried_over()
-            self._recover_sends()
+            self._recover_sends(now)
         try:
             self._pass_body(report, now)
         except DatabaseError as exc:  # e.g. locked by another process for longer than the busy timeout
@@ -1433,7 +1437,7 @@ class BOBOProcessor:
         if adopted:
             log.info("desired state: %d employee(s) carried over from the last applied events", adopted)
 
-    def _recover_sends(self) -> None:
+    def _recover_sends(self, now: datetime) -> None:
         """Writes noted as sending by a run that died before recording the answer are suspect."""
         crashed = self.db.sending_states()
         if not crashed:
@@ -1443,7 +1447,7 @@ class BOBOProcessor:
                     "back for %g min", len(crashed), window.total_seconds() / 60)
         states = {e: lost_in_crash(st, window) for e, st in crashed.items()}
         with self.db.transaction():
-            self.db.save_desired_states((st, self.writer.desired(st, st.recorded_at)) for st in states.values())
+            self.db.save_desired_states((st, self.writer.desired(st, now)) for st in states.values())
 
     def _purge(self, now: datetime) -> None:
         settings = self.settings

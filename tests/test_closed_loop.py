@@ -105,6 +105,8 @@ def test_case_1_a_write_applied_after_a_newer_book_off_is_undone_by_the_read_bac
     # After RECONCILE_SUSPECT_MINUTES (30) it does end.
     assert loop.run(NOW + timedelta(minutes=12), reconcile_minutes=0).counts.read_back == 1
     assert loop.run(NOW + timedelta(minutes=40), reconcile_minutes=0).counts.read_back == 0
+    with BOBODatabase(loop.settings.db_path, read_only=True) as db:
+        assert db.watched_states() == {}  # the ended window is forgotten, not looked at every pass
 
 
 def test_case_1_an_auto_cleanup_clear_landing_after_a_new_book_on_is_undone(
