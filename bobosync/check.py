@@ -35,7 +35,6 @@ token is ever printed.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 import ipaddress
@@ -46,17 +45,14 @@ import socket
 import ssl
 import tempfile
 import time
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-import requests
-import requests.utils
 from dotenv import dotenv_values
 
 from . import __version__
@@ -80,7 +76,17 @@ from .settings import (
     unknown_setting_names,
 )
 from .timebase import ClockOffset, describe_offset, show, utc_now
-from .transport import TLS_MINIMUM_VERSION, proxies_setting
+from .tls_probe import (
+    TLSHandshake,
+    client_tls_context,
+    default_ca_bundle,
+    effective_proxy,
+    legacy_version,
+    tls_handshake,
+    unverified_context,
+    verify_message,
+)
+from .transport import proxies_setting
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +262,7 @@ class Checker:
             trust = (
                 f"SSL_CERT_PATH {settings.ssl_cert_path}"
                 if settings.ssl_cert_path is not None
-                else f"default CA bundle {_default_ca_bundle()}"
+                else f"default CA bundle {default_ca_bundle()}"
             )
             yield ok("DISABLE_SSL_VERIFY", f"false: certificates are verified against {trust}")
 
@@ -628,7 +634,7 @@ class Checker:
         try:
             tls_handshake(host, port, self._proxy, context, self._timeout())
         except ssl.SSLCertVerificationError as exc:
-            return f"; it would NOT pass verification against {trust}: {_verify_message(exc)}"
+            return f"; it would NOT pass verification against {trust}: {verify_message(exc)}"
         except (ssl.SSLError, OSError):
             return ""
         return f"; it WOULD pass verification against {trust}"
@@ -636,8 +642,8 @@ class Checker:
     def _untrusted(
         self, host: str, port: int, timeout: float, trust: str, exc: ssl.SSLCertVerificationError
     ) -> Iterator[CheckResult]:
-        reason = _verify_message(exc)
-        insecure = _unverified_context()
+        reason = verify_message(exc)
+        insecure = unverified_context()
         described = ""
         try:
             handshake: Optional[TLSHandshake] = tls_handshake(host, port, self._proxy, insecure, timeout)
@@ -662,7 +668,7 @@ class Checker:
         yield fail("certificate", f"not trusted: {reason}{described}; trust used: {trust}", fix)
 
     def _tls_refused(self, host: str, port: int, timeout: float, exc: ssl.SSLError) -> CheckResult:
-        legacy = _legacy_version(host, port, self._proxy, timeout)
+        legacy = legacy_version(host, port, self._proxy, timeout)
         if legacy is not None:
             return fail(
                 "TLS",
@@ -993,255 +999,12 @@ def check_shared_collars(users: Sequence[Mapping[str, Any]], field: str) -> Chec
     )
 
 
-# =========================================================================== TLS probing
-
-
-@dataclass(frozen=True)
-class CertificateInfo:
-    subject: str
-    issuer: str
-    not_after: datetime  # UTC, aware
-
-    def days_left(self, now: Optional[datetime] = None) -> int:
-        now = now or datetime.now(timezone.utc)
-        return (self.not_after - now) // timedelta(days=1)
-
-    def describe(self) -> str:
-        return f"subject {self.subject}, issuer {self.issuer}, expires {self.not_after:%Y-%m-%d}"
-
-
-@dataclass(frozen=True)
-class TLSHandshake:
-    version: str
-    cipher: str
-    certificate: Optional[CertificateInfo]
-
-
-def effective_proxy(settings: Settings) -> Optional[str]:
-    """The proxy requests will use for ATHOC_SERVER_URL: the settings' first, then the
-    environment's (honouring NO_PROXY), exactly as the client's session merges them."""
-    url = settings.athoc_server_url
-    proxies: dict[str, str] = dict(requests.utils.get_environ_proxies(url))
-    proxies.update(proxies_setting(settings))
-    return requests.utils.select_proxy(url, proxies)
+# =========================================================================== helpers
 
 
 def redact_url(url: str) -> str:
     """``url`` without credentials."""
     return _USERINFO.sub("***@", url)
-
-
-def _default_ca_bundle() -> str:
-    """The CA bundle requests uses when ``verify=True`` (REQUESTS_CA_BUNDLE wins)."""
-    return (
-        os.environ.get("REQUESTS_CA_BUNDLE")
-        or os.environ.get("CURL_CA_BUNDLE")
-        or requests.utils.DEFAULT_CA_BUNDLE_PATH
-    )
-
-
-def client_tls_context(settings: Settings) -> tuple[ssl.SSLContext, str]:
-    """An SSL context with the client's trust and TLS floor, and a description of the trust."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = TLS_MINIMUM_VERSION
-    if settings.disable_ssl_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context, "nothing (DISABLE_SSL_VERIFY=true)"
-    if settings.ssl_cert_path is not None:
-        context.load_verify_locations(cafile=str(settings.ssl_cert_path))
-        return context, f"SSL_CERT_PATH {settings.ssl_cert_path}"
-    bundle = _default_ca_bundle()
-    if Path(bundle).is_dir():
-        context.load_verify_locations(capath=bundle)
-    else:
-        context.load_verify_locations(cafile=bundle)
-    return context, f"the default CA bundle {bundle}"
-
-
-def _unverified_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = TLS_MINIMUM_VERSION
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def open_connection(host: str, port: int, proxy: Optional[str], timeout: float) -> socket.socket:
-    """A TCP connection to ``host:port``, directly or through an HTTP CONNECT tunnel."""
-    if proxy is None:
-        return socket.create_connection((host, port), timeout=timeout)
-    parts = urlsplit(proxy)
-    if parts.scheme != "http" or parts.hostname is None:
-        raise OSError(f"cannot open a tunnel through a {parts.scheme}:// proxy")
-    sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
-    try:
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-        if parts.username is not None:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            lines.append("Proxy-Authorization: Basic " + base64.b64encode(credentials.encode()).decode())
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise OSError("the proxy closed the connection")
-            head += chunk
-            if len(head) > 65536:
-                raise OSError("the proxy's answer to CONNECT is too long")
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
-        fields = status_line.split(" ", 2)
-        if len(fields) < 2 or fields[1] != "200":
-            raise OSError(f"the proxy refused the tunnel to {authority}: {status_line.strip()}")
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def tls_handshake(
-    host: str, port: int, proxy: Optional[str], context: ssl.SSLContext, timeout: float
-) -> TLSHandshake:
-    """Connect, handshake, read version, cipher and certificate, close. No data is sent."""
-    raw = open_connection(host, port, proxy, timeout)
-    try:
-        with context.wrap_socket(raw, server_hostname=host) as tls:
-            der = tls.getpeercert(binary_form=True)
-            cipher = tls.cipher()
-            version = tls.version() or "?"
-    finally:
-        raw.close()
-    certificate: Optional[CertificateInfo] = None
-    if der:
-        try:
-            certificate = decode_certificate(der)
-        except ValueError:
-            logger.debug("certificate of %s could not be decoded", host, exc_info=True)
-    return TLSHandshake(version, cipher[0] if cipher else "?", certificate)
-
-
-def _legacy_version(host: str, port: int, proxy: Optional[str], timeout: float) -> Optional[str]:
-    """The TLS version the server negotiates when anything is allowed, if older than 1.2."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            context.set_ciphers("DEFAULT:@SECLEVEL=0")
-            context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-        handshake = tls_handshake(host, port, proxy, context, timeout)
-    except (ssl.SSLError, OSError, ValueError):
-        return None
-    if handshake.version in ("TLSv1", "TLSv1.1", "SSLv3"):
-        return handshake.version
-    return None
-
-
-def _verify_message(exc: ssl.SSLCertVerificationError) -> str:
-    return str(exc.verify_message or exc.reason or exc)
-
-
-# --------------------------------------------------------------------------- minimal DER
-
-
-_NAME_ATTRIBUTES = {
-    bytes([0x55, 0x04, 0x03]): "CN",
-    bytes([0x55, 0x04, 0x0A]): "O",
-    bytes([0x55, 0x04, 0x0B]): "OU",
-    bytes([0x55, 0x04, 0x06]): "C",
-}
-
-
-def _der_item(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at ``pos``."""
-    if pos + 2 > end:
-        raise ValueError("truncated DER")
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > end:
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + length > end:
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
-
-
-def _der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    items = []
-    pos = start
-    while pos < end:
-        item = _der_item(data, pos, end)
-        items.append(item)
-        pos = item[2]
-    return items
-
-
-def _der_text(tag: int, raw: bytes) -> str:
-    if tag == 0x1E:  # BMPString
-        return raw.decode("utf-16-be", "replace")
-    if tag == 0x14:  # T61String: treat as Latin-1
-        return raw.decode("latin-1")
-    return raw.decode("utf-8", "replace")
-
-
-def _der_name(data: bytes, start: int, end: int) -> str:
-    parts = []
-    for _set_tag, set_start, set_end in _der_children(data, start, end):
-        for _seq_tag, seq_start, seq_end in _der_children(data, set_start, set_end):
-            children = _der_children(data, seq_start, seq_end)
-            if len(children) != 2 or children[0][0] != 0x06:
-                continue
-            label = _NAME_ATTRIBUTES.get(data[children[0][1] : children[0][2]])
-            if label is not None:
-                tag, s, e = children[1]
-                parts.append(f"{label}={_der_text(tag, data[s:e])}")
-    return ", ".join(parts) or "(empty)"
-
-
-def _der_time(tag: int, raw: bytes) -> datetime:
-    text = raw.decode("ascii")
-    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
-        year = int(text[:2])
-        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
-        raise ValueError("unknown time type")
-    return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-
-
-def decode_certificate(der: bytes) -> CertificateInfo:
-    """Subject, issuer (CN, O, OU, C) and expiry of a DER X.509 certificate.
-
-    Enough of DER for these three fields, so that the details can be shown also when the
-    certificate is not trusted (the ssl module decodes only verified certificates).
-    """
-    _, cert_start, cert_end = _der_item(der, 0, len(der))
-    tbs_tag, tbs_start, tbs_end = _der_item(der, cert_start, cert_end)
-    if tbs_tag != 0x30:
-        raise ValueError("not a certificate")
-    fields = _der_children(der, tbs_start, tbs_end)
-    if fields and fields[0][0] == 0xA0:  # [0] version
-        fields = fields[1:]
-    if len(fields) < 5:
-        raise ValueError("certificate too short")
-    issuer, validity, subject = fields[2], fields[3], fields[4]
-    times = _der_children(der, validity[1], validity[2])
-    if len(times) != 2:
-        raise ValueError("bad validity")
-    tag, start, end = times[1]
-    return CertificateInfo(
-        subject=_der_name(der, subject[1], subject[2]),
-        issuer=_der_name(der, issuer[1], issuer[2]),
-        not_after=_der_time(tag, der[start:end]),
-    )
-
-
-# =========================================================================== helpers
 
 
 def _os_error(exc: OSError) -> str:

@@ -3,10 +3,12 @@ file, a real lock, a real CONNECT proxy and a real TLS 1.1 server; the CLI by su
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
 import socket
+import socketserver
 import sqlite3
 import ssl
 import subprocess
@@ -26,13 +28,13 @@ from bobosync.check import (
     CheckResult,
     Status,
     check_duty_values,
-    decode_certificate,
     run_check,
 )
 from bobosync.database import SCHEMA_VERSION, BOBODatabase
 from bobosync.locking import SingleInstanceLock
 from bobosync.settings import Settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator, make_users
+from bobosync.tls_probe import decode_certificate, open_connection
 from tests.conftest import TLSCerts
 from tests.test_transport import _ConnectProxy, _probe_tls11, _tls11_server_context
 
@@ -799,3 +801,33 @@ def test_settings_secrets_never_printed_even_if_a_message_held_one(sim_settings:
         "x *** y https://***@h"
     )
     assert _redact("abc", ("a",)) == "abc"  # a one-letter secret would garble every line
+
+
+def test_a_proxy_refusing_the_tunnel_is_named_without_its_credentials() -> None:
+    heads: list[bytes] = []
+
+    class Refusing(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = self.request.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            heads.append(head)
+            self.request.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Refusing) as proxy:
+        thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            port = proxy.server_address[1]
+            with pytest.raises(OSError) as caught:
+                open_connection("athoc.example.invalid", 443, f"http://user:proxy-secret@127.0.0.1:{port}", 5)
+        finally:
+            proxy.shutdown()
+    message = str(caught.value)
+    assert "refused the tunnel to athoc.example.invalid:443" in message and "407" in message
+    assert "proxy-secret" not in message
+    assert heads and heads[0].startswith(b"CONNECT athoc.example.invalid:443 HTTP/1.")
+    assert b"Proxy-Authorization: Basic " + base64.b64encode(b"user:proxy-secret") in heads[0]
