@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "2.0.0"
+from .version import __version__
 
 _EXPORTS = {
     "AtHocClient": "bobosync.client",

@@ -55,7 +55,6 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from . import __version__
 from .errors import (
     AtHocAuthError,
     AtHocError,
@@ -87,6 +86,7 @@ from .tls_probe import (
     verify_message,
 )
 from .transport import proxies_setting
+from .version import __version__
 
 logger = logging.getLogger(__name__)
 

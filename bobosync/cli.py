@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from . import __version__
 from .errors import AtHocError, BoboSyncError, ConfigError, LockHeld
 from .locking import SingleInstanceLock
 from .logsetup import LOGGER_NAME, configure_logging
 from .secret_store import SECRET_NAMES
 from .settings import LOG_LEVELS, Settings, load_settings
 from .stopping import stop_signals
+from .version import __version__
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -94,13 +94,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo(args.dir, args.users)
+        return run_demo(main, args.dir, args.users)
     if args.command == "check":
         from .check import run_check
 
         return run_check(args.env_file, sys.stdout)
     if args.command == "set-secret":
-        from .secret_store import run_set_secret
+        from .set_secret import run_set_secret
 
         return run_set_secret(args.name, args.env_file, sys.stdout)
     if args.interval is not None and not args.watch:

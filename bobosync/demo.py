@@ -14,7 +14,7 @@ import sys
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
 from .simulator import SIM_CREDENTIALS, AtHocSimulator, export_row, generate_bobo_files, make_users, write_bobo_file
 
@@ -77,9 +77,13 @@ def _on_duty(sim: AtHocSimulator) -> list[str]:
     return sorted(attrs.get("Collar-Number", "") for attrs in sim.users.values() if attrs.get(DUTY_FIELD))
 
 
-def run_demo(directory: Optional[Path] = None, users: int = 300, out: TextIO = sys.stdout) -> int:
-    from .cli import main  # the production entry point, not a copy of it
-
+def run_demo(
+    main: Callable[[list[str]], int],
+    directory: Optional[Path] = None,
+    users: int = 300,
+    out: TextIO = sys.stdout,
+) -> int:
+    """The demo; ``main`` is the CLI's entry point, so that every pass is a production pass."""
     if directory is not None and Path(directory).exists() and any(Path(directory).iterdir()):
         # An old database against a fresh simulator would show a false picture (its events
         # "already applied", nobody on duty): refuse rather than mislead, or delete anything.

@@ -25,10 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional, Union
 
-from . import __version__
 from .processor import PassReport
 from .settings import Settings
 from .status import EXIT_CODES, StatusReport
+from .version import __version__
 
 #: Runs whose last success is exported, by run-history kind.
 SUCCESS_KINDS = ("mapping_sync", "cleanup", "reconcile")

@@ -37,13 +37,13 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Optional, TextIO
 
-from . import __version__
 from .database import BOBODatabase, RunRecord
 from .errors import DatabaseError, MailError
 from .settings import Settings
 from .status import HEALTHY, UNHEALTHY, StatusReport, render_text, status_now
 from .timebase import as_utc, show, utc_now
 from .transport import TLS_MINIMUM_VERSION
+from .version import __version__
 
 #: Secrets shorter than this are not searched for in a mail (no mail part ever holds one).
 MIN_REDACTED_LENGTH = 4

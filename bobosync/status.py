@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
-from . import __version__
 from .database import BOBODatabase, RunRecord, parse_datetime
 from .errors import AtHocError, DatabaseError
 from .filestore import list_waiting_files, remembered_match
@@ -41,6 +40,7 @@ from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
 from .timebase import FUTURE_MARGIN, UTC, as_utc, latest_instant, show, utc_now
+from .version import __version__
 
 if TYPE_CHECKING:  # the client (and requests) is imported only for --live
     from .client import AtHocClient

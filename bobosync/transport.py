@@ -45,7 +45,6 @@ import tenacity
 import urllib3.exceptions
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 
-from . import __version__
 from .auth import TokenAuth
 from .errors import (
     AtHocError,
@@ -57,6 +56,7 @@ from .errors import (
 )
 from .settings import Settings
 from .timebase import ClockOffset, utc_now
+from .version import __version__
 
 logger = logging.getLogger(__name__)
 

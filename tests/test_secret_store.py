@@ -20,9 +20,9 @@ from bobosync.secret_store import (
     SERVICE,
     entry_name,
     resolve_secret,
-    run_set_secret,
     server_key,
 )
+from bobosync.set_secret import run_set_secret
 from bobosync.settings import load_settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator
 from tests.keyring_backend import BACKEND_NAME, PATH_VARIABLE, BrokenKeyring, FileKeyring, no_store, use_keyring
