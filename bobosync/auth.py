@@ -2,14 +2,13 @@
 
 The token is fetched from ``{server}/AuthServices/Auth/connect/token`` with the form fields of
 the AtHoc documentation (grant_type, client_id, client_secret, username, password,
-``acr_values=tenant:ORG``, scope), through the transport's ordinary retry policy for
-transient failures. It is kept in memory only and renewed before use when less than
-``max(30 s, 10 % of expires_in)`` remains.
+``acr_values=tenant:ORG``, scope) by the ``fetch`` function it is given (the transport's
+ordinary, retried request: this module knows nothing of the transport). The token is kept in
+memory only and renewed before use when less than ``max(30 s, 10 % of expires_in)`` remains.
 
-Used as ``auth=`` on a request, it sets ``Authorization: Bearer …`` and registers a response
-hook: a 401 from an API call invalidates the token, fetches a new one and sends the request
-again ONCE (the copy is marked so it is never re-sent a second time). A second 401 is returned
-as is and becomes an ``AtHocHTTPError`` 401 in the transport.
+Used as ``auth=`` on a request, it sets ``Authorization: Bearer …``. What a 401 means is the
+transport's business: it calls :meth:`TokenAuth.invalidate_if_sent` and sends the request once
+more with a fresh token.
 
 Neither the credentials nor the token are ever logged or put in an exception.
 """
@@ -19,8 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
-from urllib.parse import urlsplit
 
 import requests
 import requests.auth
@@ -30,7 +29,9 @@ from .logsetup import register_secret
 
 if TYPE_CHECKING:
     from .settings import Settings
-    from .transport import Transport
+
+#: Sends the token request's form fields and returns the parsed JSON answer.
+TokenFetch = Callable[[Mapping[str, str]], Any]
 
 logger = logging.getLogger(__name__)
 
@@ -41,42 +42,33 @@ RENEWAL_MARGIN_FRACTION = 0.10
 #: Lifetime assumed when the token response has no usable ``expires_in``.
 DEFAULT_LIFETIME_SECONDS = 600.0
 
-#: Attribute set on a re-sent request so that it is never re-sent again.
-_RESENT_MARK = "_bobosync_resent_after_401"
-
 
 class TokenAuth(requests.auth.AuthBase):
     """Bearer-token auth that fetches, caches and renews the AtHoc OAuth2 token.
 
     ``clock`` (monotonic seconds) can be replaced in tests to simulate the passing of time.
-    ``tokens_fetched`` counts successful token requests.
     """
 
     def __init__(
         self,
         settings: Settings,
-        transport: Transport,
+        fetch: TokenFetch,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self._transport = transport
+        self._fetch = fetch
         self.clock = clock
         self._token: Optional[str] = None
         self._expires_at = 0.0
         self._lifetime = 0.0
         self._lock = threading.RLock()
-        self.tokens_fetched = 0
 
     def __repr__(self) -> str:  # never show the token
         state = "valid" if self._token is not None and not self.needs_renewal() else "none/stale"
         return f"<TokenAuth {self.settings.apiuser!r} token={state}>"
 
     # -- token life cycle ---------------------------------------------------------------
-
-    @property
-    def has_token(self) -> bool:
-        return self._token is not None
 
     def seconds_left(self) -> float:
         """Seconds until the current token expires (0 when there is none)."""
@@ -96,6 +88,13 @@ class TokenAuth(requests.auth.AuthBase):
         with self._lock:
             self._token = None
             self._expires_at = 0.0
+
+    def invalidate_if_sent(self, request: requests.PreparedRequest) -> None:
+        """Forget the token if ``request`` carried it (AtHoc refused it). A token renewed since
+        that request was sent (another thread) is kept."""
+        with self._lock:
+            if self._token is not None and request.headers.get("Authorization") == f"Bearer {self._token}":
+                self.invalidate()
 
     def ensure_token(self) -> str:
         """The current token, fetched or renewed first when needed."""
@@ -120,9 +119,7 @@ class TokenAuth(requests.auth.AuthBase):
         }
         with self._lock:
             try:
-                data = self._transport.request_json(
-                    "POST", settings.token_url, data=form, authenticated=False
-                )
+                data = self._fetch(form)
             except AtHocHTTPError as exc:
                 if exc.status in (400, 401):
                     reason = exc.excerpt or "no reason given"
@@ -138,7 +135,6 @@ class TokenAuth(requests.auth.AuthBase):
             register_secret(token)  # the log filter's second line of defence
             self._lifetime = lifetime
             self._expires_at = self.clock() + lifetime
-            self.tokens_fetched += 1
             logger.debug("AtHoc token obtained, valid for %.0f s", lifetime)
             return token
 
@@ -176,34 +172,5 @@ class TokenAuth(requests.auth.AuthBase):
     # -- requests auth protocol -----------------------------------------------------------
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self.ensure_token()
-        r.headers["Authorization"] = f"Bearer {token}"
-        r.hooks["response"].append(self._resend_once_after_401)
+        r.headers["Authorization"] = f"Bearer {self.ensure_token()}"
         return r
-
-    def _resend_once_after_401(self, r: requests.Response, **kwargs: Any) -> requests.Response:
-        request = r.request
-        if r.status_code != 401 or getattr(request, _RESENT_MARK, False):
-            return r
-        method = request.method or "?"
-        path = urlsplit(request.url or "").path
-        logger.info(
-            "AtHoc answered 401 to %s %s: getting a new token and sending it once more",
-            method,
-            path,
-        )
-        with self._lock:
-            used = request.headers.get("Authorization")
-            if self._token is not None and used == f"Bearer {self._token}":
-                self.invalidate()
-        _ = r.content  # consume the 401 so its connection goes back to the pool
-        r.close()
-        token = self.ensure_token()
-        again = request.copy()
-        setattr(again, _RESENT_MARK, True)
-        again.headers["Authorization"] = f"Bearer {token}"
-        self._transport.count_request()
-        new = r.connection.send(again, **kwargs)
-        new.history.append(r)
-        new.request = again
-        return new

@@ -14,7 +14,9 @@ Everything that touches ``requests`` lives here:
   ``Retry-After`` (capped), otherwise exponential backoff with jitter. It knows nothing about
   authentication.
 * :class:`Transport` — owns the session, the settings, the :class:`~bobosync.auth.TokenAuth`
-  and the ``request_count``; :meth:`Transport.request_json` is what the client calls.
+  and the ``request_count``; :meth:`Transport.request_json` is what the client calls. A 401 to
+  an authenticated request drops the token it carried and sends the request ONCE more with a
+  new one; a second 401 becomes an ``AtHocHTTPError`` 401.
 
 Certificate verification is passed *explicitly* on every request (``verify=``): requests merges
 ``REQUESTS_CA_BUNDLE`` over a session-level ``verify``, but never over an explicit CA path or
@@ -458,8 +460,8 @@ def _insecure_warning_silenced(active: bool) -> Iterator[None]:
 
 
 class _NestedFailure(Exception):
-    """Internal: an AtHocError raised by a *nested* request (the token fetch run by the auth
-    while preparing or re-sending this one). It has had its own retries; never retry it again.
+    """Internal: an AtHocError raised by a *nested* request (the token fetch made before
+    sending this one). It has had its own retries; never retry it again.
     """
 
     def __init__(self, error: AtHocError) -> None:
@@ -493,7 +495,7 @@ class Transport:
         self.clock_offset: Optional[ClockOffset] = None
         self._sleep = sleep
         self._secrets = settings.secret_values()
-        self.auth = TokenAuth(settings, self, clock=clock)
+        self.auth = TokenAuth(settings, self._fetch_token, clock=clock)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -509,9 +511,8 @@ class Transport:
         if reading is not None:
             self.clock_offset = reading
 
-    def count_request(self) -> None:
-        """Count one HTTP request sent outside :meth:`request_json` (the auth's 401 re-send)."""
-        self.request_count += 1
+    def _fetch_token(self, form: Mapping[str, str]) -> Any:
+        return self.request_json("POST", self.settings.token_url, data=form, authenticated=False)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -555,13 +556,43 @@ class Transport:
         data: Optional[Mapping[str, str]],
         authenticated: bool,
     ) -> requests.Response:
-        auth: Optional[TokenAuth] = None
-        if authenticated:
-            try:
-                self.auth.ensure_token()
-            except AtHocError as exc:
-                raise _NestedFailure(exc) from exc
-            auth = self.auth
+        """One try: the request, and after a 401 the one re-send with a new token."""
+        auth = self.auth if authenticated else None
+
+        def send() -> requests.Response:
+            if auth is not None:
+                try:
+                    auth.ensure_token()
+                except AtHocError as exc:
+                    # the token fetch is a request of its own, already retried
+                    raise _NestedFailure(exc) from exc
+            return self._send(method, url, path, params, json, data, auth)
+
+        response = send()
+        if auth is not None and response.status_code == 401:
+            logger.info(
+                "AtHoc answered 401 to %s %s: getting a new token and sending it once more",
+                method,
+                path,
+            )
+            auth.invalidate_if_sent(response.request)
+            _ = response.content  # consume the 401 so its connection goes back to the pool
+            response.close()
+            response = send()
+        if response.status_code >= 300:
+            raise error_for_response(response, method, path, self._secrets)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Optional[Mapping[str, Any]],
+        json: Any,
+        data: Optional[Mapping[str, str]],
+        auth: Optional[TokenAuth],
+    ) -> requests.Response:
         self.request_count += 1
         started = time.monotonic()
         sent_at = utc_now()
@@ -580,7 +611,7 @@ class Transport:
                     allow_redirects=False,
                 )
         except AtHocError as exc:
-            # raised by the auth (token fetch before sending, or after a 401): already retried
+            # the auth renewing the token as the request is prepared: already retried
             raise _NestedFailure(exc) from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -591,8 +622,6 @@ class Transport:
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
         self._note_date_header(response, sent_at)
-        if response.status_code >= 300:
-            raise error_for_response(response, method, path, self._secrets)
         return response
 
     def _parse_json(
