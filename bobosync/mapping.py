@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .settings import COLLAR_MATCH_MODES
+
 __all__ = [
     "COLLAR_MATCH_MODES",
     "CollarMatch",
@@ -29,9 +31,6 @@ __all__ = [
     "numeric_index",
     "unlisted_logins",
 ]
-
-COLLAR_MATCH_MODES = ("exact", "numeric")
-
 
 def numeric_form(collar: str) -> Optional[str]:
     """The number of an all-digit collar without its leading zeros (``"05990"`` -> ``"5990"``,

@@ -10,7 +10,7 @@ over the old one. On Windows a collector that has the old file open makes the re
 for a moment (a sharing violation): it is tried again a few times before giving up.
 
 Every figure is a gauge. Counts of the pass are ``bobosync_last_pass_<count>`` (one per field
-of :class:`~bobosync.processor.PassCounts`, so a count added there appears here too); times are
+of :class:`~bobosync.counts.PassCounts`, so a count added there appears here too); times are
 Unix timestamps plus ``..._age_seconds`` / ``bobosync_seconds_since_last_success``.
 """
 

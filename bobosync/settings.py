@@ -34,13 +34,14 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from .errors import ConfigError
-from .mapping import COLLAR_MATCH_MODES
 from .timebase import machine_zone, zone_named
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 RECONCILE_MODES = ("repair", "report")
+#: How a BOBO Employee_ID finds its collar number (see :mod:`bobosync.mapping`).
+COLLAR_MATCH_MODES = ("exact", "numeric")
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 

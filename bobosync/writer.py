@@ -22,15 +22,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 from .client import AtHocClient, UpdateOutcome, UpdateResult
+from .counts import PassCounts
 from .database import BOBODatabase
 from .desired import DesiredState, Write, WriteReason, answered, desired_value, sending
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from .processor import PassCounts
 
 log = logging.getLogger(__name__)
 
