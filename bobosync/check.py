@@ -65,6 +65,7 @@ from .errors import (
     LockHeld,
     MailError,
 )
+from .redaction import redact_url_credentials, redact_values
 from .settings import (
     Settings,
     describe_env_source,
@@ -98,13 +99,9 @@ CERT_WARN_DAYS = 30
 PROBE_TIMEOUT_CAP_SECONDS = 15.0
 #: Examples shown in one line.
 MAX_EXAMPLES = 3
-#: Secrets shorter than this are not searched for in the output (no check prints a secret;
-#: replacing every "a" of a one-letter password would only garble the lines).
-MIN_REDACTED_LENGTH = 4
 #: Width of the name column.
 NAME_WIDTH = 22
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class Status(str, enum.Enum):
@@ -505,7 +502,7 @@ class Checker:
             target_host, target_port = host, port
             role = ""
         else:
-            shown = redact_url(self._proxy)
+            shown = redact_url_credentials(self._proxy)
             origin = (
                 "HTTPS_PROXY/HTTP_PROXY setting"
                 if proxies_setting(settings)
@@ -1002,10 +999,6 @@ def check_shared_collars(users: Sequence[Mapping[str, Any]], field: str) -> Chec
 # =========================================================================== helpers
 
 
-def redact_url(url: str) -> str:
-    """``url`` without credentials."""
-    return _USERINFO.sub("***@", url)
-
 
 def _os_error(exc: OSError) -> str:
     if isinstance(exc, socket.gaierror):
@@ -1104,11 +1097,8 @@ def run_check(env_file: Optional[Path], out: TextIO, environ: Optional[Mapping[s
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
-    text = redact_url(text)
-    for secret in secrets:
-        if len(secret) >= MIN_REDACTED_LENGTH:  # shorter ones would mangle every line
-            text = text.replace(secret, "***")
-    return text
+    # No check prints a secret: this is the second line of defence.
+    return redact_values(redact_url_credentials(text), secrets)
 
 
 def _write(out: TextIO, text: str) -> None:

@@ -18,6 +18,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Optional
 
+from .redaction import MIN_SECRET_LENGTH, redact_values
+
 LOGGER_NAME = "bobosync"
 LOG_FILE_NAME = "bobo_processor.log"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -29,7 +31,7 @@ _secrets_lock = threading.Lock()
 
 def register_secret(value: str) -> None:
     """Never let ``value`` reach a log line (short values are ignored: they would mangle text)."""
-    if value and len(value) >= 4:
+    if value and len(value) >= MIN_SECRET_LENGTH:
         with _secrets_lock:
             _secrets.add(value)
 
@@ -37,11 +39,8 @@ def register_secret(value: str) -> None:
 def redact(text: str) -> str:
     """``text`` with every registered secret replaced by ``***``."""
     with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
+        secrets = tuple(_secrets)
+    return redact_values(text, secrets)
 
 
 class RedactingFilter(logging.Filter):

@@ -39,14 +39,12 @@ from typing import Optional, TextIO
 
 from .database import BOBODatabase, RunRecord
 from .errors import DatabaseError, MailError
+from .redaction import redact_values
 from .settings import Settings
 from .status import HEALTHY, UNHEALTHY, StatusReport, render_text, status_now
 from .timebase import as_utc, show, utc_now
 from .transport import TLS_MINIMUM_VERSION
 from .version import __version__
-
-#: Secrets shorter than this are not searched for in a mail (no mail part ever holds one).
-MIN_REDACTED_LENGTH = 4
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +231,13 @@ class Mailer:
         settings = self.settings
         secrets = settings.secret_values()
         message = EmailMessage()
-        message["Subject"] = _redact(subject, secrets)
+        message["Subject"] = redact_values(subject, secrets)
         message["From"] = settings.notify_email_from
         message["To"] = ", ".join(settings.notify_email_to)
         message["Date"] = formatdate(localtime=True)
         message["Message-ID"] = make_msgid(domain=settings.notify_email_from.rpartition("@")[2].strip("> ") or None)
         message["X-Mailer"] = f"bobosync {__version__}"
-        message.set_content(_redact(body, secrets))
+        message.set_content(redact_values(body, secrets))
         smtp = self.connect()
         try:
             smtp.send_message(message)
@@ -312,13 +310,6 @@ def _text(value: object) -> str:
 
 def _response(exc: smtplib.SMTPResponseException) -> str:
     return f"{exc.smtp_code} {_text(exc.smtp_error)}"
-
-
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if len(secret) >= MIN_REDACTED_LENGTH:  # shorter ones would garble every line
-            text = text.replace(secret, "***")
-    return text
 
 
 def _close(smtp: Optional[smtplib.SMTP]) -> None:

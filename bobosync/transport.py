@@ -56,6 +56,7 @@ from .errors import (
     AtHocTimeout,
     AtHocTransportError,
 )
+from .redaction import redact_urls, redact_values
 from .settings import Settings
 from .timebase import ClockOffset, utc_now
 from .version import __version__
@@ -137,20 +138,14 @@ def build_session(settings: Settings) -> requests.Session:
 # --------------------------------------------------------------------------- redaction
 
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_QUERY = re.compile(r"(https?://[^\s?'\"]*)\?[^\s'\"]*")
 _POOL_PREFIX = re.compile(r"HTTPS?ConnectionPool\([^)]*\):\s*")
 _WHITESPACE = re.compile(r"\s+")
 
 
 def _redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Remove credentials in URLs, query strings and any known secret value from ``text``."""
-    text = _USERINFO.sub("***@", text)
-    text = _QUERY.sub(r"\1", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """Remove credentials in URLs, query strings and any known secret value from ``text``.
+    Exception messages are short: even a short secret value is taken out."""
+    return redact_values(redact_urls(text), secrets, min_length=1)
 
 
 def _shorten(text: str, limit: int = EXCERPT_CHARS) -> str:

@@ -249,3 +249,14 @@ def test_a_server_echoing_the_form_encoded_request_leaks_nothing(
     assert result.returncode == 1
     texts = {"stdout": result.stdout, "stderr": result.stderr, **files_under(root, skip=[env_file])}
     assert hits(texts, [PASSWORD, CLIENT_SECRET]) == []
+
+
+def test_redaction_rules_are_one_set_for_logs_errors_check_and_mail() -> None:
+    from bobosync.redaction import redact_url_credentials, redact_urls, redact_values
+
+    # longest first: a secret inside another never leaves a fragment behind
+    assert redact_values("pw=hunter2hunter2", ["hunter2", "hunter2hunter2"]) == "pw=***"
+    assert redact_values("a cat", ["a"]) == "a cat"  # a one-letter value would garble the line
+    assert redact_values("key abc", ["abc"], min_length=1) == "key ***"
+    assert redact_url_credentials("via http://bob:s3cret@proxy:8080/x") == "via http://***@proxy:8080/x"
+    assert redact_urls("GET https://h/p?access_token=tok failed") == "GET https://h/p failed"
