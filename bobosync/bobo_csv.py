@@ -46,7 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable, NamedTuple, Optional, TextIO, Union
 
-from .errors import InputFileError
+from .errors import BadRowError, InputFileError
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -102,14 +102,6 @@ class Transaction(str, enum.Enum):
 
 _TX_BY_CODE = {t.value: t for t in Transaction}
 _TX_BY_STATUS = {"on duty": Transaction.BOOK_ON, "off duty": Transaction.BOOK_OFF}
-
-
-class BadRowError(ValueError):
-    """A record that cannot be used; ``reason`` says why, in a few words."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 class BadRow(NamedTuple):

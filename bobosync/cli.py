@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from .errors import AtHocError, BoboSyncError, ConfigError, LockHeld
+from .errors import AtHocError, BoboSyncError, ConfigError, ForcedStop, LockHeld
 from .locking import SingleInstanceLock
 from .logsetup import LOGGER_NAME, configure_logging
 from .secret_store import SECRET_NAMES
@@ -171,7 +171,7 @@ def _wait_for_lock(lock: SingleInstanceLock, interval: float) -> bool:
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from .processor import BOBOProcessor
-    from .worker import ForcedStop, Worker
+    from .worker import Worker
 
     if args.command == "reconcile":
         return _reconcile(settings, dry_run=False)

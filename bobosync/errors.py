@@ -12,10 +12,15 @@ Every error bobosync raises on purpose is a :class:`BoboSyncError`::
     │   │   └── AtHocRateLimited     429 Too Many Requests (carries retry_after)
     │   └── AtHocResponseError       a 2xx response whose body is not what the API documents
     │       └── IncompleteListing    paging stopped before every user was seen
+    ├── AtHocUnavailable             AtHoc stopped answering mid-pass: the rest waits for the next
     ├── InputFileError               a BOBO file cannot be read at all
+    ├── BadRowError                  one record of a BOBO file cannot be used (also a ValueError)
     ├── DatabaseError                the local SQLite database failed
     ├── MailError                    a health e-mail could not be sent (SMTP)
+    ├── KeyringUnavailable           no usable OS credential store, or it failed
     └── LockHeld                     another bobosync run holds the single-instance lock
+
+    ForcedStop (a BaseException)     a second stop signal: leave now
 
 Errors from ``requests`` and ``urllib3`` are mapped to this tree in exactly one place,
 :func:`bobosync.transport.map_request_exception`. No message in this tree ever contains a
@@ -111,6 +116,10 @@ class IncompleteListing(AtHocResponseError):
     """Paging through users stopped before every user was seen (e.g. the server repeated a page)."""
 
 
+class AtHocUnavailable(BoboSyncError):
+    """AtHoc stopped answering during a batch: the rest of the pass waits for the next one."""
+
+
 class InputFileError(BoboSyncError):
     """A BOBO file cannot be read at all (missing, unreadable, not text in a known encoding)."""
 
@@ -122,6 +131,14 @@ class InputFileError(BoboSyncError):
         super().__init__(f"{path}: {reason}")
 
 
+class BadRowError(BoboSyncError, ValueError):
+    """A record that cannot be used; ``reason`` says why, in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 class DatabaseError(BoboSyncError):
     """The local SQLite database could not be opened, migrated or written."""
 
@@ -131,5 +148,14 @@ class MailError(BoboSyncError):
     message names the setting to look at and never holds SMTP_PASSWORD."""
 
 
+class KeyringUnavailable(BoboSyncError):
+    """No usable credential store, or it failed. The message never holds a secret."""
+
+
 class LockHeld(BoboSyncError):
     """Another bobosync run holds the single-instance lock."""
+
+
+class ForcedStop(BaseException):
+    """A second stop signal: leave now. BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way swallows it."""

@@ -54,7 +54,7 @@ from .desired import (
     value_instant,
     values_agree,
 )
-from .errors import AtHocAuthError, AtHocError, BoboSyncError, DatabaseError, InputFileError
+from .errors import AtHocAuthError, AtHocError, AtHocUnavailable, DatabaseError, InputFileError
 from .filestore import (
     FileMover,
     Listing,
@@ -223,10 +223,6 @@ def _replay_reason(state: DesiredState, login_id: str) -> str:
     if state.login_id.casefold() != login_id.casefold():
         return f"the collar number moved from {state.login_id}"
     return "the last write did not land"
-
-
-class AtHocUnavailable(BoboSyncError):
-    """AtHoc stopped answering during a batch: the rest of the pass waits for the next one."""
 
 
 class BOBOProcessor:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
-from .errors import BoboSyncError
+from .errors import KeyringUnavailable
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -50,10 +50,6 @@ NO_STORE_ADVICE = (
     ".env file instead and make that file readable only by the account that runs bobosync "
     "(for example chmod 640, owner root, group bobosync)"
 )
-
-
-class KeyringUnavailable(BoboSyncError):
-    """No usable credential store, or it failed. The message never holds a secret."""
 
 
 # ---------------------------------------------------------------- naming

@@ -11,14 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable, Optional, TextIO
 
-from .errors import ConfigError
+from .errors import ConfigError, KeyringUnavailable
 from .secret_store import (
     KEYRING_VALUE,
     NO_STORE_ADVICE,
     SCOPE_SETTINGS,
     SECRET_NAMES,
     SERVICE,
-    KeyringUnavailable,
     current_account,
     describe_error,
     entry_name,

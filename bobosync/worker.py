@@ -16,17 +16,13 @@ from datetime import datetime
 from types import FrameType
 from typing import Any, Callable, Optional
 
+from .errors import ForcedStop
 from .monitoring import after_pass
 from .processor import BOBOProcessor, PassReport
 from .stopping import STOP_SIGNALS, restore_signal_handlers
 
 log = logging.getLogger(__name__)
 
-
-
-class ForcedStop(BaseException):
-    """A second stop signal: leave now. BaseException, like KeyboardInterrupt, so that no
-    ``except Exception`` on the way swallows it."""
 
 
 class Worker:

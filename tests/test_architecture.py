@@ -144,3 +144,17 @@ def test_the_layers_are_those_of_the_architecture_document() -> None:
         assert line is not None, f"docs/architecture.md has no row for layer {layer}"
         for short in names:
             assert f"`{short}`" in line, f"docs/architecture.md: layer {layer} does not list `{short}`"
+
+
+def test_every_public_exception_is_in_the_one_tree_of_errors_py() -> None:
+    outside = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "errors.py" or "simulator" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
+                continue
+            bases = {getattr(base, "id", getattr(base, "attr", "")) for base in node.bases}
+            if any(name.endswith(("Error", "Exception")) or name in {"BoboSyncError", "ValueError"} for name in bases):
+                outside.append(f"{module_name(path)}.{node.name}")
+    assert not outside, f"exceptions outside bobosync/errors.py: {outside}"

@@ -21,14 +21,13 @@ from hypothesis import strategies as st
 from bobosync import bobo_csv
 from bobosync.bobo_csv import (
     BadRow,
-    BadRowError,
     BOBOEntry,
     Transaction,
     file_fingerprint,
     read_bobo_file,
     swallows_rest,
 )
-from bobosync.errors import InputFileError
+from bobosync.errors import BadRowError, InputFileError
 
 Item = Union[BOBOEntry, BadRow]
 
