@@ -3,7 +3,9 @@ processor) add to it; the summary line, the run history, status and the metrics 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass
@@ -51,3 +53,14 @@ class PassCounts:
             f"superseded {self.superseded}, behind {self.behind}, cleared {self.cleared}, "
             f"drift {self.drift}, repaired {self.repaired}"
         )
+
+    @classmethod
+    def from_record(cls, recorded: Mapping[str, Any]) -> PassCounts:
+        """The counts a run-history row holds (``asdict`` of an earlier pass): a count missing
+        or not a number is 0, a name no longer counted is ignored. The one way they are read
+        back, so a renamed field is a type error, not a silent 0."""
+        values = {}
+        for field in fields(cls):
+            value = recorded.get(field.name, 0)
+            values[field.name] = value if isinstance(value, int) and not isinstance(value, bool) else 0
+        return cls(**values)

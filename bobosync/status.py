@@ -28,11 +28,13 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
+from .counts import PassCounts
 from .database import BOBODatabase, RunRecord, parse_datetime
 from .errors import AtHocError, DatabaseError
 from .filestore import list_waiting_files, remembered_match
@@ -326,7 +328,7 @@ def _cleanup(db: BOBODatabase, settings: Settings, now: datetime) -> CleanupStat
         result.last_run = RunInfo.from_record(last[0])
     day = db.recent_runs("cleanup", limit=_DAY_ROWS, since=now - timedelta(hours=24))
     result.runs_24h = len(day)
-    result.cleared_24h = sum(_count(run.counts, "cleared") for run in day)
+    result.cleared_24h = sum(PassCounts.from_record(run.counts).cleared for run in day)
     return result
 
 
@@ -334,8 +336,9 @@ def _errors(db: BOBODatabase) -> list[ErrorEntry]:
     entries = []
     for run in db.recent_runs(limit=_ERROR_SEARCH_ROWS):
         message = run.error
-        if not message and run.kind == "pass" and (_count(run.counts, "failed") or _count(run.counts, "files_retry")):
-            message = _rejected(run.counts)  # AtHoc answered but refused rows: no pass-level error
+        counts = PassCounts.from_record(run.counts)
+        if not message and run.kind == "pass" and (counts.failed or counts.files_retry):
+            message = _rejected(counts)  # AtHoc answered but refused rows: no pass-level error
         if message:
             entries.append(ErrorEntry(run.finished_at or run.started_at, run.kind, run.status, message))
             if len(entries) >= ERRORS_SHOWN:
@@ -482,102 +485,143 @@ def _file_gap(settings: Settings) -> timedelta:
     return max(FILE_WAITING_AFTER, timedelta(seconds=2 * settings.poll_interval_seconds))
 
 
+#: What a rule looks like: the report and the settings in, its findings out.
+Rule = Callable[["StatusReport", Settings], Iterator[Reason]]
+#: Every rule, in the order they were written; the judge runs them all.
+RULES: list[Rule] = []
+
+
+def rule(function: Rule) -> Rule:
+    """Register a health rule. A new rule is one decorated function: nothing else to touch."""
+    RULES.append(function)
+    return function
+
+
 def judge(report: StatusReport, settings: Settings) -> list[Reason]:
-    """THE place where the health is decided: every reason, worst first."""
-    reasons: list[Reason] = []
+    """THE place where the health is decided: every rule's reasons, worst first."""
+    reasons = [reason for check in RULES for reason in check(report, settings)]
+    reasons.sort(key=lambda r: r.level != UNHEALTHY)
+    return reasons
 
-    def bad(message: str) -> None:
-        reasons.append(Reason(UNHEALTHY, message))
 
-    def warn(message: str) -> None:
-        reasons.append(Reason(WARNING, message))
+def _bad(message: str) -> Reason:
+    return Reason(UNHEALTHY, message)
 
-    now = report.generated_at
+
+def _warn(message: str) -> Reason:
+    return Reason(WARNING, message)
+
+
+@rule
+def _database_readable(report: StatusReport, settings: Settings) -> Iterator[Reason]:
     if report.database_error:
-        bad(f"database cannot be read: {report.database_error}")
+        yield _bad(f"database cannot be read: {report.database_error}")
 
+
+@rule
+def _passes_recent(report: StatusReport, settings: Settings) -> Iterator[Reason]:
+    now = report.generated_at
     passes = report.passes
     if passes.last_activity is None:
         if not report.database_exists:
-            bad(f"no pass recorded: database {report.database} does not exist yet (has bobosync run here?)")
+            yield _bad(f"no pass recorded: database {report.database} does not exist yet (has bobosync run here?)")
         elif not report.database_error:
-            bad("no pass recorded in the run history")
-    else:
-        last = passes.last
-        if last is not None and last.status == "failed":
-            bad(f"last pass failed at {_t(last.started_at)}: {_short(last.error or 'no detail recorded')}")
-        elif last is not None and last.status == "partial":
-            # AtHoc answered; rows rejected or files kept for retry (followed by the file checks).
-            warn(f"last pass partial at {_t(last.started_at)}: {_short(last.error or _rejected(last.counts))}")
-        elif last is not None and last.status == "interrupted":
-            warn(f"last pass interrupted at {_t(last.started_at)}: "
-                 f"{_short(last.error or 'the process ended before the pass finished')}")
-        gap = _pass_gap(settings)
-        idle = now - passes.last_activity
-        if idle < -FUTURE_MARGIN:
-            bad(f"the last pass is recorded at {_t(passes.last_activity)}, {_age(-idle.total_seconds())} in the "
-                "future: this machine's clock was ahead then or is behind now (see 'clock differs from AtHoc's' "
-                "in process.md)")
-        elif passes.running_since is not None and now - passes.running_since > gap:
-            bad(f"no pass finished for {_age(idle.total_seconds())}: the pass started at "
-                f"{_t(passes.running_since)} is still recorded as running (stuck, or its process died)")
-        elif idle > gap:
-            bad(f"no pass for {_age(idle.total_seconds())} (last at {_t(passes.last_activity)}; "
-                f"over {_age(gap.total_seconds())})")
+            yield _bad("no pass recorded in the run history")
+        return
+    last = passes.last
+    if last is not None and last.status == "failed":
+        yield _bad(f"last pass failed at {_t(last.started_at)}: {_short(last.error or 'no detail recorded')}")
+    elif last is not None and last.status == "partial":
+        # AtHoc answered; rows rejected or files kept for retry (followed by the file checks).
+        yield _warn(f"last pass partial at {_t(last.started_at)}: "
+                    f"{_short(last.error or _rejected(PassCounts.from_record(last.counts)))}")
+    elif last is not None and last.status == "interrupted":
+        yield _warn(f"last pass interrupted at {_t(last.started_at)}: "
+                    f"{_short(last.error or 'the process ended before the pass finished')}")
+    gap = _pass_gap(settings)
+    idle = now - passes.last_activity
+    if idle < -FUTURE_MARGIN:
+        yield _bad(f"the last pass is recorded at {_t(passes.last_activity)}, {_age(-idle.total_seconds())} in the "
+                   "future: this machine's clock was ahead then or is behind now (see 'clock differs from AtHoc's' "
+                   "in process.md)")
+    elif passes.running_since is not None and now - passes.running_since > gap:
+        yield _bad(f"no pass finished for {_age(idle.total_seconds())}: the pass started at "
+                   f"{_t(passes.running_since)} is still recorded as running (stuck, or its process died)")
+    elif idle > gap:
+        yield _bad(f"no pass for {_age(idle.total_seconds())} (last at {_t(passes.last_activity)}; "
+                   f"over {_age(gap.total_seconds())})")
 
+
+@rule
+def _waiting_files(report: StatusReport, settings: Settings) -> Iterator[Reason]:
     files = report.files
     if files.csv_error:
-        bad(f"CSV_DIRECTORY {files.csv_directory} cannot be read: {files.csv_error}")
+        yield _bad(f"CSV_DIRECTORY {files.csv_directory} cannot be read: {files.csv_error}")
     stuck = [f.name for f in files.waiting if f.retry_count >= files.max_retry_attempts]
     if stuck:
         # Done with its attempts, so it belongs in the failed folder, but it could not be moved.
-        warn(f"{_n(len(stuck), 'file')} used all {files.max_retry_attempts} attempts (MAX_RETRY_ATTEMPTS) and could "
-             f"not be moved to the failed folder, so it stays in CSV_DIRECTORY: {', '.join(stuck[:3])}"
-             f"{', ...' if len(stuck) > 3 else ''} (see the last error; check FAILED_FILES_DIRECTORY)")
+        yield _warn(f"{_n(len(stuck), 'file')} used all {files.max_retry_attempts} attempts (MAX_RETRY_ATTEMPTS) "
+                    f"and could not be moved to the failed folder, so it stays in CSV_DIRECTORY: "
+                    f"{', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''} (see the last error; check "
+                    "FAILED_FILES_DIRECTORY)")
     if files.oldest_waiting_seconds is not None:
         limit = _file_gap(settings)
         if files.oldest_waiting_seconds > limit.total_seconds():
-            warn(f"{_n(len(files.waiting), 'file')} waiting, oldest {_age(files.oldest_waiting_seconds)} "
-                 f"(over {_age(limit.total_seconds())})")
+            yield _warn(f"{_n(len(files.waiting), 'file')} waiting, oldest {_age(files.oldest_waiting_seconds)} "
+                        f"(over {_age(limit.total_seconds())})")
     if files.bad_names:
-        warn(f"{_n(len(files.bad_names), 'file')} in CSV_DIRECTORY with a name that is not valid text "
-             f"(rename to process): {', '.join(files.bad_names[:3])}{', ...' if len(files.bad_names) > 3 else ''}")
-    if files.failed_error:
-        warn(f"FAILED_FILES_DIRECTORY {files.failed_directory} cannot be read: {files.failed_error}")
-    if files.failed:
-        warn(f"{_n(len(files.failed), 'file')} in the failed folder (reasons in <name>.error.txt)")
+        yield _warn(f"{_n(len(files.bad_names), 'file')} in CSV_DIRECTORY with a name that is not valid text "
+                    f"(rename to process): {', '.join(files.bad_names[:3])}"
+                    f"{', ...' if len(files.bad_names) > 3 else ''}")
 
+
+@rule
+def _failed_files(report: StatusReport, settings: Settings) -> Iterator[Reason]:
+    files = report.files
+    if files.failed_error:
+        yield _warn(f"FAILED_FILES_DIRECTORY {files.failed_directory} cannot be read: {files.failed_error}")
+    if files.failed:
+        yield _warn(f"{_n(len(files.failed), 'file')} in the failed folder (reasons in <name>.error.txt)")
+
+
+@rule
+def _mapping_synced(report: StatusReport, settings: Settings) -> Iterator[Reason]:
     mapping = report.mapping_sync
-    ran = passes.last_activity is not None
+    ran = report.passes.last_activity is not None
     if mapping.enabled and ran:
         if mapping.status is None:
-            warn("the worker mapping has never been synced from AtHoc")
+            yield _warn("the worker mapping has never been synced from AtHoc")
         elif mapping.status != "success":
             since = f"; last success {_t(mapping.last_success)}" if mapping.last_success else "; never succeeded"
-            warn(f"last mapping sync failed at {_t(mapping.last_attempt)} (status {mapping.status}){since}")
-        elif mapping.due_since is not None and now - mapping.due_since > MAPPING_OVERDUE_AFTER:
-            warn(f"mapping sync overdue: due since {_t(mapping.due_since)} ({mapping.due_reason})")
+            yield _warn(f"last mapping sync failed at {_t(mapping.last_attempt)} (status {mapping.status}){since}")
+        elif mapping.due_since is not None and report.generated_at - mapping.due_since > MAPPING_OVERDUE_AFTER:
+            yield _warn(f"mapping sync overdue: due since {_t(mapping.due_since)} ({mapping.due_reason})")
     if ran and mapping.mappings == 0 and not report.database_error:
-        warn("no worker mappings: no employee ID can be matched to an AtHoc user")
+        yield _warn("no worker mappings: no employee ID can be matched to an AtHoc user")
 
+
+@rule
+def _cleanup_ran(report: StatusReport, settings: Settings) -> Iterator[Reason]:
     cleanup = report.auto_cleanup
     if cleanup.enabled and cleanup.last_run is not None and cleanup.last_run.status == "failed":
-        warn(f"last auto-cleanup failed at {_t(cleanup.last_run.started_at)}: "
-             f"{_short(cleanup.last_run.error or 'no detail recorded')}")
+        yield _warn(f"last auto-cleanup failed at {_t(cleanup.last_run.started_at)}: "
+                    f"{_short(cleanup.last_run.error or 'no detail recorded')}")
 
+
+@rule
+def _athoc_live(report: StatusReport, settings: Settings) -> Iterator[Reason]:
     live = report.live
-    if live is not None:
-        if live.error:
-            bad(f"AtHoc cannot be reached: {_short(live.error)}")
-        else:
-            if live.stale_overdue:
-                warn(f"{_n(live.stale_overdue, 'user')} on duty for over {cleanup.hours:g} h that the "
-                     "auto-cleanup has not cleared")
-            if live.unparseable:
-                warn(f"{_n(live.unparseable, 'user')} with a {live.duty_field} value not in "
-                     "ATHOC_DATETIME_FORMAT (the auto-cleanup never clears these)")
-    reasons.sort(key=lambda r: r.level != UNHEALTHY)
-    return reasons
+    if live is None:
+        return
+    if live.error:
+        yield _bad(f"AtHoc cannot be reached: {_short(live.error)}")
+        return
+    if live.stale_overdue:
+        yield _warn(f"{_n(live.stale_overdue, 'user')} on duty for over {report.auto_cleanup.hours:g} h that the "
+                    "auto-cleanup has not cleared")
+    if live.unparseable:
+        yield _warn(f"{_n(live.unparseable, 'user')} with a {live.duty_field} value not in "
+                    "ATHOC_DATETIME_FORMAT (the auto-cleanup never clears these)")
 
 
 # --------------------------------------------------------------------------- rendering
@@ -615,26 +659,19 @@ def _duration(seconds: Optional[float]) -> str:
     return "?" if seconds is None else f"{seconds:.1f} s" if seconds < 90 else _age(seconds)
 
 
-def _count(counts: dict[str, Any], key: str) -> int:
-    value = counts.get(key, 0)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _rejected(counts: PassCounts) -> str:
+    return (f"{_n(counts.failed, 'update')} rejected by AtHoc, "
+            f"{_n(counts.files_retry, 'file')} kept for retry")
 
 
-def _rejected(counts: dict[str, Any]) -> str:
-    return (f"{_n(_count(counts, 'failed'), 'update')} rejected by AtHoc, "
-            f"{_n(_count(counts, 'files_retry'), 'file')} kept for retry")
-
-
-def _counts_line(counts: dict[str, Any]) -> str:
-    def c(key: str) -> int:
-        return _count(counts, key)
-
-    if not counts:
+def _counts_line(recorded: dict[str, Any]) -> str:
+    if not recorded:
         return ""
-    return (f"files {c('files')} (done {c('files_done')}, retry {c('files_retry')}, failed {c('files_failed')}), "
-            f"rows {c('rows')} (bad {c('bad_rows')}), updates {c('updates_sent')} (applied {c('applied')}, "
-            f"failed {c('failed')}, not in AtHoc {c('not_in_athoc')}), unmapped {c('unmapped')}, "
-            f"cleared {c('cleared')}")
+    c = PassCounts.from_record(recorded)
+    return (f"files {c.files} (done {c.files_done}, retry {c.files_retry}, failed {c.files_failed}), "
+            f"rows {c.rows} (bad {c.bad_rows}), updates {c.updates_sent} (applied {c.applied}, "
+            f"failed {c.failed}, not in AtHoc {c.not_in_athoc}), unmapped {c.unmapped}, "
+            f"cleared {c.cleared}")
 
 
 def render_text(report: StatusReport) -> str:

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Optional
@@ -546,3 +547,32 @@ def test_the_command_exits_2_then_0_then_1(simulator: AtHocSimulator, sim_env: d
     assert data["health"] == WARNING
     assert data["reasons"] == ["1 file in the failed folder (reasons in <name>.error.txt)"]
     assert data["passes"]["last"]["counts"]["applied"] == 1
+
+
+def test_a_new_rule_is_one_function_and_text_json_and_exit_code_follow(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bobosync import status as status_module
+
+    at = now()
+    healthy_db(settings, at)
+    assert status(settings, at).code == 0
+    monkeypatch.setattr(status_module, "RULES", list(status_module.RULES))
+
+    @status_module.rule
+    def _full_moon(report: StatusReport, settings: Settings) -> Iterator[status_module.Reason]:
+        yield status_module.Reason(status_module.WARNING, "the moon is full")
+
+    shown = status(settings, at)
+    assert shown.code == 1
+    assert "  WARNING    the moon is full" in shown.text
+    assert shown.data["reasons"] == ["the moon is full"]
+
+
+def test_pass_counts_are_read_back_by_their_typed_fields() -> None:
+    from bobosync.counts import PassCounts
+
+    counts = PassCounts(files=3, failed=2, files_retry=1)
+    assert PassCounts.from_record(dataclasses.asdict(counts)) == counts
+    # an old row: a count it never had is 0, one no longer counted or not a number is ignored
+    assert PassCounts.from_record({"failed": 4, "gone": 9, "rows": "7", "held": True}) == PassCounts(failed=4)
