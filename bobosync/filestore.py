@@ -243,6 +243,39 @@ def remembered_match(
     return next((r for r in same_size if r.sha256 == digest), None)
 
 
+@dataclass(frozen=True)
+class ToProcess:
+    """The listing's ready files split as a pass decides: to process, or already processed
+    and left in place (MOVE_PROCESSED_FILES=false), or not comparable now."""
+
+    ready: list[WaitingFile]
+    #: Processed files left in place: remembered, not waiting.
+    left_in_place: list[tuple[WaitingFile, RememberedFile]]
+    #: Probably a processed file, but it cannot be read to compare now: (file, reason).
+    not_compared: list[tuple[WaitingFile, str]]
+
+
+def files_to_process(listing: Listing, move_processed_files: bool, db: BOBODatabase) -> ToProcess:
+    """Which of ``listing.ready`` a pass processes: THE decision, used by the pass and by
+    ``status`` alike. Reads the database only (``remembered_by_name``), changes nothing."""
+    if move_processed_files or not listing.ready:
+        return ToProcess(list(listing.ready), [], [])
+    remembered = db.remembered_by_name(f.name for f in listing.ready)
+    result = ToProcess([], [], [])
+    for waiting in listing.ready:
+        try:
+            match = remembered_match(waiting, remembered.get(waiting.name, []))
+        except OSError as exc:
+            reason = f"cannot read it to compare with the processed file of that name: {exc.strerror or exc}"
+            result.not_compared.append((waiting, reason))
+            continue
+        if match is None:
+            result.ready.append(waiting)
+        else:
+            result.left_in_place.append((waiting, match))
+    return result
+
+
 def free_destination(dest_dir: Path, name: str, taken: AbstractSet[str] = frozenset()) -> Path:
     """``dest_dir/name``, or ``stem_1.ext``, ``stem_2.ext``... if that name is already used."""
     stem, suffix = os.path.splitext(name)

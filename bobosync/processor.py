@@ -61,11 +61,11 @@ from .filestore import (
     Snapshot,
     WaitingFile,
     changed_since,
+    files_to_process,
     is_transient,
     list_waiting_files,
     purge_old_files,
     read_snapshot,
-    remembered_match,
     sha256_of,
     write_error_note,
 )
@@ -430,30 +430,15 @@ class BOBOProcessor:
     def _list_files(self, now: datetime) -> tuple[Listing, int]:
         """Ready files minus those already processed and left in place; and how many those are."""
         listing = list_waiting_files(self.settings.csv_directory, now.timestamp(), self.settings.file_settle_seconds)
-        if self.settings.move_processed_files or not listing.ready:
-            return listing, 0
-        remembered = self.db.remembered_by_name(f.name for f in listing.ready)
-        ready = []
-        unexamined = list(listing.unexamined)
-        left_in_place = 0
-        for waiting in listing.ready:
-            try:
-                match = remembered_match(waiting, remembered.get(waiting.name, []))
-            except OSError as exc:
-                # Probably the processed file, but it cannot be compared now: that file's
-                # problem only, reported by name; the next pass looks again.
-                unexamined.append((waiting.name, f"cannot read it to compare with the processed file "
-                                                 f"of that name: {exc.strerror or exc}"))
-                continue
-            if match is None:
-                ready.append(waiting)
-                continue
-            left_in_place += 1
+        split = files_to_process(listing, self.settings.move_processed_files, self.db)
+        for waiting, match in split.left_in_place:
             if match.fingerprint != waiting.fingerprint and not self.dry_run:
                 # Same content, new metadata (a chmod, a touch): hashed once, not every pass.
                 fp = waiting.fingerprint
                 self.db.refresh_remembered(match.name, match.size, match.sha256, fp.mtime_ns, fp.ctime_ns, fp.file_id)
-        return dataclasses.replace(listing, ready=ready, unexamined=tuple(unexamined)), left_in_place
+        # Not compared: that file's problem only, reported by name; the next pass looks again.
+        unexamined = (*listing.unexamined, *((w.name, reason) for w, reason in split.not_compared))
+        return dataclasses.replace(listing, ready=split.ready, unexamined=unexamined), len(split.left_in_place)
 
     def parse_csv_file(self, path: Path) -> list[BOBOEntry]:
         """Every valid entry of one file (bad rows are logged). For the REPL and tests: the

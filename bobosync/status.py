@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 from .counts import PassCounts
 from .database import BOBODatabase, RunRecord, parse_datetime
 from .errors import AtHocError, DatabaseError
-from .filestore import list_waiting_files, remembered_match
+from .filestore import files_to_process, list_waiting_files
 from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
@@ -358,24 +358,17 @@ def _waiting(
     except OSError as exc:
         files.csv_error = exc.strerror or str(exc)
         return
-    ready = listing.ready
     # getattr: filestore versions before bad_names was added list such files as ready.
     files.bad_names = list(getattr(listing, "bad_names", ()))
-    if not settings.move_processed_files and ready and db is not None:
-        # Processed files left in place are remembered, not waiting (as the pass decides).
+    ready = listing.ready
+    if db is not None:
         try:
-            remembered = db.remembered_by_name(f.name for f in ready)
+            split = files_to_process(listing, settings.move_processed_files, db)  # as the pass decides
         except DatabaseError:
-            remembered = {}
-        still = []
-        for waiting in ready:
-            try:
-                if remembered_match(waiting, remembered.get(waiting.name, [])) is not None:
-                    continue
-            except OSError:
-                pass  # cannot be compared now: the pass reports it, and it shows here as waiting
-            still.append(waiting)
-        ready = still
+            pass  # the database error is reported on its own; every ready file shows as waiting
+        else:
+            # a file that cannot be compared now is reported by the pass, and shows here as waiting
+            ready = sorted([*split.ready, *(w for w, _ in split.not_compared)], key=listing.ready.index)
     for waiting in ready:
         modified = datetime.fromtimestamp(waiting.mtime_ns / 1e9, UTC)
         age = max(0.0, (now - modified).total_seconds())

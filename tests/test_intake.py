@@ -432,10 +432,12 @@ def test_a_remembered_file_only_touched_is_hashed_once_and_not_processed_again(
         hashed.append(p)
         return filestore.sha256_of(p)
 
-    def counting(waiting: Any, known: Any) -> Any:
-        return filestore.remembered_match(waiting, known, counted_hash)
+    original = filestore.remembered_match
 
-    monkeypatch.setattr("bobosync.processor.remembered_match", counting)
+    def counting(waiting: Any, known: Any) -> Any:
+        return original(waiting, known, counted_hash)
+
+    monkeypatch.setattr(filestore, "remembered_match", counting)
     for _ in range(2):
         assert run(settings).counts.files == 0
     assert hashed == [path]  # the new fingerprint is remembered: the second pass reads nothing

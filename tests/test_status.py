@@ -576,3 +576,22 @@ def test_pass_counts_are_read_back_by_their_typed_fields() -> None:
     assert PassCounts.from_record(dataclasses.asdict(counts)) == counts
     # an old row: a count it never had is 0, one no longer counted or not a number is ignored
     assert PassCounts.from_record({"failed": 4, "gone": 9, "rows": "7", "held": True}) == PassCounts(failed=4)
+
+
+def test_status_and_the_pass_share_one_decision_of_what_is_waiting(
+    simulator: AtHocSimulator, sim_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bobosync import filestore
+
+    path = csv_file(sim_settings, "stay.csv")
+    run_pass(sim_settings)
+    assert path.exists() and status(sim_settings).data["files"]["waiting"] == []
+    processor = BOBOProcessor(sim_settings)
+    try:
+        assert processor.get_csv_files() == []
+        # Change the rule in its one place (no processed file is ever recognised): both follow.
+        monkeypatch.setattr(filestore, "remembered_match", lambda waiting, known, hash_of=None: None)
+        assert processor.get_csv_files() == [path]
+    finally:
+        processor.close()
+    assert [w["name"] for w in status(sim_settings).data["files"]["waiting"]] == ["stay.csv"]
