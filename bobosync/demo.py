@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Optional, TextIO
 
+from .filestore import read_error_note
 from .simulator import SIM_CREDENTIALS, AtHocSimulator, export_row, generate_bobo_files, make_users, write_bobo_file
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,8 @@ def run_demo(
     failed = sorted((folder / "failed_files").glob("*.csv"))
     out.write(f"Failed files: {len(failed)}\n")
     for path in failed:
-        note = path.with_name(path.name + ".error.txt")
-        reason = next((line[8:] for line in note.read_text(encoding="utf-8").splitlines()
-                       if line.startswith("Reason: ")), "?") if note.exists() else "?"
-        out.write(f"  {path.name}: {reason}\n")
+        note = read_error_note(path)
+        out.write(f"  {path.name}: {note.reason if note is not None else '?'}\n")
     out.write(
         f"\nLook at: {folder / 'logs' / 'bobo_processor.log'} (the log), {folder / 'bobo_mapping.db'} "
         f"(run_history, processing_log), {env} (the configuration used).\n"

@@ -30,11 +30,11 @@ import os
 import shutil
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
-from .database import BOBODatabase, RememberedFile
+from .database import BOBODatabase, RememberedFile, parse_datetime
 from .timebase import show
 
 log = logging.getLogger(__name__)
@@ -457,9 +457,20 @@ def purge_old_files(directory: Path, days: int, now: datetime, pattern: str = "*
     return removed
 
 
+def error_note_path(csv_path: Path) -> Path:
+    """Where the failure note of ``csv_path`` is: ``<name>.error.txt`` beside it."""
+    return csv_path.with_name(csv_path.name + ".error.txt")
+
+
+class ErrorNote(NamedTuple):
+    reason: str
+    #: From the note's ``Failed:`` line, else the note's modification time.
+    failed_at: datetime
+
+
 def write_error_note(csv_path: Path, reason: str, when: datetime) -> Optional[Path]:
     """Write ``<name>.error.txt`` beside a failed file. Never raises: the move matters more."""
-    note = csv_path.with_name(csv_path.name + ".error.txt")
+    note = error_note_path(csv_path)
     try:
         note.write_text(
             f"File: {csv_path.name}\nFailed: {show(when)}\nReason: {reason}\n",
@@ -469,3 +480,22 @@ def write_error_note(csv_path: Path, reason: str, when: datetime) -> Optional[Pa
         log.error("could not write %s: %s", note, exc)
         return None
     return note
+
+
+def read_error_note(csv_path: Path) -> Optional[ErrorNote]:
+    """The failure note beside ``csv_path`` as :func:`write_error_note` wrote it (or an older
+    note: any text, its first ``Reason:`` line if it has one); None when there is none."""
+    note = error_note_path(csv_path)
+    try:
+        text = note.read_text(encoding="utf-8", errors="replace")
+        failed_at = datetime.fromtimestamp(note.stat().st_mtime, timezone.utc).replace(microsecond=0)
+    except OSError:
+        return None
+    reason: Optional[str] = None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "reason" and reason is None:
+            reason = value.strip()
+        elif key.strip().lower() == "failed":
+            failed_at = parse_datetime(value.strip()) or failed_at  # with offset, or local (older notes)
+    return ErrorNote(reason if reason is not None else text.strip() or "(empty .error.txt)", failed_at)

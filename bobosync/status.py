@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from .counts import PassCounts
-from .database import BOBODatabase, RunRecord, parse_datetime
+from .database import BOBODatabase, RunRecord
 from .errors import AtHocError, DatabaseError
-from .filestore import files_to_process, list_waiting_files
+from .filestore import files_to_process, list_waiting_files, read_error_note
 from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
@@ -396,23 +396,10 @@ def _failed(files: FileStatus) -> None:
 
 
 def _failed_file(path: Path) -> FailedFileInfo:
-    note = path.with_name(path.name + ".error.txt")
-    reason: Optional[str] = None
-    failed_at: Optional[datetime] = None
-    try:
-        text = note.read_text(encoding="utf-8", errors="replace")
-        failed_at = datetime.fromtimestamp(note.stat().st_mtime, UTC).replace(microsecond=0)
-    except OSError:
+    note = read_error_note(path)
+    if note is None:
         return FailedFileInfo(_printable(path.name), None, None)
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "reason" and reason is None:
-            reason = value.strip()
-        elif key.strip().lower() == "failed":
-            failed_at = parse_datetime(value.strip()) or failed_at  # with offset, or local (older notes)
-    if reason is None:
-        reason = text.strip() or "(empty .error.txt)"
-    return FailedFileInfo(_printable(path.name), failed_at, reason)
+    return FailedFileInfo(_printable(path.name), note.failed_at, note.reason)
 
 
 def _printable(name: str) -> str:

@@ -19,11 +19,13 @@ from bobosync.filestore import (
     is_transient,
     list_waiting_files,
     purge_old_files,
+    read_error_note,
     read_snapshot,
     remembered_match,
     sha256_of,
     write_error_note,
 )
+from bobosync.timebase import as_utc
 
 NOW = datetime(2025, 6, 17, 14, 0, 0)
 
@@ -189,6 +191,13 @@ def test_error_note_beside_the_file(tmp_path: Path) -> None:
     note = write_error_note(tmp_path / "f.csv", "no valid row", NOW)
     assert note == tmp_path / "f.csv.error.txt"
     assert "Reason: no valid row" in note.read_text(encoding="utf-8")
+    # the one reader of what the one writer wrote (status and the demo use it)
+    read = read_error_note(tmp_path / "f.csv")
+    assert read is not None and read.reason == "no valid row" and read.failed_at == as_utc(NOW)
+    assert read_error_note(tmp_path / "other.csv") is None
+    (tmp_path / "old.csv.error.txt").write_text("free text of an older note\n", encoding="utf-8")
+    older = read_error_note(tmp_path / "old.csv")
+    assert older is not None and older.reason == "free text of an older note"
 
 
 def test_listing_names_files_from_the_future(tmp_path: Path) -> None:
