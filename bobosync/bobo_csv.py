@@ -89,7 +89,8 @@ _BLOCK_CHARS = 1 << 13
 _UTF8_BOM = codecs.BOM_UTF8
 _SHOW_MAX = 40
 _MAX_ID_LEN = 64
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: What an Employee_ID (collar number) must look like; `check` holds AtHoc's collar numbers to it.
+EMPLOYEE_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{_MAX_ID_LEN - 1}}}")
 _SIMPLE_TS_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", re.ASCII)
 
 
@@ -227,7 +228,7 @@ def _column_count_problem(row: Sequence[str], expected: int) -> Optional[str]:
 def _employee_id_problem(value: str) -> Optional[str]:
     if not value:
         return "missing Employee_ID"
-    if _ID_RE.fullmatch(value) is None:
+    if EMPLOYEE_ID_PATTERN.fullmatch(value) is None:
         return f"invalid Employee_ID {_show(value)}"
     return None
 

@@ -40,7 +40,6 @@ import enum
 import ipaddress
 import logging
 import os
-import re
 import socket
 import ssl
 import tempfile
@@ -55,6 +54,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from .bobo_csv import EMPLOYEE_ID_PATTERN
 from .errors import (
     AtHocAuthError,
     AtHocError,
@@ -91,8 +91,6 @@ from .version import __version__
 
 logger = logging.getLogger(__name__)
 
-#: What a collar number must look like to match a BOBO Employee_ID (as bobo_csv reads them).
-EMPLOYEE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: A certificate expiring within this many days is a WARN.
 CERT_WARN_DAYS = 30
 #: Longest wait for a TCP connection or TLS handshake made by the check itself, seconds.
