@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 #: Sends the token request's form fields and returns the parsed JSON answer.
 TokenFetch = Callable[[Mapping[str, str]], Any]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: Never renew later than this many seconds before the token expires...
 MIN_RENEWAL_MARGIN_SECONDS = 30.0
@@ -101,7 +101,7 @@ class TokenAuth(requests.auth.AuthBase):
         with self._lock:
             if self._token is None or self.needs_renewal():
                 if self._token is not None:
-                    logger.debug("AtHoc token expires in %.0f s: renewing it", self.seconds_left())
+                    log.debug("AtHoc token expires in %.0f s: renewing it", self.seconds_left())
                 return self.fetch_token()
             return self._token
 
@@ -135,7 +135,7 @@ class TokenAuth(requests.auth.AuthBase):
             register_secret(token)  # the log filter's second line of defence
             self._lifetime = lifetime
             self._expires_at = self.clock() + lifetime
-            logger.debug("AtHoc token obtained, valid for %.0f s", lifetime)
+            log.debug("AtHoc token obtained, valid for %.0f s", lifetime)
             return token
 
     def _parse_token_response(self, data: Any) -> tuple[str, float]:
@@ -164,7 +164,7 @@ class TokenAuth(requests.auth.AuthBase):
                 lifetime = parsed
         if lifetime is None:
             lifetime = DEFAULT_LIFETIME_SECONDS
-            logger.warning(
+            log.warning(
                 "AtHoc's token response has no usable expires_in; assuming %.0f s", lifetime
             )
         return token.strip(), lifetime

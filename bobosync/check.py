@@ -89,7 +89,7 @@ from .tls_probe import (
 from .transport import proxies_setting
 from .version import __version__
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: A certificate expiring within this many days is a WARN.
 CERT_WARN_DAYS = 30
@@ -202,7 +202,7 @@ class Checker:
                             first_failure = result.name
                         yield result
                 except Exception as exc:  # a bug in a check must not hide the other results
-                    logger.debug("check step %s raised", step.key, exc_info=True)
+                    log.debug("check step %s raised", step.key, exc_info=True)
                     first_failure = first_failure or step.key
                     yield fail(
                         step.key,

@@ -41,7 +41,7 @@ from .settings import Settings, load_settings
 from .timebase import ClockOffset, as_utc, latest_instant, utc_now
 from .transport import Transport
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 SEARCH_PATH = "users/search/basic"
 SYNC_PATH = "users/SyncByCommonNames"
@@ -153,7 +153,7 @@ class AtHocClient:
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         if self.settings.disable_ssl_verify:
-            logger.warning(
+            log.warning(
                 "SSL certificate verification is DISABLED (DISABLE_SSL_VERIFY=true): the "
                 "connection to %s is encrypted but the server is not authenticated. Use "
                 "SSL_CERT_PATH with the server's CA certificate instead.",
@@ -182,7 +182,7 @@ class AtHocClient:
     def authenticate(self) -> None:
         """Fetch a new token now. Raises AtHocAuthError / AtHocTransportError / AtHocHTTPError."""
         self.transport.auth.fetch_token()
-        logger.info(
+        log.info(
             "Connected to AtHoc %s (organization %s)",
             self.settings.athoc_server_url,
             self.settings.org_code,
@@ -215,7 +215,7 @@ class AtHocClient:
         """
         wanted = list(fields) if fields is not None else list(self.settings.fetch_fields)
         users = self._list_users(wanted, criteria=None)
-        logger.info("Read %d users from AtHoc", len(users))
+        log.info("Read %d users from AtHoc", len(users))
         return users
 
     def read_users(
@@ -282,7 +282,7 @@ class AtHocClient:
                 record["LOGIN_ID"] = login_id
                 seen[login_id] = record
                 new += 1
-            logger.debug(
+            log.debug(
                 "users/search/basic page %d: %d rows, %d new, %d seen, TotalUsers=%s",
                 page,
                 len(rows),
@@ -308,7 +308,7 @@ class AtHocClient:
                 path=SEARCH_PATH,
             )
         if without_id:
-            logger.warning("AtHoc returned %d user rows without a LOGIN_ID; ignored", without_id)
+            log.warning("AtHoc returned %d user rows without a LOGIN_ID; ignored", without_id)
         return list(seen.values())
 
     @staticmethod
@@ -369,7 +369,7 @@ class AtHocClient:
                 suspect = _maybe_applied(exc)
                 if _never_judged(exc):
                     remaining = sum(len(c) for c in chunks[index + 1 :])
-                    logger.error(
+                    log.error(
                         "AtHoc update failed for chunk %d/%d (%d users): %s; %d users in later "
                         "chunks not attempted",
                         index + 1,
@@ -388,7 +388,7 @@ class AtHocClient:
                                 login_id, UpdateOutcome.UNANSWERED, f"not attempted: {exc}"
                             )
                     break
-                logger.error(
+                log.error(
                     "AtHoc update failed for chunk %d/%d (%d users): %s",
                     index + 1,
                     len(chunks),
@@ -402,12 +402,12 @@ class AtHocClient:
                 continue
             chunk_results = self._classify(chunk, data)
             results.update(chunk_results)
-            if not logger.isEnabledFor(logging.DEBUG):
+            if not log.isEnabledFor(logging.DEBUG):
                 continue
             counts = {o: 0 for o in UpdateOutcome}
             for result in chunk_results.values():
                 counts[result.outcome] += 1
-            logger.debug(
+            log.debug(
                 "AtHoc update chunk %d/%d: %d applied, %d not in AtHoc, %d failed",
                 index + 1,
                 len(chunks),
@@ -426,14 +426,14 @@ class AtHocClient:
                 f"AtHoc's response is not a list of rows (got {type(data).__name__}); "
                 "outcome unknown"
             )
-            logger.error("SyncByCommonNames: %s", detail)
+            log.error("SyncByCommonNames: %s", detail)
             for login_id, _ in chunk:
                 results[login_id] = UpdateResult(login_id, UpdateOutcome.FAILED, detail, True)
             return results
 
         rows = [r for r in data if isinstance(r, dict) and isinstance(r.get("LOGIN_ID"), str)]
         if len(rows) != len(data):
-            logger.debug(
+            log.debug(
                 "SyncByCommonNames: %d response rows without a LOGIN_ID", len(data) - len(rows)
             )
         matched: dict[str, Optional[int]] = {}
@@ -464,7 +464,7 @@ class AtHocClient:
                 if matched[login_id] is None:
                     matched[login_id] = take(folded.get(login_id.casefold()))
 
-        debug = logger.isEnabledFor(logging.DEBUG)
+        debug = log.isEnabledFor(logging.DEBUG)
         for login_id, _ in chunk:
             index = matched[login_id]
             if index is None:
@@ -474,7 +474,7 @@ class AtHocClient:
             else:
                 result = AtHocClient._classify_row(login_id, rows[index])
             if debug:
-                logger.debug(
+                log.debug(
                     "SyncByCommonNames %s: %s (%s)", login_id, result.outcome.value, result.detail
                 )
             results[login_id] = result
@@ -539,7 +539,7 @@ class AtHocClient:
                 when = datetime.strptime(value.strip(), fmt)
             except ValueError:
                 unparseable += 1
-                logger.warning(
+                log.warning(
                     "AtHoc user %s has %s=%r, which does not match ATHOC_DATETIME_FORMAT %r; "
                     "not clearing it",
                     login_id,
@@ -552,7 +552,7 @@ class AtHocClient:
                 stale.append({"LOGIN_ID": login_id, field: value})
             else:
                 not_older += 1
-        logger.debug(
+        log.debug(
             "stale %s query (cutoff %s): %d returned, %d older, %d not older (dropped), "
             "%d empty, %d unparseable",
             field,
@@ -582,12 +582,12 @@ class AtHocClient:
         field = field or self.settings.duty_status_field
         stale = self.query_users_with_old_duty_status(field=field, hours=hours, now=now)
         if not stale:
-            logger.info("No stale %s values to clear", field)
+            log.info("No stale %s values to clear", field)
             return 0
         updates = {row["LOGIN_ID"]: "" for row in stale}
         results = self._batch_update(updates, field)
         cleared = sum(1 for r in results.values() if r.outcome is UpdateOutcome.APPLIED)
-        logger.info("Cleared stale %s for %d of %d users", field, cleared, len(stale))
+        log.info("Cleared stale %s for %d of %d users", field, cleared, len(stale))
         left = [r for r in results.values() if r.outcome in (UpdateOutcome.FAILED, UpdateOutcome.UNANSWERED)]
         if strict and left:
             raise AtHocError(

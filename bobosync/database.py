@@ -72,7 +72,7 @@ from bobosync.errors import DatabaseError
 from bobosync.resolution import EventOrder
 from bobosync.timebase import UTC, as_utc
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = 4
@@ -393,7 +393,7 @@ def _add_missing_columns(
     present = _table_columns(conn, table)
     for name, declaration in columns:
         if name not in present:
-            logger.debug("database upgrade: adding missing column %s.%s", table, name)
+            log.debug("database upgrade: adding missing column %s.%s", table, name)
             # Identifiers cannot be bound; both come from this module's constants.
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
@@ -482,7 +482,7 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
             if instant is not None:
                 changes.append((write(instant), rowid))
             else:
-                logger.warning("database upgrade: %s.%s holds %r, not a time; left as it is", table, column, text)
+                log.warning("database upgrade: %s.%s holds %r, not a time; left as it is", table, column, text)
         conn.executemany(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", changes)
 
 
@@ -618,14 +618,14 @@ class BOBODatabase:
             self._conn = self._connect(str(self._path), uri=False)
             mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
             if mode != "wal":
-                logger.warning(
+                log.warning(
                     "database %s: WAL journal mode not available (using %s)", self._path, mode
                 )
         self._migrate()
 
     def _open_read_only(self) -> None:
         if not self._path.exists():
-            logger.info("database %s does not exist; using an empty in-memory database", self._path)
+            log.info("database %s does not exist; using an empty in-memory database", self._path)
             self._in_memory = True
             with self._guard("creating an in-memory database"):
                 self._conn = self._connect(":memory:", uri=False)
@@ -665,7 +665,7 @@ class BOBODatabase:
                 fresh = version == 0 and not self._connection.execute(
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'worker_mapping'"
                 ).fetchone()
-                logger.info(
+                log.info(
                     "database %s: %s", self._path,
                     "created" if fresh else f"upgrading schema {version} -> {version + 1}",
                 )
@@ -738,7 +738,7 @@ class BOBODatabase:
         try:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
-            logger.exception("database %s: rollback failed", self._path)
+            log.exception("database %s: rollback failed", self._path)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -789,7 +789,7 @@ class BOBODatabase:
             try:
                 conn.close()
             except sqlite3.Error:
-                logger.exception("database %s: close failed", self._path)
+                log.exception("database %s: close failed", self._path)
 
     def __enter__(self) -> BOBODatabase:
         return self
@@ -915,7 +915,7 @@ class BOBODatabase:
         change = MappingChange(
             added=len(added), removed=len(removed), changed=len(changed), total=len(mapping)
         )
-        logger.debug("database %s: mappings replaced: %s", self._path, change)
+        log.debug("database %s: mappings replaced: %s", self._path, change)
         return change
 
     # ------------------------------------------------------------------ processing_log
@@ -973,7 +973,7 @@ class BOBODatabase:
         for column in ("last_sync_time", "last_sync_date", "last_success_time"):
             raw = values.get(column)
             if raw not in (None, "") and parse_datetime(raw) is None:
-                logger.warning(
+                log.warning(
                     "database %s: sync_tracking %r has an unreadable %s %r; ignoring it",
                     self._path,
                     sync_type,
@@ -1093,7 +1093,7 @@ class BOBODatabase:
         except ValueError:
             transaction = None
         if event_at is None or recorded_at is None or transaction is None:
-            logger.warning("database %s: unreadable desired_state row for employee %s; ignoring it",
+            log.warning("database %s: unreadable desired_state row for employee %s; ignoring it",
                            self._path, row["employee_id"])
             return None
         try:
@@ -1418,7 +1418,7 @@ class BOBODatabase:
             )
             count = int(cursor.rowcount)
         if count:
-            logger.warning(
+            log.warning(
                 "database %s: %d unfinished run(s) marked interrupted", self._path, count
             )
         return count

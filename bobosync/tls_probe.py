@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from .settings import Settings
 from .transport import TLS_MINIMUM_VERSION, proxies_setting
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: The name attributes shown for a certificate's subject and issuer, in this order.
 _NAME_ATTRIBUTES = (
@@ -150,7 +150,7 @@ def tls_handshake(
         try:
             certificate = decode_certificate(der)
         except ValueError:
-            logger.debug("certificate of %s could not be decoded", host, exc_info=True)
+            log.debug("certificate of %s could not be decoded", host, exc_info=True)
     return TLSHandshake(version, cipher[0] if cipher else "?", certificate)
 
 

@@ -61,7 +61,7 @@ from .settings import Settings
 from .timebase import ClockOffset, utc_now
 from .version import __version__
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: The oldest TLS version bobosync accepts, directly or through a proxy.
 TLS_MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
@@ -418,7 +418,7 @@ def retry_policy(
         delay = state.next_action.sleep if state.next_action is not None else 0.0
         cause = _describe(exc) if exc is not None else "?"
         detail = str(exc) if exc is not None else ""
-        logger.warning(
+        log.warning(
             "AtHoc %s %s failed (%s), attempt %d/%d; retrying in %.2f s: %s",
             method,
             path,
@@ -565,7 +565,7 @@ class Transport:
 
         response = send()
         if auth is not None and response.status_code == 401:
-            logger.info(
+            log.info(
                 "AtHoc answered 401 to %s %s: getting a new token and sending it once more",
                 method,
                 path,
@@ -610,12 +610,12 @@ class Transport:
             raise _NestedFailure(exc) from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             elapsed_ms = (time.monotonic() - started) * 1000
-            logger.debug(
+            log.debug(
                 "%s %s failed after %.0f ms: %s", method, path, elapsed_ms, type(exc).__name__
             )
             raise map_request_exception(exc, method, url, self._secrets) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
-        logger.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
+        log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
         self._note_date_header(response, sent_at)
         return response
 

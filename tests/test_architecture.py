@@ -158,3 +158,18 @@ def test_every_public_exception_is_in_the_one_tree_of_errors_py() -> None:
             if any(name.endswith(("Error", "Exception")) or name in {"BoboSyncError", "ValueError"} for name in bases):
                 outside.append(f"{module_name(path)}.{node.name}")
     assert not outside, f"exceptions outside bobosync/errors.py: {outside}"
+
+
+def test_every_module_names_its_logger_log() -> None:
+    odd = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "attr", "") == "getLogger"
+            ):
+                names = [getattr(target, "id", "?") for target in node.targets]
+                if names != ["log"]:
+                    odd.append(f"{module_name(path)}: {', '.join(names)}")
+    assert not odd, f"module-level loggers are called `log`: {odd}"

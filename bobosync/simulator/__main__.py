@@ -27,7 +27,7 @@ from typing import Optional
 from .generator import generate_bobo_files
 from .server import AtHocSimulator, make_users
 
-logger = logging.getLogger("bobosync.simulator")
+log = logging.getLogger("bobosync.simulator")
 
 _COMMANDS = ("serve", "generate")
 
@@ -100,19 +100,19 @@ def _env_block(sim: AtHocSimulator, certfile: Optional[Path], ca_pem: Optional[P
 
 def _serve(args: argparse.Namespace) -> int:
     if (args.certfile is None) != (args.keyfile is None):
-        logger.error("--certfile and --keyfile go together")
+        log.error("--certfile and --keyfile go together")
         return 2
     ca_pem: Optional[Path] = None
     if args.tls:
         if args.certfile is not None:
-            logger.error("--tls makes its own certificate: give --tls or --certfile/--keyfile, not both")
+            log.error("--tls makes its own certificate: give --tls or --certfile/--keyfile, not both")
             return 2
         from .certs import make_throwaway_tls  # imports the cryptography package only now
 
         folder = args.tls_dir or Path(tempfile.mkdtemp(prefix="bobosync-sim-tls-"))
         files = make_throwaway_tls(folder, list(dict.fromkeys((args.host, "127.0.0.1", "localhost"))))
         args.certfile, args.keyfile, ca_pem = files.certfile, files.keyfile, files.ca_pem
-        logger.info("throwaway CA written to %s: trust it with SSL_CERT_PATH=%s (delete %s when done)",
+        log.info("throwaway CA written to %s: trust it with SSL_CERT_PATH=%s (delete %s when done)",
                     folder, ca_pem, folder)
     sim = AtHocSimulator(
         make_users(args.users),
@@ -132,24 +132,24 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         sim.start()
     except OSError as exc:
-        logger.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
         return 1
     try:
         print(_env_block(sim, args.certfile, ca_pem), flush=True)
-        logger.info("%d users; Ctrl-C or SIGTERM stops", len(sim.users))
+        log.info("%d users; Ctrl-C or SIGTERM stops", len(sim.users))
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
         sim.stop()
-    logger.info("AtHoc simulator stopped")
+    log.info("AtHoc simulator stopped")
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
     if args.files < 0 or args.users < 1:
-        logger.error("--files must be 0 or more and --users at least 1")
+        log.error("--files must be 0 or more and --users at least 1")
         return 2
     if args.start is not None:
         start = args.start
@@ -159,7 +159,7 @@ def _generate(args: argparse.Namespace) -> int:
     paths = generate_bobo_files(
         args.directory, employees, files=args.files, start=start, seed=args.seed
     )
-    logger.info("wrote %d BOBO file(s) to %s", len(paths), args.directory)
+    log.info("wrote %d BOBO file(s) to %s", len(paths), args.directory)
     return 0
 
 

@@ -43,7 +43,7 @@ from .criteria import Criteria, CriteriaError
 
 __all__ = ["SIM_CREDENTIALS", "AtHocSimulator", "Fault", "JournalEntry", "make_users"]
 
-logger = logging.getLogger("bobosync.simulator")
+log = logging.getLogger("bobosync.simulator")
 
 #: The credentials the simulator accepts unless overridden in the constructor.
 SIM_CREDENTIALS: dict[str, str] = {
@@ -352,7 +352,7 @@ class AtHocSimulator:
                 raise RuntimeError("the simulator did not start serving within 10 s")
             self._server = server
             self._thread = thread
-        logger.info("AtHoc simulator listening on %s (org %s)", self.url, self.org_code)
+        log.info("AtHoc simulator listening on %s (org %s)", self.url, self.org_code)
         return self
 
     def stop(self) -> None:
@@ -371,7 +371,7 @@ class AtHocSimulator:
             self._stopping.set()
             if thread is not None:
                 thread.join(5)
-        logger.debug("AtHoc simulator on port %s stopped", self._bound_port)
+        log.debug("AtHoc simulator on port %s stopped", self._bound_port)
 
     def __enter__(self) -> AtHocSimulator:
         return self.start()
@@ -889,7 +889,7 @@ class _SimHTTPServer(ThreadingHTTPServer):
             try:
                 conn = self.ssl_context.wrap_socket(conn, server_side=True)
             except (ssl.SSLError, OSError, ValueError) as exc:
-                logger.debug("TLS handshake with %s failed: %s", client_address, exc)
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
                 return
         with self._connections_lock:
             self._connections.add(conn)
@@ -910,7 +910,7 @@ class _SimHTTPServer(ThreadingHTTPServer):
                 socket.socket.shutdown(conn, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -924,7 +924,7 @@ class _Handler(BaseHTTPRequestHandler):
         return cast(_SimHTTPServer, self.server)
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s - %s", self.address_string(), format % args)
+        log.debug("%s - %s", self.address_string(), format % args)
 
     def date_time_string(self, timestamp: Optional[float] = None) -> str:
         """The ``Date`` header: the simulator's clock, ``clock_offset`` from the real one."""
@@ -994,7 +994,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = self.sim_server.simulator.handle(request)
         except Exception:
-            logger.exception("simulator failed on %s %s", self.command, parts.path)
+            log.exception("simulator failed on %s %s", self.command, parts.path)
             response = _message(500, "An error has occurred.")
         self._send(response)
 
