@@ -30,11 +30,11 @@ from bobosync.check import (
     check_duty_values,
     run_check,
 )
+from bobosync.check.tls import decode_certificate, open_connection
 from bobosync.database import SCHEMA_VERSION, BOBODatabase
 from bobosync.locking import SingleInstanceLock
 from bobosync.settings import Settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator, make_users
-from bobosync.tls_probe import decode_certificate, open_connection
 from tests.conftest import TLSCerts
 from tests.test_transport import _ConnectProxy, _probe_tls11, _tls11_server_context
 

@@ -12,6 +12,7 @@ import pytest
 
 from bobosync import check as check_module
 from bobosync.bobo_csv import Transaction
+from bobosync.check import athoc as check_athoc
 from bobosync.database import BOBODatabase
 from bobosync.desired import DesiredState
 from bobosync.resolution import EventOrder
@@ -51,7 +52,7 @@ def test_a_password_sent_in_the_clear_to_a_remote_relay_is_a_warning(
         assert local.one("SMTP").status == "OK" and "no TLS" in local.one("SMTP").detail
         assert "SMTP_SECURITY" not in local.statuses()  # loopback: the password crosses no network
         # Only loopback can be reached here: let the check take it for a remote relay.
-        monkeypatch.setattr(check_module, "_is_loopback_host", lambda host: False)
+        monkeypatch.setattr(check_athoc, "_is_loopback_host", lambda host: False)
         remote = check(tmp_path, {**sim_env, **mail.settings()})
     line = remote.one("SMTP_SECURITY")
     assert line.status == "WARN" and f"SMTP_PASSWORD for {LOGIN[0]} crosses the network unencrypted" in line.detail

@@ -25,8 +25,8 @@ import requests.utils
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .settings import Settings
-from .transport import TLS_MINIMUM_VERSION, proxies_setting
+from ..settings import Settings
+from ..transport import TLS_MINIMUM_VERSION, proxies_setting
 
 log = logging.getLogger(__name__)
 
