@@ -128,6 +128,9 @@ class Listing:
     #: (name, reason) of files that could not even be examined (their own stat failed): that
     #: file's problem only, reported by name; the others are listed as usual.
     unexamined: tuple[tuple[str, str], ...] = ()
+    #: POSIX time at which the first of the too young (not from the future) has settled, if
+    #: any is unchanged until then: when ``--watch`` looks again.
+    settles_at: Optional[float] = None
 
 
 #: A modification time this far ahead of our clock is skew, not a file being written now.
@@ -154,6 +157,7 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
     bad_names: list[str] = []
     future: list[str] = []
     unexamined: list[tuple[str, str]] = []
+    settles_at: Optional[float] = None
     with os.scandir(directory) as entries:
         for entry in entries:
             if not entry.name.lower().endswith(".csv"):
@@ -173,6 +177,9 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
                 too_young += 1
                 if stat.st_mtime - now > CLOCK_SKEW_SECONDS:
                     future.append(printable_name(entry.name))
+                else:
+                    settled = stat.st_mtime + settle_seconds
+                    settles_at = settled if settles_at is None else min(settles_at, settled)
                 continue
             shown = printable_name(entry.name)
             if shown != entry.name:
@@ -180,7 +187,8 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
                 continue
             ready.append(WaitingFile(Path(entry.path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, file_id))
     ready.sort(key=lambda f: (f.mtime_ns, f.name))
-    return Listing(ready, too_young, tuple(sorted(bad_names)), tuple(sorted(future)), tuple(sorted(unexamined)))
+    return Listing(ready, too_young, tuple(sorted(bad_names)), tuple(sorted(future)), tuple(sorted(unexamined)),
+                   settles_at)
 
 
 def sha256_of(path: Path) -> str:

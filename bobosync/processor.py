@@ -1189,14 +1189,19 @@ class BOBOProcessor:
             )
             self.db.finish_run(run_id, "failed" if error else "ok", self.clock(), run_counts, error)
 
-    def run_pass(self, now: Optional[datetime] = None) -> PassReport:
+    def run_pass(self, now: Optional[datetime] = None, *, files_only: bool = False) -> PassReport:
         """One whole pass (see the module docstring). Never raises for AtHoc, file or input
-        problems: they are logged, recorded and reflected in ``exit_code``."""
+        problems: they are logged, recorded and reflected in ``exit_code``.
+
+        ``files_only``: the waiting files and nothing on AtHoc's own schedule (the scheduled
+        mapping sync, replays, read-backs, reconcile, auto-cleanup, purges): what ``--watch``
+        runs as soon as a file has settled, between its full passes. The syncs a file itself
+        calls for (unmapped IDs with a mapping over an hour old) still happen."""
         now = as_utc(now or self.clock())
         report = PassReport(started_at=now)
         started = time.monotonic()
         self._start_pass_state()
-        for note in self.settings.env_notes:  # a misspelt setting must not go unnoticed
+        for note in () if files_only else self.settings.env_notes:  # a misspelt setting must not go unnoticed
             log.warning("%s", note)
         run_id = None
         if not self.dry_run:
@@ -1208,7 +1213,7 @@ class BOBOProcessor:
             self._adopt_carried_over()
             self._recover_sends(now)
         try:
-            self._pass_body(report, now)
+            self._pass_body(report, now, files_only=files_only)
         except DatabaseError as exc:  # e.g. locked by another process for longer than the busy timeout
             report.errors.append(str(exc))
             log.error("pass stopped: %s; what it could not record is done again by the next pass", exc)
@@ -1222,7 +1227,7 @@ class BOBOProcessor:
                                "; ".join(report.errors) or None)
         return report
 
-    def _pass_body(self, report: PassReport, now: datetime) -> None:
+    def _pass_body(self, report: PassReport, now: datetime, *, files_only: bool) -> None:
         counts = report.counts
         try:
             client = self.connect_athoc()
@@ -1234,16 +1239,17 @@ class BOBOProcessor:
         self._check_clock(client, report, self._now())
         self.writer.aging = self._clock_trusted
         try:
-            if self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
+            if not files_only and self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
                 report.errors.append("mapping sync failed")
             if self._process_files(report, now):
                 log.warning("replays, read-backs, reconcile and auto-cleanup skipped: AtHoc stopped answering "
                             "in this pass; the next pass runs them")
-            else:
+            elif not files_only or self._not_in_athoc:
+                # A LOGIN_ID AtHoc does not have (rare) calls for the sync and the replay now.
                 self._after_files(report, now)
         finally:
             counts.requests = client.request_count - requests_before
-        if not self.dry_run and self._clock_trusted:
+        if not self.dry_run and self._clock_trusted and not files_only:
             self._purge(now)
 
     def _check_clock(self, client: AtHocClient, report: PassReport, now: datetime) -> None:

@@ -213,11 +213,11 @@ def test_watch_loop_survives_a_failing_pass_and_stops_on_request(settings: Setti
     class Flaky(BOBOProcessor):
         calls = 0
 
-        def run_pass(self, now: object = None) -> object:  # type: ignore[override]
+        def run_pass(self, now: object = None, *, files_only: bool = False) -> object:  # type: ignore[override]
             Flaky.calls += 1
             if Flaky.calls == 1:
                 raise RuntimeError("boom")
-            return super().run_pass()
+            return super().run_pass(files_only=files_only)
 
     proc = Flaky(settings)
     worker = Worker(proc, interval=0.05)
