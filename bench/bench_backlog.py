@@ -5,16 +5,20 @@ all mapped in the simulator) wait in CSV_DIRECTORY; one pass (``python -m bobosy
 child process, auto-cleanup on) clears them against the AtHoc simulator running in this
 process with 50 ms added to every request (plain HTTP on loopback). File ``i`` holds events
 from its own 30-second window, so every event is newer than the ones before it, and the whole
-backlog spans less than AUTO_CLEANUP_HOURS (nothing is stale: cleanup reads one empty page).
+backlog spans less than AUTO_CLEANUP_HOURS (nothing is stale: nothing to clear).
 
 Requests: counted in the simulator's journal and compared with the formula
 
     1 token + ceil(EMPLOYEES / page) listing pages (mapping sync, never run before)
-    + sum over batches of ceil(distinct employees in the batch / MAX_USERS_PER_REQUEST)
-    + 1 cleanup page (no stale value, so no clear request)
+    + ceil(distinct employees / MAX_USERS_PER_REQUEST)
+    + 0 cleanup pages (the mapping sync's listing serves the cleanup; nothing is stale, so no clear)
 
-where the distinct employees per batch are counted from the files as written. Run twice: with
-BATCH_SIZE=10 (the default: 200 batches) and BATCH_SIZE=0 (the whole backlog in one batch).
+where the distinct employees are counted from the files as written: however many files wait,
+they are resolved together and each person's final state is sent once (issue 13); BATCH_SIZE
+is only how many files are settled per transaction. Run twice: BATCH_SIZE=10 (the default)
+and BATCH_SIZE=0. Issue 13's figures: ``--files 300 --rows 20 --employees 2000 --batch-sizes
+10`` (at most ceil(2000 / 1000) = 2 sync calls), and a day's backlog ``--files 1440 --rows 25
+--employees 5000 --latency 1 --batch-sizes 10 --wall-target 15``.
 
 Local CPU time: the child's own CPU (``os.wait4`` rusage, so the simulator thread in this
 process is not counted). Reported whole, and per 1,000 rows after subtracting the CPU of an
@@ -110,13 +114,11 @@ def bare_csv_cpu(paths: list[Path], repeat: int = 3) -> float:
     return best
 
 
-def expected_requests(backlog: Backlog, employees: int, batch_size: int, per_request: int) -> dict[str, int]:
-    size = batch_size or len(backlog.paths)
-    sync = 0
-    for start in range(0, len(backlog.paths), size):
-        distinct = set().union(*backlog.employees_per_file[start:start + size])
-        sync += math.ceil(len(distinct) / per_request)
-    return {"token": 1, "listing": math.ceil(employees / AtHocClient.page_size), "sync": sync, "cleanup": 1}
+def expected_requests(backlog: Backlog, employees: int, per_request: int) -> dict[str, int]:
+    # Every waiting file is resolved in one go, whatever BATCH_SIZE (issue 13): each person's
+    # final state once, in chunks of MAX_USERS_PER_REQUEST.
+    sync = math.ceil(len(set().union(*backlog.employees_per_file)) / per_request)
+    return {"token": 1, "listing": math.ceil(employees / AtHocClient.page_size), "sync": sync, "cleanup": 0}
 
 
 def counted_requests(sim: AtHocSimulator) -> dict[str, int]:
@@ -158,10 +160,11 @@ def run_variant(out: TextIO, backlog: Backlog, workdir: Path, args: argparse.Nam
                 if sim.users[f"user{collar}@force.example"].get(DUTY, "") != want:
                     wrong += 1
     processed = len(list((folder / "processed_files").glob("*.csv")))
-    expected = expected_requests(backlog, args.employees, batch_size, args.per_request)
+    expected = expected_requests(backlog, args.employees, args.per_request)
     batches = math.ceil(len(backlog.paths) / (batch_size or len(backlog.paths)))
     out.write(
-        f"\n-- BATCH_SIZE={batch_size} ({batches} batch(es)), MAX_USERS_PER_REQUEST={args.per_request}: "
+        f"\n-- BATCH_SIZE={batch_size} ({batches} group(s) of files settled), "
+        f"MAX_USERS_PER_REQUEST={args.per_request}: "
         f"exit code {run.returncode}, wall {run.wall:.1f} s, child CPU {run.cpu:.2f} s "
         f"(user {run.user:.2f}, system {run.system:.2f}), max RSS {run.maxrss_mib:.0f} MiB; "
         f"idle pass after it: CPU {idle.cpu:.2f} s, {idle_requests} requests\n"
@@ -170,12 +173,20 @@ def run_variant(out: TextIO, backlog: Backlog, workdir: Path, args: argparse.Nam
                  f"{args.employees - wrong} of {args.employees} values", "all", None, "all",
                  run.returncode == 0 and processed == len(backlog.paths) and not wrong)
     formula = (f"1 token + ceil({args.employees}/{AtHocClient.page_size}) = {expected['listing']} listing pages + "
-               f"sum of ceil(distinct employees per batch / {args.per_request}) = {expected['sync']} sync calls "
-               f"+ {expected['cleanup']} cleanup page = {sum(expected.values())}")
+               f"ceil(distinct employees / {args.per_request}) = {expected['sync']} sync calls "
+               f"+ {expected['cleanup']} cleanup pages (the listing serves it) = {sum(expected.values())}")
     measured = sum(counts.values())
     ok &= verdict(out, "requests sent", f"{measured} ({', '.join(f'{k} {v}' for k, v in counts.items())})",
                   formula, measured / sum(expected.values()), "= formula",
                   {k: v for k, v in counts.items() if k != "other"} == expected and counts["other"] == 0)
+    limit = math.ceil(args.employees / args.per_request)
+    ok &= verdict(out, "sync calls", f"{counts['sync']}", f"ceil(people / MAX_USERS_PER_REQUEST) = {limit}",
+                  counts["sync"] / limit, f"<= {limit}", counts["sync"] <= limit)
+    if args.wall_target is not None:
+        ok &= verdict(out, "wall time of the pass", f"{run.wall:.1f} s",
+                      f"{measured} requests x {args.latency:g} s latency = {measured * args.latency:.1f} s",
+                      run.wall / max(measured * args.latency, 1e-9), f"<= {args.wall_target:g} s",
+                      run.wall <= args.wall_target)
     per_k_total = run.cpu / backlog.rows * 1000 * 1000
     per_k = (run.cpu - idle.cpu) / backlog.rows * 1000 * 1000
     out.write(f"      CPU per 1,000 rows, whole process: {per_k_total:.2f} ms; "
@@ -194,6 +205,7 @@ def main() -> int:
     parser.add_argument("--per-request", type=int, default=1000, help="MAX_USERS_PER_REQUEST (default 1000)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request (default 0.05)")
     parser.add_argument("--batch-sizes", default="10,0", help="BATCH_SIZE values to run (default 10,0)")
+    parser.add_argument("--wall-target", type=float, help="also judge the pass's wall time against this (s)")
     parser.add_argument("--quick", action="store_true", help="200 files x 50 rows, 1,000 employees")
     parser.add_argument("--workdir", type=Path, help="keep the working folders here (default: temporary)")
     args = parser.parse_args()

@@ -7,11 +7,13 @@ A pass (:meth:`BOBOProcessor.run_pass`):
 3. sync the worker mapping from AtHoc if it is due (:mod:`bobosync.scheduling`);
 4. list the waiting files, oldest first, skipping files still being written and files
    already processed (MOVE_PROCESSED_FILES=false);
-5. per batch of BATCH_SIZE files: parse, give every event its true instant
-   (:mod:`bobosync.timebase`), keep the latest event per employee, drop events not newer than
-   the last one applied in an earlier pass (:mod:`bobosync.resolution`), map employee IDs to
-   AtHoc LOGIN_IDs, send, and classify each file as done, retry or failed
-   (:meth:`process_file_batch`);
+5. all the waiting files at once (a backlog too: memory grows with people, not rows or files):
+   parse, give every event its true instant (:mod:`bobosync.timebase`), keep the latest event
+   per employee, drop events not newer than the last one applied in an earlier pass
+   (:mod:`bobosync.resolution`), map employee IDs to AtHoc LOGIN_IDs, send each person's final
+   state once (in chunks of MAX_USERS_PER_REQUEST), then classify the files as done, retry or
+   failed, BATCH_SIZE files per transaction (:meth:`process_file_batch`); a file whose every
+   event a later file supersedes is done once the later event is applied;
 6. clear duty values left behind for longer than AUTO_CLEANUP_HOURS;
 7. purge old logs and processed files; log one summary line; record the run.
 
@@ -723,13 +725,22 @@ class BOBOProcessor:
 
     def _settle(self, states: list[_FileState], record: Callable[[], None], report: PassReport,
                 now: datetime) -> None:
-        """Commit every decision of the batch in one transaction (``record`` writes AtHoc's
-        answers into the desired state inside it), then move the files."""
+        """Commit the decisions on BATCH_SIZE files at a time, each group in one transaction
+        (``record`` writes AtHoc's answers into the desired state inside the first, before any
+        file is settled), then move that group's files. A crash between groups leaves the rest
+        waiting: the next pass reads them again and finds their events applied."""
+        size = self.settings.batch_size or len(states) or 1
+        taken: set[str] = set()
+        for start in range(0, max(len(states), 1), size):
+            self._settle_group(states[start:start + size], record if start == 0 else None, report, now, taken)
+
+    def _settle_group(self, states: list[_FileState], record: Optional[Callable[[], None]], report: PassReport,
+                      now: datetime, taken: set[str]) -> None:
         counts = report.counts
         moves: list[tuple[_FileState, Path, Optional[str]]] = []
-        taken: set[str] = set()
         with self.db.transaction():
-            record()
+            if record is not None:
+                record()
             for state in states:
                 counts.held += len(state.held)
                 if state.left is not None:
@@ -1342,16 +1353,21 @@ class BOBOProcessor:
             report.errors.append(message)
             log.error("%s", message)
             return False
-        size = self.settings.batch_size or len(listing.ready) or 1
-        for start in range(0, len(listing.ready), size):
-            batch = listing.ready[start:start + size]
-            try:
-                self.process_file_batch(batch, report, now)
-            except (AtHocUnavailable, AtHocAuthError) as exc:
-                remaining = len(listing.ready) - start - len(batch)
-                report.errors.append(str(exc))
-                log.error("AtHoc is not accepting updates: %s; %d more file(s) left for the next pass", exc, remaining)
-                return True
+        if not listing.ready:
+            return False
+        if 0 < self.settings.batch_size < len(listing.ready):
+            # A backlog: resolved as a whole, so that each person's final state is sent once
+            # (not every state a later file overwrites); the files are then settled
+            # BATCH_SIZE at a time (see _settle).
+            log.info("%d files waiting (more than BATCH_SIZE=%d): resolving them together, each person's "
+                     "latest event sent once", len(listing.ready), self.settings.batch_size)
+        try:
+            self.process_file_batch(listing.ready, report, now)
+        except (AtHocUnavailable, AtHocAuthError) as exc:
+            report.errors.append(str(exc))
+            log.error("AtHoc is not accepting updates: %s; the files it did not answer for are left for the next "
+                      "pass", exc)
+            return True
         return False
 
     def _start_pass_state(self) -> None:

@@ -465,9 +465,10 @@ def test_a_file_grown_after_a_kill_around_its_move_is_read_again_not_moved_unrea
 def test_after_a_kill_an_older_event_is_never_sent_over_a_newer_one_already_applied(
     tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
-    """Killed after AtHoc applied X's newer event from a batch [A (X older), B (X newer)].
-    In the next pass a file kept for retry shifts the batches to [R, A], [B]: A's older event
-    must not be sent over the newer one AtHoc already holds."""
+    """Killed after AtHoc applied X's newer event, with a file R refused (kept for retry) and
+    files A (X older), B (X newer) waiting. Before issue 13 the batches then shifted to [R, A],
+    [B]; now every waiting file is resolved together, and the kill comes after the one send:
+    in the next pass A's older event must not be sent over the newer one AtHoc already holds."""
     root = tmp_path / "shift"
     root.mkdir()
     (root / "ca.pem").write_bytes(tls_certs.ca_pem.read_bytes())
@@ -482,7 +483,7 @@ def test_after_a_kill_an_older_event_is_never_sent_over_a_newer_one_already_appl
         older, newer = book.clock.fresh(), book.clock.fresh()
         book.add([Event("BOF", "00011", older)])
         book.add([Event("BON", "00011", newer)])
-        killed = campaign.run(KillPlan("athoc_after", 2))
+        killed = campaign.run(KillPlan("athoc_after", 1))
         assert killed.killed, killed.stderr[-2000:]
         assert sim.get_user("user00011@force.example") == {**(sim.get_user("user00011@force.example") or {}),
                                                             DUTY: newer.strftime(FMT)}

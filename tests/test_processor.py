@@ -3,8 +3,10 @@ corner cases, crash recovery at the start of a pass, the REPL methods, and the w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta
@@ -61,7 +63,7 @@ def test_ties_go_to_the_later_file_then_the_later_row(simulator: AtHocSimulator,
     assert report.counts.superseded == 3
 
 
-def test_batches_send_one_request_each_and_order_holds_across_batches(
+def test_a_backlog_sends_each_latest_state_once_and_order_holds(
     simulator: AtHocSimulator, settings: Settings
 ) -> None:
     csv = settings.csv_directory
@@ -79,8 +81,39 @@ def test_batches_send_one_request_each_and_order_holds_across_batches(
     finally:
         proc.close()
     assert report.exit_code == 0 and report.counts.files_done == 5
-    assert len(simulator.requests_to("SyncByCommonNames")) == 3
+    # More files than BATCH_SIZE: resolved together, the latest state sent once.
+    assert len(simulator.requests_to("SyncByCommonNames")) == 1
     assert duty(simulator, 3) == (NOW - timedelta(minutes=6)).strftime(FMT)
+
+
+def test_a_backlog_sends_each_persons_final_state_once_and_settles_every_file(
+    simulator: AtHocSimulator, settings: Settings
+) -> None:
+    import os
+
+    # Six files, three people in each, every person in several files; BATCH_SIZE=2.
+    for n in range(6):
+        t = NOW - timedelta(minutes=30 - n)
+        rows = [export_row("BON" if (n + i) % 2 == 0 else "BOF", f"{i:05d}", t) for i in (1, 2, 3)]
+        path = write_bobo_file(settings.csv_directory, rows, t, name=f"f{n}.csv")
+        os.utime(path, (t.timestamp(), t.timestamp()))
+    proc = processor_for(dataclasses.replace(settings, batch_size=2, max_users_per_request=2))
+    try:
+        report = proc.run_pass(NOW)
+    finally:
+        proc.close()
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        logged = dict(conn.execute("SELECT filename, status FROM processing_log").fetchall())
+    assert report.exit_code == 0 and report.counts.files_done == 6
+    # One send of the final states (f5's), in chunks of MAX_USERS_PER_REQUEST; not 3 batches x 3.
+    bodies = [e.json_body for e in simulator.requests_to("SyncByCommonNames")]
+    assert [len(b) for b in bodies] == [2, 1]
+    last = (NOW - timedelta(minutes=25)).strftime(FMT)
+    assert [duty(simulator, i) for i in (1, 2, 3)] == [last, "", last]
+    # The files wholly superseded by f5 are done too, each recorded once.
+    assert logged == {f"f{n}.csv": "success" for n in range(6)}
+    assert report.counts.superseded == 15  # 18 events, 3 sent
+    assert not list(settings.csv_directory.glob("*.csv"))
 
 
 def test_batch_size_zero_sends_everything_in_one_batch(simulator: AtHocSimulator, settings: Settings) -> None:

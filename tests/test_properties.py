@@ -245,7 +245,8 @@ class Model:
     def run_pass(self, files: list[tuple[int, list[Event]]], batch_size: int) -> list[tuple[str, str]]:
         """``files``: (arrival number, events) of the files of one pass, in arrival order."""
         sends: list[tuple[str, str]] = []
-        size = batch_size or len(files) or 1
+        # More files than BATCH_SIZE: the whole backlog is resolved together (issue 13).
+        size = len(files) or 1
         for start in range(0, len(files), size):
             latest: dict[str, tuple[tuple[int, int, int], Event]] = {}
             for arrival, events in files[start:start + size]:
