@@ -14,8 +14,7 @@ from typing import Optional
 from .errors import AtHocError, BoboSyncError, ConfigError, ForcedStop, LockHeld
 from .locking import SingleInstanceLock
 from .logsetup import LOGGER_NAME, configure_logging
-from .secret_store import SECRET_NAMES
-from .settings import LOG_LEVELS, Settings, load_settings
+from .settings import LOG_LEVELS, SECRET_NAMES, Settings, load_settings
 from .stopping import stop_signals
 from .version import __version__
 

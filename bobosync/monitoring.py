@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from .database import BOBODatabase
 from .errors import DatabaseError
-from .metrics import SUCCESS_KINDS, render_metrics, write_atomically
-from .notify import notify_health
-from .processor import PassReport
-from .settings import Settings
-from .status import collect_status
 from .timebase import as_utc
+
+if TYPE_CHECKING:  # imported by after_pass only when a metrics file or e-mail is configured
+    from .database import BOBODatabase
+    from .processor import PassReport
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,11 @@ def after_pass(settings: Settings, db: BOBODatabase, report: PassReport, now: da
     """Write the metrics file and send the health e-mail, as configured. Never raises."""
     if settings.metrics_file is None and not settings.notify_enabled:
         return
+    # Only now: an idle pass without either never loads the status, metrics and mail modules.
+    from .metrics import render_metrics, write_atomically
+    from .notify import notify_health
+    from .status import collect_status
+
     now = as_utc(now)
     try:
         status = collect_status(settings, db, now)
@@ -52,6 +56,8 @@ def after_pass(settings: Settings, db: BOBODatabase, report: PassReport, now: da
 
 
 def _last_successes(db: BOBODatabase) -> dict[str, Optional[datetime]]:
+    from .metrics import SUCCESS_KINDS
+
     found: dict[str, Optional[datetime]] = {}
     for kind in SUCCESS_KINDS:
         try:

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE = "bobosync"
-SECRET_NAMES = ("PASSWORD", "CLIENT_SECRET", "SMTP_PASSWORD")
 #: The ``.env`` value that means "read this one from the credential store" (any letter case).
 KEYRING_VALUE = "keyring"
 #: The settings the entry is named after.

@@ -16,7 +16,6 @@ from .secret_store import (
     KEYRING_VALUE,
     NO_STORE_ADVICE,
     SCOPE_SETTINGS,
-    SECRET_NAMES,
     SERVICE,
     current_account,
     describe_error,
@@ -25,7 +24,7 @@ from .secret_store import (
     server_key,
     store_name,
 )
-from .settings import read_raw_values
+from .settings import SECRET_NAMES, read_raw_values
 
 EXIT_OK, EXIT_FAILED = 0, 2
 

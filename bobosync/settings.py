@@ -39,6 +39,8 @@ from .timebase import machine_zone, zone_named
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: The settings that may live in the credential store (``bobosync set-secret NAME``).
+SECRET_NAMES = ("PASSWORD", "CLIENT_SECRET", "SMTP_PASSWORD")
 RECONCILE_MODES = ("repair", "report")
 #: How a BOBO Employee_ID finds its collar number (see :mod:`bobosync.mapping`).
 COLLAR_MATCH_MODES = ("exact", "numeric")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -108,3 +110,32 @@ def test_acquire_is_idempotent_and_one_release_frees(tmp_path: Path) -> None:
     assert held == [True, False]
     with SingleInstanceLock(tmp_path / "x.lock"):
         pass
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)])
+def test_a_lock_refused_as_windows_refuses_it_means_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """msvcrt.locking says "held" with EACCES or EDEADLOCK, not flock's EWOULDBLOCK."""
+    import bobosync.locking as locking
+
+    def refuse(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(locking, "_try_lock", refuse)
+    lock = SingleInstanceLock(tmp_path / "x.lock")
+    with pytest.raises(LockHeld):
+        lock.acquire()
+    assert not lock.is_held
+
+
+def test_a_lock_that_fails_otherwise_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bobosync.locking as locking
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(locking, "_try_lock", broken)
+    with pytest.raises(OSError) as caught:
+        SingleInstanceLock(tmp_path / "x.lock").acquire()
+    assert not isinstance(caught.value, LockHeld) and caught.value.errno == errno.EIO
