@@ -73,6 +73,7 @@ class Worker:
         """One iteration of ``--watch`` at ``now`` (default: the processor's clock): the full
         pass when it is due, else a files-only pass when a file not seen before has settled,
         else nothing. Returns the seconds to wait before the next iteration."""
+        chosen = now is not None
         now = as_utc(now or self.processor.clock())
         full = self._next_full is None or self.monotonic() >= self._next_full
         ready, settles_at = self._scan(now)
@@ -84,7 +85,8 @@ class Worker:
                 self.run_once(now, files_only=not full)
             except Exception:  # a failed pass never ends the loop
                 log.exception("pass failed; trying again in %g s", self.interval)
-            now = as_utc(self.processor.clock())
+            if not chosen:  # the pass took time: measure the next wait from its end
+                now = as_utc(self.processor.clock())
             _, settles_at = self._scan(now)
         assert self._next_full is not None
         wait = min(self._next_full - self.monotonic(), self.scan_seconds)
