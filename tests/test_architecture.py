@@ -173,3 +173,16 @@ def test_every_module_names_its_logger_log() -> None:
                 if names != ["log"]:
                     odd.append(f"{module_name(path)}: {', '.join(names)}")
     assert not odd, f"module-level loggers are called `log`: {odd}"
+
+
+def test_the_simulator_imports_without_test_only_packages() -> None:
+    import subprocess
+    import sys
+
+    test_only = ("pytest", "trustme", "hypothesis", "aiosmtpd", "prometheus_client", "cryptography")  # last: --tls only
+    code = (
+        "import sys, bobosync.simulator, bobosync.simulator.__main__\n"
+        f"print(','.join(name for name in {test_only!r} if name in sys.modules))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert found.stdout.strip() == "", f"importing the simulator pulled in: {found.stdout.strip()}"
