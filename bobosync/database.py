@@ -75,7 +75,11 @@ from bobosync.timebase import UTC, as_utc
 log = logging.getLogger(__name__)
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+#: Sync status words that mean a complete listing: bobosync writes ``success``, the original
+#: ``completed`` (for the original every word but ``no_data`` and ``error`` is a success).
+SYNC_SUCCESS_WORDS = frozenset({"success", "completed"})
 
 #: Stands in for a stored time that cannot be read.
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -99,6 +103,9 @@ class SyncState:
     status: Optional[str]
     records_synced: int
     last_success_time: Optional[datetime]
+    #: Mappings in the last complete listing bobosync stored; None when there is no record of
+    #: one (a row the original wrote: its INSERT OR REPLACE drops this column's value).
+    listing_mappings: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -411,11 +418,15 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     _add_missing_columns(conn, "sync_tracking", (("last_success_time", "TEXT"),))
     for statement in _V1_TABLES:
         conn.execute(statement)
-    # Backfill last_success_time from the last attempt of rows whose last attempt succeeded,
-    # normalising the original's isoformat() text (microseconds) to the stored format.
+    _backfill_last_success(conn)
+
+
+def _backfill_last_success(conn: sqlite3.Connection) -> None:
+    """Set last_success_time from the last attempt of rows whose last attempt succeeded,
+    normalising the original's isoformat() text (microseconds) to the stored format."""
     rows = conn.execute(
         "SELECT sync_type, last_sync_time FROM sync_tracking "
-        "WHERE status = 'success' AND last_success_time IS NULL"
+        "WHERE status IN ('success', 'completed') AND last_success_time IS NULL"
     ).fetchall()
     for sync_type, last_sync_time in rows:
         parsed = parse_datetime(last_sync_time)
@@ -542,12 +553,47 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE IF EXISTS events_in_flight")
 
 
+#: The original tool's columns that earlier schemas lacked (its real tables have them), with
+#: how to fill them from bobosync's own columns on rows the original did not write.
+_ORIGINAL_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("worker_mapping", "collar_id", "TEXT", "employee_id"),
+    ("processing_log", "entries_processed", "INTEGER", "records_processed"),
+    ("processing_log", "success_count", "INTEGER",
+     "CASE WHEN status = 'failed' THEN 0 ELSE records_processed END"),
+    ("processing_log", "error_count", "INTEGER", "CASE WHEN status = 'failed' THEN 1 ELSE 0 END"),
+    ("processing_log", "errors", "TEXT", "COALESCE(error_message, '')"),
+    ("file_retry_tracking", "first_seen", "TIMESTAMP", "first_attempt"),
+    ("file_retry_tracking", "last_retry", "TIMESTAMP", "last_attempt"),
+)
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Schema 4 -> 5: the original's tables with every one of the original's columns, filled,
+    so that the original can run on the file again (rollback); ``completed`` is a success."""
+    _add_missing_columns(conn, "sync_tracking", (("listing_mappings", "INTEGER"),))
+    for table, column, declaration, fill in _ORIGINAL_COLUMNS:
+        present = _table_columns(conn, table)
+        if column not in present:
+            _add_missing_columns(conn, table, ((column, declaration),))
+        # Identifiers and expressions come from this module's constants.
+        conn.execute(f"UPDATE {table} SET {column} = {fill} WHERE {column} IS NULL")
+    # A row the original rewrote (rollback) lost bobosync's columns.
+    _backfill_last_success(conn)
+
+
 #: MIGRATIONS[n] takes a database from schema n to schema n + 1.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4,
+    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
+
+#: A mapping as both tools write it: ``collar_id`` filled, as the original fills it.
+_UPSERT_MAPPING = (
+    "INSERT INTO worker_mapping (employee_id, username, collar_id, last_updated) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
+    "username = excluded.username, collar_id = excluded.collar_id, last_updated = excluded.last_updated"
+)
 
 #: The columns of ``desired_state``, in the order :meth:`BOBODatabase.save_desired_states` writes.
 _DESIRED_COLUMNS = (
@@ -808,10 +854,8 @@ class BOBODatabase:
     def update_mapping(self, employee_id: str, username: str) -> None:
         with self._write("updating a worker mapping") as conn:
             conn.execute(
-                "INSERT INTO worker_mapping (employee_id, username, last_updated) "
-                "VALUES (?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
-                "username = excluded.username, last_updated = excluded.last_updated",
-                (employee_id, username, format_sqlite_utc(datetime.now(UTC))),
+                _UPSERT_MAPPING,
+                (employee_id, username, employee_id, format_sqlite_utc(datetime.now(UTC))),
             )
 
     def get_username_by_employee_id(self, employee_id: str) -> Optional[str]:
@@ -907,10 +951,8 @@ class BOBODatabase:
                     tuple(chunk),
                 )
             conn.executemany(
-                "INSERT INTO worker_mapping (employee_id, username, last_updated) "
-                "VALUES (?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
-                "username = excluded.username, last_updated = excluded.last_updated",
-                [(employee_id, mapping[employee_id], stamp) for employee_id in added + changed],
+                _UPSERT_MAPPING,
+                [(employee_id, mapping[employee_id], employee_id, stamp) for employee_id in added + changed],
             )
         change = MappingChange(
             added=len(added), removed=len(removed), changed=len(changed), total=len(mapping)
@@ -929,12 +971,17 @@ class BOBODatabase:
         processed_at: Optional[datetime] = None,
     ) -> None:
         when = format_sqlite_utc(processed_at if processed_at is not None else datetime.now(UTC))
+        failed = status == "failed"
         with self._write("logging a processed file") as conn:
             conn.execute(
                 "INSERT INTO processing_log "
-                "(filename, processed_at, records_processed, status, error_message) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (filename, when, records_processed, status, error_message),
+                "(filename, processed_at, records_processed, status, error_message, "
+                "entries_processed, success_count, error_count, errors) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (filename, when, records_processed, status, error_message,
+                 # The original's columns: (rows, done, failed, text) as it writes them.
+                 records_processed, 0 if failed else records_processed, 1 if failed else 0,
+                 error_message or ""),
             )
 
     def last_failure_reason(self, filename: str) -> Optional[str]:
@@ -965,11 +1012,11 @@ class BOBODatabase:
         last_sync_time = parse_datetime(values.get("last_sync_time"))
         status = values.get("status")
         status = None if status is None else str(status)
-        if "last_success_time" in values:
-            last_success_time = parse_datetime(values["last_success_time"])  # schema 1: local text
-        else:
-            # A read-only schema-0 file: what the migration would backfill.
-            last_success_time = last_sync_time if status == "success" else None
+        last_success_time = parse_datetime(values.get("last_success_time"))
+        if last_success_time is None and status in SYNC_SUCCESS_WORDS:
+            # A read-only schema-0 file, or a row the original rewrote after the upgrade
+            # (rollback): what the migration backfills.
+            last_success_time = last_sync_time
         for column in ("last_sync_time", "last_sync_date", "last_success_time"):
             raw = values.get(column)
             if raw not in (None, "") and parse_datetime(raw) is None:
@@ -985,7 +1032,9 @@ class BOBODatabase:
             records_synced = int(records) if records is not None else 0
         except (TypeError, ValueError):
             records_synced = 0
+        listing = values.get("listing_mappings")
         return SyncState(
+            listing_mappings=listing if isinstance(listing, int) else None,
             last_sync_date=parse_date(values.get("last_sync_date")),
             last_sync_time=last_sync_time,
             status=status,
@@ -1004,19 +1053,22 @@ class BOBODatabase:
         ``last_sync_date`` and ``last_sync_time`` are written as the original writes them
         (this machine's local time), ``last_success_time`` as an instant."""
         stamp = format_local_iso(when)
-        success = format_datetime(when) if status == "success" else None
+        succeeded = status in SYNC_SUCCESS_WORDS
+        success = format_datetime(when) if succeeded else None
+        listing = records_synced if succeeded else None
         with self._write("recording a sync") as conn:
             conn.execute(
                 "INSERT INTO sync_tracking (sync_type, last_sync_date, last_sync_time, status, "
-                "records_synced, last_success_time) VALUES (?, ?, ?, ?, ?, ?) "
+                "records_synced, last_success_time, listing_mappings) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(sync_type) DO UPDATE SET "
                 "last_sync_date = excluded.last_sync_date, "
                 "last_sync_time = excluded.last_sync_time, "
                 "status = excluded.status, "
                 "records_synced = excluded.records_synced, "
                 "last_success_time = COALESCE(excluded.last_success_time, "
-                "sync_tracking.last_success_time)",
-                (sync_type, stamp[:10], stamp, status, records_synced, success),
+                "sync_tracking.last_success_time), "
+                "listing_mappings = COALESCE(excluded.listing_mappings, sync_tracking.listing_mappings)",
+                (sync_type, stamp[:10], stamp, status, records_synced, success, listing),
             )
 
     # ------------------------------------------------------------------ file_retry_tracking
@@ -1036,11 +1088,12 @@ class BOBODatabase:
         with self._write("recording a file failure") as conn:
             conn.execute(
                 "INSERT INTO file_retry_tracking "
-                "(filename, retry_count, first_attempt, last_attempt, last_error) "
-                "VALUES (?, 1, ?, ?, ?) ON CONFLICT(filename) DO UPDATE SET "
+                "(filename, retry_count, first_attempt, last_attempt, last_error, first_seen, last_retry) "
+                "VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT(filename) DO UPDATE SET "
                 "retry_count = COALESCE(file_retry_tracking.retry_count, 0) + 1, "
-                "last_attempt = excluded.last_attempt, last_error = excluded.last_error",
-                (filename, stamp, stamp, error),
+                "last_attempt = excluded.last_attempt, last_error = excluded.last_error, "
+                "last_retry = excluded.last_retry",
+                (filename, stamp, stamp, error, stamp, stamp),
             )
             row = conn.execute(
                 "SELECT retry_count FROM file_retry_tracking WHERE filename = ?", (filename,)
@@ -1056,8 +1109,10 @@ class BOBODatabase:
         with self._guard("reading retry counts"):
             if not self._has_table("file_retry_tracking"):
                 return {}
+            # A not-yet-upgraded original file has no last_error: read it without one.
+            error = "last_error" if "last_error" in _table_columns(self._connection, "file_retry_tracking") else "NULL"
             rows = self._connection.execute(
-                "SELECT filename, retry_count, last_error FROM file_retry_tracking"
+                f"SELECT filename, retry_count, {error} FROM file_retry_tracking"
             ).fetchall()
         return {
             str(name): (int(count or 0), None if error is None else str(error))

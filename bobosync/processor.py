@@ -321,10 +321,17 @@ class BOBOProcessor:
                 )
                 self._record_sync("no_data", now, 0)
                 return False
-            removed = sum(1 for employee_id in existing if employee_id not in mapping)
-            if existing and removed * 2 > len(existing):
+            removed = sorted(employee_id for employee_id in existing if employee_id not in mapping)
+            if removed and self._memory_mapping is None and not self._listing_recorded():
+                # The table was not written from a listing bobosync recorded (the original's,
+                # which only ever added): nothing to compare with, so a complete listing wins.
+                log.warning(
+                    "mapping sync: no record of a previous complete listing; %d mapping(s) not in "
+                    "AtHoc's listing are removed: %s", len(removed), ", ".join(removed),
+                )
+            elif existing and len(removed) * 2 > len(existing):
                 error = (
-                    f"mapping sync: the new mapping would remove {removed} of {len(existing)} "
+                    f"mapping sync: the new mapping would remove {len(removed)} of {len(existing)} "
                     "existing mappings (more than half); the old mapping is kept. If this is "
                     "intended, empty the worker_mapping table and run --sync-users"
                 )
@@ -356,6 +363,12 @@ class BOBOProcessor:
                 log.error("%s", error)
             if run_id is not None:
                 self.db.finish_run(run_id, status, self.clock(), counts, error)
+
+    def _listing_recorded(self) -> bool:
+        """Whether worker_mapping holds a complete listing bobosync recorded (the safety stop
+        compares with it), rather than what the original left."""
+        state = self.db.get_sync_state()
+        return state is not None and state.listing_mappings is not None
 
     def _record_sync(self, status: str, now: datetime, records: int) -> None:
         if not self.dry_run:

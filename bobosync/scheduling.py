@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional
 
-from .database import SyncState
+from .database import SYNC_SUCCESS_WORDS, SyncState
 from .timebase import FUTURE_MARGIN, as_utc
 
 #: Section 6 of the design: unmapped IDs trigger an extra sync when the mapping is older than this.
@@ -42,7 +42,7 @@ def mapping_sync_due(
     none succeeded today."""
     if state is None or state.last_sync_time is None:
         return SyncDecision(True, "never synced")
-    if state.status != "success":
+    if state.status not in SYNC_SUCCESS_WORDS:
         return SyncDecision(True, f"last sync ended with status {state.status or 'unknown'!r}")
     last, now = as_utc(state.last_sync_time), as_utc(now)
     if last > now + FUTURE_MARGIN:

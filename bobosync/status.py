@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from .counts import PassCounts
-from .database import BOBODatabase, RunRecord
+from .database import SYNC_SUCCESS_WORDS, BOBODatabase, RunRecord
 from .errors import AtHocError, DatabaseError
 from .filestore import files_to_process, list_waiting_files, read_error_note
 from .logsetup import LOG_FILE_NAME
@@ -701,7 +701,7 @@ def render_text(report: StatusReport) -> str:
         due = f"due now ({mapping.due_reason})" if mapping.due_now else f"next due {_t(mapping.next_due)}"
         if mapping.status is None:
             state = "never synced"
-        elif mapping.status == "success":
+        elif mapping.status in SYNC_SUCCESS_WORDS:
             state = f"last success {_t(mapping.last_success)}"
         else:
             state = (f"last attempt {_t(mapping.last_attempt)} ended {mapping.status!r}; "

@@ -36,6 +36,7 @@ from bobosync.locking import SingleInstanceLock
 from bobosync.settings import Settings
 from bobosync.simulator import SIM_CREDENTIALS, AtHocSimulator, make_users
 from tests.conftest import TLSCerts
+from tests.legacy_db import create_legacy_database, original_track_file_retry
 from tests.test_transport import _ConnectProxy, _probe_tls11, _tls11_server_context
 
 REPO = Path(__file__).resolve().parent.parent
@@ -423,6 +424,24 @@ def test_existing_database_is_described_read_only(
     assert f"schema {SCHEMA_VERSION}," in detail and "2 worker mapping(s)" in detail
     assert "last mapping sync 2025-06-01 20:00 (success)" in detail
     assert db_path.read_bytes() == before
+
+
+def test_the_originals_database_is_described_without_being_upgraded(
+    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
+) -> None:
+    db_path = tmp_path / "bobo_mapping.db"
+    create_legacy_database(db_path, {"00001": "user00001@force.example"},
+                           last_sync=(datetime(2025, 6, 1, 20, 0, 0, 5), "completed"))
+    original_track_file_retry(db_path, "stuck.csv")
+    before = db_path.read_bytes()
+    outcome = check(tmp_path, sim_env)
+    database = outcome.one("database")
+    assert database.status != "FAIL", database.detail
+    assert "1 worker mapping(s)" in database.detail
+    assert "last mapping sync 2025-06-01 20:00 (completed)" in database.detail
+    assert db_path.read_bytes() == before
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
 
 
 def test_unreadable_or_newer_database_fails(

@@ -21,13 +21,20 @@ from bobosync.database import (
     MappingChange,
     PendingMove,
     format_datetime,
+    format_sqlite_utc,
     parse_datetime,
 )
 from bobosync.desired import DesiredState
 from bobosync.errors import DatabaseError
 from bobosync.resolution import EventOrder
 from bobosync.timebase import UTC, as_utc
-from tests.legacy_db import create_legacy_database
+from tests.legacy_db import (
+    create_legacy_database,
+    original_log_processing,
+    original_sync_mappings,
+    original_track_file_retry,
+    original_update_sync_tracking,
+)
 
 T0 = datetime(2025, 6, 17, 20, 1, 2, tzinfo=UTC)
 
@@ -77,7 +84,7 @@ def test_fresh_database_is_created_at_current_schema_in_wal_mode(db_path: Path) 
     assert not db_path.parent.exists()
     with BOBODatabase(db_path) as db:
         assert db.path == db_path
-        assert db.schema_version == SCHEMA_VERSION == 4
+        assert db.schema_version == SCHEMA_VERSION == 5
         assert db.integrity_check() == "ok"
     assert user_version(db_path) == SCHEMA_VERSION
     assert raw(db_path, "PRAGMA journal_mode")[0][0] == "wal"
@@ -136,26 +143,16 @@ def test_closed_database_raises_database_error(db_path: Path) -> None:
 def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> None:
     when = datetime(2025, 6, 17, 20, 1, 2, 123456)
     create_legacy_database(
-        db_path, {"05990": "jsmith", "12345": "adoe"}, last_sync=(when, "success")
+        db_path, {"05990": "jsmith", "12345": "adoe"}, last_sync=(when, "completed")
     )
+    original_log_processing(db_path, "BOBO_20250617_134615_output.csv", 12, 3, 0)
+    original_log_processing(db_path, "bad.csv", 0, 0, 1, "'utf-8' codec can't decode byte 0xe9")
+    original_update_sync_tracking(db_path, datetime(2025, 6, 16, 8, 0, 0, 500000), "error")
     with closing(sqlite3.connect(str(db_path))) as conn, conn:
-        conn.execute(
-            "INSERT INTO processing_log (filename, records_processed, status) VALUES (?, ?, ?)",
-            ("BOBO_20250617_134615_output.csv", 12, "success"),
-        )
-        conn.execute(
-            "INSERT INTO processing_log (filename, records_processed, status, error_message) "
-            "VALUES (?, ?, ?, ?)",
-            ("bad.csv", 0, "error", "boom"),
-        )
-        conn.execute(
-            "INSERT INTO sync_tracking (sync_type, last_sync_date, last_sync_time, status) "
-            "VALUES ('other', '2025-06-16', '2025-06-16T08:00:00.5', 'error')"
-        )
-        conn.execute(
-            "INSERT INTO file_retry_tracking (filename, retry_count, last_error) "
-            "VALUES ('stuck.csv', 3, 'locked by Excel')"
-        )
+        conn.execute("UPDATE sync_tracking SET sync_type = 'other' WHERE status = 'error'")
+    original_update_sync_tracking(db_path, when, "completed")
+    for _ in range(3):
+        original_track_file_retry(db_path, "stuck.csv")
     assert user_version(db_path) == 0
 
     with BOBODatabase(db_path) as db:
@@ -164,30 +161,69 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
         assert db.mapping_count() == 2
         state = db.get_sync_state()
         assert state is not None
-        assert state.status == "success"
+        assert state.status == "completed"  # the original's word for a complete listing
         assert state.last_sync_date == date(2025, 6, 17)
         assert state.last_sync_time == as_utc(when)  # the original's local text, as an instant
-        assert state.records_synced == 2
         assert state.last_success_time == as_utc(datetime(2025, 6, 17, 20, 1, 2))
         other = db.get_sync_state("other")
         assert other is not None and other.status == "error"
         assert other.last_success_time is None
         assert db.get_retry_count("stuck.csv") == 3
-        assert db.retry_counts() == {"stuck.csv": (3, "locked by Excel")}
+        assert db.retry_counts() == {"stuck.csv": (3, None)}
         assert db.record_file_failure("stuck.csv", "again", T0) == 4
+        db.update_mapping("777", "newbie")
+        db.log_processing("mine.csv", 4, "success", None, T0)
 
     assert user_version(db_path) == SCHEMA_VERSION
     assert NEW_TABLES and set(NEW_TABLES) <= tables(db_path)
-    assert raw(db_path, "SELECT filename, records_processed, status FROM processing_log") == [
-        ("BOBO_20250617_134615_output.csv", 12, "success"),
-        ("bad.csv", 0, "error"),
+    # The original's tables keep the original's columns and formats, filled for bobosync's rows too.
+    assert raw(db_path, "SELECT filename, entries_processed, success_count, error_count, errors "
+               "FROM processing_log ORDER BY id") == [
+        ("BOBO_20250617_134615_output.csv", 12, 3, 0, ""),
+        ("bad.csv", 0, 0, 1, "'utf-8' codec can't decode byte 0xe9"),
+        ("mine.csv", 4, 4, 0, ""),
     ]
-    # The operator-visible columns are kept as they were written.
+    assert raw(db_path, "SELECT employee_id, username, collar_id FROM worker_mapping ORDER BY employee_id") == [
+        ("05990", "jsmith", "05990"), ("12345", "adoe", "12345"), ("777", "newbie", "777"),
+    ]
+    assert raw(db_path, "SELECT retry_count, first_seen IS NOT NULL, last_retry FROM file_retry_tracking") == [
+        (4, 1, format_sqlite_utc(T0)),
+    ]
     assert raw(
         db_path,
-        "SELECT last_sync_time, last_success_time FROM sync_tracking "
+        "SELECT last_sync_time, status, last_success_time FROM sync_tracking "
         "WHERE sync_type = 'user_mapping'",
-    ) == [(when.isoformat(), format_datetime(when))]  # bobosync's own column: the instant
+    ) == [(when.isoformat(), "completed", format_datetime(when))]  # bobosync's own column: the instant
+
+
+def test_original_runs_again_after_an_upgrade_and_bobosync_after_that(db_path: Path) -> None:
+    """Upgrade, use, roll back (the original writes its tables as it does), upgrade again."""
+    create_legacy_database(db_path, {"05990": "jsmith"}, last_sync=(datetime(2025, 6, 17, 20, 0), "completed"))
+    with BOBODatabase(db_path) as db:
+        db.replace_mappings({"05990": "jsmith", "00042": "kjones"}, T0)
+        db.record_sync("success", T0, 2)
+        db.log_processing("a.csv", 2, "success", None, T0)
+        assert db.record_file_failure("b.csv", "503", T0) == 1
+    # Rollback: the original, with its own statements, on the upgraded file.
+    original_sync_mappings(db_path, {"05990": "jsmith2", "LEAVER": "gone"})
+    original_update_sync_tracking(db_path, datetime(2025, 6, 18, 20, 0, 0, 1), "completed")
+    original_log_processing(db_path, "c.csv", 5, 5, 0)
+    assert original_track_file_retry(db_path, "b.csv") == 2
+    # Upgrade again.
+    with BOBODatabase(db_path) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        assert db.all_mappings() == {"05990": "jsmith2", "00042": "kjones", "LEAVER": "gone"}
+        state = db.get_sync_state()
+        assert state is not None and state.status == "completed"
+        assert state.last_sync_time == as_utc(datetime(2025, 6, 18, 20, 0, 0, 1))
+        assert state.last_success_time == state.last_sync_time  # the original's `completed` counts
+        assert state.listing_mappings is None  # its mapping rows are not a listing bobosync recorded
+        assert db.get_retry_count("b.csv") == 2
+        assert db.retry_counts()["b.csv"][0] == 2
+        db.log_processing("d.csv", 1, "failed", "bad header", T0)
+        assert db.last_failure_reason("d.csv") == "bad header"
+    assert raw(db_path, "SELECT filename, entries_processed, success_count, error_count FROM processing_log "
+               "ORDER BY id") == [("a.csv", 2, 2, 0), ("c.csv", 5, 5, 0), ("d.csv", 1, 0, 1)]
 
 
 def test_legacy_tables_missing_columns_get_them_and_extra_columns_are_kept(
@@ -215,7 +251,7 @@ def test_legacy_tables_missing_columns_get_them_and_extra_columns_are_kept(
         db.record_sync("success", T0 + timedelta(hours=1), 2)
         assert db.record_file_failure("x.csv", "bad", T0) == 1
         assert db.retry_counts() == {"x.csv": (1, "bad")}
-    assert columns(db_path, "worker_mapping") == ["employee_id", "username", "site", "last_updated"]
+    assert columns(db_path, "worker_mapping") == ["employee_id", "username", "site", "last_updated", "collar_id"]
     assert set(columns(db_path, "sync_tracking")) >= {
         "last_sync_date",
         "status",

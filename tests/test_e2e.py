@@ -18,7 +18,7 @@ import pytest
 from bobosync.database import SCHEMA_VERSION
 from bobosync.locking import SingleInstanceLock
 from bobosync.simulator import AtHocSimulator, export_row, write_bobo_file
-from tests.legacy_db import create_legacy_database
+from tests.legacy_db import create_legacy_database, original_update_sync_tracking
 
 REPO = Path(__file__).resolve().parent.parent
 FMT = "%d/%m/%Y %H:%M:%S"
@@ -244,10 +244,7 @@ def test_legacy_database_is_upgraded_in_place_with_its_mappings(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
     create_legacy_database(tmp_path / "bobo_mapping.db", {"00020": user(20), "LEGACY1": user(21)})
-    recent = datetime.now().isoformat()
-    with sqlite3.connect(tmp_path / "bobo_mapping.db") as conn:
-        conn.execute("INSERT OR REPLACE INTO sync_tracking (sync_type, last_sync_date, last_sync_time, status, "
-                     "records_synced) VALUES ('user_mapping', ?, ?, 'success', 2)", (recent[:10], recent))
+    original_update_sync_tracking(tmp_path / "bobo_mapping.db", datetime.now(), "completed")
     booked_on = now()
     write_bobo_file(csv_dir(tmp_path), [export_row("BON", "LEGACY1", booked_on)], booked_on, name="f.csv")
     # No reconcile in this pass: its listing would refresh the mapping, which is not the point here.

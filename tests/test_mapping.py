@@ -16,6 +16,7 @@ from bobosync.mapping import mapping_from_users, match_collars, numeric_form, nu
 from bobosync.processor import BOBOProcessor
 from bobosync.settings import Settings, load_settings
 from bobosync.simulator import AtHocSimulator, export_row, write_bobo_file
+from tests.legacy_db import create_legacy_database
 
 FMT = "%d/%m/%Y %H:%M:%S"
 DUTY = "On-Duty-DTG"
@@ -198,5 +199,36 @@ def test_a_failed_second_read_keeps_the_old_mapping(simulator: AtHocSimulator, s
         assert proc.db.get_sync_state() is not None
         state = proc.db.get_sync_state()
         assert state is not None and state.status == "error"
+    finally:
+        proc.close()
+
+
+def test_first_sync_on_the_originals_table_drops_its_leavers_and_the_stop_then_guards(
+    simulator: AtHocSimulator, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The original only ever added mappings: its table may hold more leavers than staff. With
+    no record of a previous complete listing, a complete one is accepted (removals at WARNING);
+    after that the safety stop compares with the listing bobosync recorded."""
+    leavers = {f"L{i:03d}": f"gone{i}" for i in range(120)}
+    create_legacy_database(settings.db_path, {**leavers, "00001": login(1)},
+                           last_sync=(datetime(2025, 6, 1, 20, 0), "completed"))
+    proc = BOBOProcessor(settings)
+    try:
+        with caplog.at_level(logging.WARNING, logger="bobosync"):
+            assert proc.sync_worker_mappings(NOW - timedelta(hours=3))
+        mappings = proc.db.all_mappings()
+        assert len(mappings) == 50 and not set(leavers) & set(mappings)
+        warning = [r for r in caplog.records if "no record of a previous complete listing" in r.getMessage()]
+        assert len(warning) == 1 and warning[0].levelno == logging.WARNING
+        assert "120 mapping(s)" in warning[0].getMessage() and "L119" in warning[0].getMessage()
+        state = proc.db.get_sync_state()
+        assert state is not None and state.listing_mappings == 50
+
+        for i in range(1, 31):  # 30 of 50 gone at once: refused
+            simulator.remove_user(login(i))
+        assert not proc.sync_worker_mappings(NOW)
+        assert len(proc.db.all_mappings()) == 50
+        state = proc.db.get_sync_state()
+        assert state is not None and state.status == "error" and state.listing_mappings == 50
     finally:
         proc.close()

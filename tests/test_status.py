@@ -33,7 +33,7 @@ from bobosync.status import (
     run_status,
 )
 from bobosync.timebase import as_utc, show
-from tests.legacy_db import create_legacy_database
+from tests.legacy_db import create_legacy_database, original_track_file_retry
 
 FMT = "%d/%m/%Y %H:%M:%S"
 
@@ -427,13 +427,15 @@ def test_passes_without_any_mapping_warn(settings: Settings) -> None:
 
 def test_a_legacy_database_is_read_without_being_changed(settings: Settings) -> None:
     create_legacy_database(settings.db_path, {"00001": user(1), "00002": user(2)},
-                           last_sync=(now() - timedelta(hours=1), "success"))
+                           last_sync=(now() - timedelta(hours=1), "completed"))
+    original_track_file_retry(settings.db_path, "stuck.csv")  # the original's table has no last_error
     before = settings.db_path.read_bytes()
     shown = status(settings)
     assert shown.code == 2
     assert shown.data["reasons"] == ["no pass recorded in the run history"]
     assert shown.data["mapping_sync"]["mappings"] == 2
-    assert shown.data["mapping_sync"]["status"] == "success"
+    assert shown.data["mapping_sync"]["status"] == "completed"
+    assert "last success" in shown.text  # `completed` is the original's word for success
     assert settings.db_path.read_bytes() == before
     with sqlite3.connect(settings.db_path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
