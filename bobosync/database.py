@@ -43,6 +43,13 @@ order of events, the value AtHoc should hold and what became of the writes; see
 events are carried over; the tables are dropped), and ``duty_value_warnings`` (when the
 auto-cleanup last warned about an unreadable value).
 
+Schema version 5 gives the original's tables every column the original has (``collar_id``;
+``entries_processed``, ``success_count``, ``error_count``, ``errors``; ``first_seen``,
+``last_retry``), filled on bobosync's rows too, so that the original can run on the file again
+(rollback) and bobosync after that; ``sync_tracking.listing_mappings`` records the size of the
+last complete listing bobosync stored (the original's INSERT OR REPLACE clears it: then the
+mapping sync has no listing to compare with). ``completed``, the original's word, is a success.
+
 The schema version lives in ``PRAGMA user_version``. Migrations only go forward, each in its
 own transaction. A legacy table that lacks some columns gets them; unknown extra columns are
 left alone. Reading is tolerant of every format written over time (``T`` or space, with or
