@@ -386,3 +386,60 @@ def test_the_cron_command_runs_a_pass(simulator: AtHocSimulator, sim_env: dict[s
     assert result.stdout == result.stderr == ""  # everything went to cron.log
     assert "pass ok" in (logs / "cron.log").read_text(encoding="utf-8")
     assert simulator.tokens_issued == 1
+
+
+# ---------------------------------------------------------------- the original's wrapper paths
+
+LEGACY_PS1 = REPO / "bobosync" / "run_bobo_windows.ps1"
+LEGACY_BAT = REPO / "bobosync" / "run_bobo_windows.bat"
+#: The original bobosync\run_bobo_windows.ps1's parameters with their defaults, as scheduled
+#: tasks made for it may pass them.
+ORIGINAL_PS1_PARAMETERS = {"ScriptPath": "[string]$PSScriptRoot", "LogPath": '[string]"../logs"',
+                           "TimeoutMinutes": "[int]30"}
+
+
+def typed_parameters(path: Path) -> dict[str, str]:
+    block = re.search(r"^param\((.*?)^\)", text(path), flags=re.S | re.M)
+    assert block is not None, path
+    return {name: f"[{kind}]{default}"
+            for kind, name, default in re.findall(r"\[(\w+)\]\$(\w+)\s*=\s*([^\s,]+)", block.group(1))}
+
+
+def test_legacy_ps1_takes_the_originals_parameters() -> None:
+    assert typed_parameters(LEGACY_PS1) == ORIGINAL_PS1_PARAMETERS
+    assert typed_parameters(PS1) != ORIGINAL_PS1_PARAMETERS  # the parser check can fail
+
+
+def test_legacy_ps1_forwards_to_the_top_level_wrapper_and_returns_its_code() -> None:
+    raw = LEGACY_PS1.read_bytes()
+    assert raw.isascii()
+    code = powershell_code(text(LEGACY_PS1))
+    assert ps7_constructs(code) == []
+    assert "$Root = Split-Path -Parent $PSScriptRoot" in code
+    top = re.search(r"\$Top = Join-Path \$Root '([^']+)'", code)
+    assert top is not None and (LEGACY_PS1.parent.parent / top.group(1)) == PS1
+    # Only parameters the top-level wrapper has are forwarded, and its exit code is returned.
+    forwarded = set(re.findall(r"\$Forward\['(\w+)'\]|(\w+) = \$TimeoutMinutes", code))
+    assert {name for pair in forwarded for name in pair if name} <= set(ps1_parameters())
+    assert re.search(r"^& \$Top @Forward\r?$", code, flags=re.M)
+    assert code.rstrip().endswith("exit $LASTEXITCODE")
+    assert "exit 0" not in code  # the original returned 0 whatever the pass did
+
+
+def test_legacy_bat_calls_the_top_level_bat_and_returns_its_code() -> None:
+    raw = LEGACY_BAT.read_bytes()
+    assert raw.isascii()
+    lines = raw.split(b"\n")
+    assert all(line.endswith(b"\r") for line in lines[:-1]) and lines[-1] == b"", "cmd.exe wants CRLF"
+    source = text(LEGACY_BAT)
+    call = re.search(r'^call "%~dp0\.\.\\([^"]+)" %\*\r?$', source, flags=re.M)
+    assert call is not None and (LEGACY_BAT.parent.parent / call.group(1)) == BAT
+    assert source.rstrip().endswith("exit /b %ERRORLEVEL%")
+    assert "myenv" not in source  # the original's venv lacks bobosync's dependencies
+
+
+@pytest.mark.skipif(shutil.which("pwsh") is None, reason="PowerShell (pwsh) is not installed")
+def test_legacy_ps1_parses_under_pwsh() -> None:
+    check = ("$errors = $null; [System.Management.Automation.Language.Parser]::ParseFile("
+             f"'{LEGACY_PS1}', [ref]$null, [ref]$errors) | Out-Null; exit $errors.Count")
+    assert subprocess.run(["pwsh", "-NoProfile", "-Command", check], timeout=120).returncode == 0
