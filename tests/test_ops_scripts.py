@@ -217,11 +217,16 @@ def test_exit_codes_are_the_clis_plus_two_of_the_wrapper() -> None:
 # ---------------------------------------------------------------- run_bobo_windows.bat
 
 
-def test_bat_calls_the_ps1_beside_it_and_returns_its_code() -> None:
-    raw = BAT.read_bytes()
+def assert_cmd_file(path: Path) -> None:
+    """ASCII with CRLF line ends, as cmd.exe wants."""
+    raw = path.read_bytes()
     assert raw.isascii()
     lines = raw.split(b"\n")
     assert all(line.endswith(b"\r") for line in lines[:-1]) and lines[-1] == b"", "cmd.exe wants CRLF"
+
+
+def test_bat_calls_the_ps1_beside_it_and_returns_its_code() -> None:
+    assert_cmd_file(BAT)
     source = text(BAT)
     call = re.search(r'^powershell\.exe (.*) -File "%~dp0([^"]+)" %\*\r?$', source, flags=re.M)
     assert call is not None
@@ -427,10 +432,7 @@ def test_legacy_ps1_forwards_to_the_top_level_wrapper_and_returns_its_code() -> 
 
 
 def test_legacy_bat_calls_the_top_level_bat_and_returns_its_code() -> None:
-    raw = LEGACY_BAT.read_bytes()
-    assert raw.isascii()
-    lines = raw.split(b"\n")
-    assert all(line.endswith(b"\r") for line in lines[:-1]) and lines[-1] == b"", "cmd.exe wants CRLF"
+    assert_cmd_file(LEGACY_BAT)
     source = text(LEGACY_BAT)
     call = re.search(r'^call "%~dp0\.\.\\([^"]+)" %\*\r?$', source, flags=re.M)
     assert call is not None and (LEGACY_BAT.parent.parent / call.group(1)) == BAT
