@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Callable, Optional, TypedDict, TypeVar
+from typing import Any, Callable, Optional, TypedDict, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 from dotenv import dotenv_values
@@ -199,6 +199,60 @@ class Settings:
         return bool(self.notify_email_to)
 
 
+@dataclass(frozen=True)
+class PlainSetting:
+    """A setting read the plain way: how it is read and its limits. Its default is the
+    :class:`Settings` field's (``NAME`` -> ``name``), so that it is written once."""
+
+    name: str
+    kind: str  # text, boolean, integer, number, path, choice, field_list
+    low: float = 0
+    high: Optional[int] = None
+    #: number: must be above ``low`` (not merely at least ``low``)
+    positive: bool = False
+    choices: tuple[str, ...] = ()
+
+    @property
+    def default(self) -> Any:
+        return _FIELD_DEFAULTS[self.name.lower()]
+
+
+#: The settings read the plain way; the others (the AtHoc connection, secrets, zones, proxies,
+#: e-mail) have readers of their own in :meth:`_Reader.build`.
+PLAIN_SETTINGS: tuple[PlainSetting, ...] = (
+    PlainSetting("SCOPE", "text"),
+    PlainSetting("DISABLE_SSL_VERIFY", "boolean"),
+    PlainSetting("REQUEST_TIMEOUT_SECONDS", "number", positive=True),
+    PlainSetting("HTTP_RETRY_ATTEMPTS", "integer", low=1, high=20),
+    PlainSetting("HTTP_RETRY_BACKOFF_SECONDS", "number"),
+    PlainSetting("CSV_DIRECTORY", "path"),
+    PlainSetting("PROCESSED_DIRECTORY", "path"),
+    PlainSetting("FAILED_FILES_DIRECTORY", "path"),
+    PlainSetting("MOVE_PROCESSED_FILES", "boolean"),
+    PlainSetting("PROCESSED_FILES_PURGE_DAYS", "integer"),
+    PlainSetting("BATCH_SIZE", "integer"),
+    PlainSetting("MAX_USERS_PER_REQUEST", "integer", low=1, high=10000),
+    PlainSetting("MAX_RETRY_ATTEMPTS", "integer", low=1),
+    PlainSetting("FILE_SETTLE_SECONDS", "number"),
+    PlainSetting("DB_PATH", "path"),
+    PlainSetting("SYNC_MAPPINGS", "boolean"),
+    PlainSetting("SYNC_HOUR", "integer", high=23),
+    PlainSetting("SYNC_RETRY_DAYS", "integer", low=1),
+    PlainSetting("DUTY_STATUS_FIELD", "text"),
+    PlainSetting("COLLAR_ID_FIELD", "text"),
+    PlainSetting("COLLAR_MATCH", "choice", choices=COLLAR_MATCH_MODES),
+    PlainSetting("USER_ATTRIBUTES", "field_list"),
+    PlainSetting("AUTO_CLEANUP_HOURS", "number"),
+    PlainSetting("RECONCILE_MINUTES", "number"),
+    PlainSetting("RECONCILE_MODE", "choice", choices=RECONCILE_MODES),
+    PlainSetting("RECONCILE_SUSPECT_MINUTES", "number"),
+    PlainSetting("LOG_DIRECTORY", "path"),
+    PlainSetting("LOG_PURGE_DAYS", "integer"),
+    PlainSetting("POLL_INTERVAL_SECONDS", "number", positive=True),
+    PlainSetting("CLOCK_TOLERANCE_MINUTES", "number"),
+)
+
+
 def secret_forms(*values: str) -> tuple[str, ...]:
     """Each value raw, percent-encoded and form-encoded (``+`` for spaces), longest first."""
     forms = {form for value in values if value for form in (value, quote(value, safe=""), quote_plus(value))}
@@ -337,6 +391,11 @@ class _NotifySettings(TypedDict):
     smtp_username: str
     smtp_password: Secret
     notify_repeat_hours: float
+
+
+_FIELD_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING
+}
 
 
 class _Reader:
@@ -498,6 +557,24 @@ class _Reader:
             return default
         return tuple(part.strip() for part in value.split(",") if part.strip())
 
+    def plain(self, spec: PlainSetting) -> Any:
+        name, default = spec.name, spec.default
+        if spec.kind == "text":
+            return self.text(name, default)
+        if spec.kind == "boolean":
+            return self.boolean(name, default)
+        if spec.kind == "integer":
+            return self.integer(name, default, int(spec.low), spec.high)
+        if spec.kind == "number":
+            return self.number(name, default, spec.low, strictly_positive=spec.positive)
+        if spec.kind == "path":
+            return self.path(name, str(default))
+        if spec.kind == "choice":
+            return self.choice(name, default, spec.choices)
+        if spec.kind == "field_list":
+            return self.field_list(name, default)
+        raise AssertionError(f"{name}: unknown kind {spec.kind!r}")
+
     def build(self) -> Settings:
         # USERNAME is an alias of APIUSER only when written in the .env file: Windows sets
         # USERNAME in every process environment to the logged-in account.
@@ -511,51 +588,22 @@ class _Reader:
         org_code = self.required("ORG_CODE")
         bobo_zone = self.zone("BOBO_TIMEZONE", None)
         settings = Settings(
+            **{spec.name.lower(): self.plain(spec) for spec in PLAIN_SETTINGS},
             athoc_server_url=server_url,
             client_id=client_id,
             client_secret=self.secret("CLIENT_SECRET", server_url, org_code, apiuser),
             apiuser=apiuser,
             password=self.secret("PASSWORD", server_url, org_code, apiuser),
             org_code=org_code,
-            scope=self.text("SCOPE", "athoc.iws.web.api"),
-            disable_ssl_verify=self.boolean("DISABLE_SSL_VERIFY", False),
             ssl_cert_path=ssl_cert_path,
             http_proxy=self.proxy("HTTP_PROXY"),
             https_proxy=self.proxy("HTTPS_PROXY"),
-            request_timeout_seconds=self.number("REQUEST_TIMEOUT_SECONDS", 60.0, 0, strictly_positive=True),
-            http_retry_attempts=self.integer("HTTP_RETRY_ATTEMPTS", 4, 1, 20),
-            http_retry_backoff_seconds=self.number("HTTP_RETRY_BACKOFF_SECONDS", 1.0, 0),
-            csv_directory=self.path("CSV_DIRECTORY", "crown_files"),
-            processed_directory=self.path("PROCESSED_DIRECTORY", "processed_files"),
-            failed_files_directory=self.path("FAILED_FILES_DIRECTORY", "failed_files"),
-            move_processed_files=self.boolean("MOVE_PROCESSED_FILES", False),
-            processed_files_purge_days=self.integer("PROCESSED_FILES_PURGE_DAYS", 30, 0),
-            batch_size=self.integer("BATCH_SIZE", 10, 0),
-            max_users_per_request=self.integer("MAX_USERS_PER_REQUEST", 1000, 1, 10000),
-            max_retry_attempts=self.integer("MAX_RETRY_ATTEMPTS", 5, 1),
-            file_settle_seconds=self.number("FILE_SETTLE_SECONDS", 5.0, 0),
-            db_path=self.path("DB_PATH", "bobo_mapping.db"),
-            sync_mappings=self.boolean("SYNC_MAPPINGS", True),
-            sync_hour=self.integer("SYNC_HOUR", 20, 0, 23),
-            sync_retry_days=self.integer("SYNC_RETRY_DAYS", 2, 1),
-            duty_status_field=self.text("DUTY_STATUS_FIELD", "On-Duty-DTG"),
-            collar_id_field=self.text("COLLAR_ID_FIELD", "Collar-Number"),
-            collar_match=self.choice("COLLAR_MATCH", "exact", COLLAR_MATCH_MODES),
-            user_attributes=self.field_list("USER_ATTRIBUTES", ("Collar-Number", "FIRSTNAME", "LASTNAME")),
             athoc_datetime_format=self.datetime_format(),
-            auto_cleanup_hours=self.number("AUTO_CLEANUP_HOURS", 24.0, 0),
-            reconcile_minutes=self.number("RECONCILE_MINUTES", 15.0, 0),
-            reconcile_mode=self.choice("RECONCILE_MODE", "repair", RECONCILE_MODES),
-            reconcile_suspect_minutes=self.number("RECONCILE_SUSPECT_MINUTES", 30.0, 0),
             log_level=self.log_level(),
-            log_directory=self.path("LOG_DIRECTORY", "logs"),
-            log_purge_days=self.integer("LOG_PURGE_DAYS", 10, 0),
-            poll_interval_seconds=self.number("POLL_INTERVAL_SECONDS", 60.0, 0, strictly_positive=True),
             **self._notify_settings(server_url, org_code, apiuser),
             metrics_file=self.optional_path("METRICS_FILE"),
             bobo_timezone=bobo_zone or timezone.utc,
             athoc_timezone=self.zone("ATHOC_TIMEZONE", bobo_zone) if self.raw("ATHOC_TIMEZONE") else None,
-            clock_tolerance_minutes=self.number("CLOCK_TOLERANCE_MINUTES", 5.0, 0),
             env_file=self.env_file,
             env_source=self.source,
             env_notes=env_file_notes(self.env_file, self.file_values) if self.env_file is not None else (),

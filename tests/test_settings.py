@@ -143,3 +143,25 @@ def test_settings_is_frozen(tmp_path: Path) -> None:
     s: Settings = load_settings(env_file=write_env(tmp_path / ".env", REQUIRED), environ={})
     with pytest.raises(AttributeError):
         s.batch_size = 3  # type: ignore[misc]
+
+
+def test_plain_settings_take_their_default_from_the_one_place_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from bobosync import settings as settings_module
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    assert len(settings_module.PLAIN_SETTINGS) >= 25
+    for spec in settings_module.PLAIN_SETTINGS:
+        assert spec.name.lower() in fields, f"{spec.name}: no Settings field {spec.name.lower()}"
+    env = write_env(tmp_path / ".env", REQUIRED)
+    # Change a default where it is written, and the reader follows.
+    monkeypatch.setitem(settings_module._FIELD_DEFAULTS, "batch_size", 77)
+    monkeypatch.setitem(settings_module._FIELD_DEFAULTS, "duty_status_field", "Other-Field")
+    s = load_settings(env_file=env, environ={})
+    assert (s.batch_size, s.duty_status_field) == (77, "Other-Field")
+    # and the limits come from the table: BATCH_SIZE must be 0 or more
+    with pytest.raises(ConfigError, match="BATCH_SIZE"):
+        load_settings(env_file=write_env(tmp_path / ".env", {**REQUIRED, "BATCH_SIZE": "-1"}), environ={})
