@@ -588,13 +588,14 @@ class _Reader:
         org_code = self.required("ORG_CODE")
         bobo_zone = self.zone("BOBO_TIMEZONE", None)
         settings = Settings(
-            **{spec.name.lower(): self.plain(spec) for spec in PLAIN_SETTINGS},
             athoc_server_url=server_url,
             client_id=client_id,
             client_secret=self.secret("CLIENT_SECRET", server_url, org_code, apiuser),
             apiuser=apiuser,
             password=self.secret("PASSWORD", server_url, org_code, apiuser),
             org_code=org_code,
+            # the plain ones, after the secrets: problems are listed in this order
+            **{spec.name.lower(): self.plain(spec) for spec in PLAIN_SETTINGS},
             ssl_cert_path=ssl_cert_path,
             http_proxy=self.proxy("HTTP_PROXY"),
             https_proxy=self.proxy("HTTPS_PROXY"),
