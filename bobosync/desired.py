@@ -22,11 +22,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 from .bobo_csv import Transaction
 from .resolution import EventOrder
-from .timebase import latest_instant
+from .settings import Settings
+from .timebase import as_utc, latest_instant
 
 __all__ = [
     "DesiredState",
@@ -142,6 +143,22 @@ def value_instant(value: str, datetime_format: str, zone: tzinfo) -> Optional[da
     except ValueError:
         return None
     return latest_instant(when, zone).instant
+
+
+def stale_duty_judge(
+    settings: Settings, now: datetime, slack: timedelta = timedelta(0)
+) -> Callable[[str], Optional[bool]]:
+    """THE auto-cleanup's judgement of an AtHoc duty value at ``now``, used by the pass and by
+    ``status``: True when it stands for an instant more than AUTO_CLEANUP_HOURS (plus ``slack``)
+    ago, False when not, None when it does not parse with ATHOC_DATETIME_FORMAT."""
+    fmt, zone = settings.athoc_datetime_format, settings.athoc_zone
+    cutoff = as_utc(now) - timedelta(hours=settings.auto_cleanup_hours) - slack
+
+    def is_old(value: str) -> Optional[bool]:
+        instant = value_instant(value, fmt, zone)
+        return None if instant is None else instant < cutoff
+
+    return is_old
 
 
 def values_agree(athoc: Optional[str], desired: str, datetime_format: str) -> bool:

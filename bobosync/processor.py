@@ -53,7 +53,7 @@ from .desired import (
     is_suspect,
     lost_in_crash,
     read_back,
-    value_instant,
+    stale_duty_judge,
     values_agree,
 )
 from .errors import AtHocAuthError, AtHocError, AtHocUnavailable, DatabaseError, InputFileError
@@ -1032,7 +1032,7 @@ class BOBOProcessor:
                         states[st.employee_id] = dataclasses.replace(st, stale_login=None, stale_value=None)
             if cleanup:
                 readings.update(client.list_duty_values())
-        is_old = self._value_is_old(now)
+        is_old = stale_duty_judge(self.settings, now)
         if reconcile:
             relevant = {login.casefold() for login in readings}
         else:
@@ -1146,17 +1146,6 @@ class BOBOProcessor:
         else:
             log.error("%s", message)
         report.errors.append(message)
-
-    def _value_is_old(self, now: datetime) -> Callable[[str], Optional[bool]]:
-        """The auto-cleanup's judgement of one AtHoc value (see :class:`bobosync.reconcile.Rules`)."""
-        fmt, zone = self.settings.athoc_datetime_format, self.settings.athoc_zone
-        cutoff = now - timedelta(hours=self.settings.auto_cleanup_hours)
-
-        def is_old(value: str) -> Optional[bool]:
-            instant = value_instant(value, fmt, zone)
-            return None if instant is None else instant < cutoff
-
-        return is_old
 
     def run_cleanup(self, now: Optional[datetime] = None) -> int:
         """Only the auto-cleanup: clear duty values older than AUTO_CLEANUP_HOURS. Returns how

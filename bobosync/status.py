@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from .counts import PassCounts
 from .database import SYNC_SUCCESS_WORDS, BOBODatabase, RunRecord
+from .desired import stale_duty_judge, value_instant
 from .errors import AtHocError, DatabaseError
 from .filestore import files_to_process, list_waiting_files, read_error_note
 from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
-from .timebase import FUTURE_MARGIN, UTC, as_utc, latest_instant, show, utc_now
+from .timebase import FUTURE_MARGIN, UTC, as_utc, show, utc_now
 from .version import __version__
 
 if TYPE_CHECKING:  # the client (and requests) is imported only for --live
@@ -427,14 +428,12 @@ def _live(settings: Settings, client: Optional[AtHocClient], now: datetime) -> L
     finally:
         if own and client is not None:
             client.close()
-    fmt = settings.athoc_datetime_format
-    hours = settings.auto_cleanup_hours
-    cutoff: Optional[datetime] = None
-    overdue_cutoff: Optional[datetime] = None
-    if hours > 0:
-        # As the auto-cleanup compares: instants, a repeated reading taking the later one.
-        cutoff = as_utc(now) - timedelta(hours=hours)
-        overdue_cutoff = cutoff - _pass_gap(settings)
+    is_stale: Optional[Callable[[str], Optional[bool]]] = None
+    is_overdue: Optional[Callable[[str], Optional[bool]]] = None
+    if settings.auto_cleanup_hours > 0:
+        # The auto-cleanup's own judgement; overdue: missed by more than a pass gap.
+        is_stale = stale_duty_judge(settings, now)
+        is_overdue = stale_duty_judge(settings, now, slack=_pass_gap(settings))
         result.stale = result.stale_overdue = 0
     result.users = len(users)
     for user in users:
@@ -442,14 +441,12 @@ def _live(settings: Settings, client: Optional[AtHocClient], now: datetime) -> L
         if not value:
             continue
         result.on_duty += 1
-        try:
-            when = latest_instant(datetime.strptime(value, fmt), settings.athoc_zone).instant
-        except ValueError:
+        if value_instant(value, settings.athoc_datetime_format, settings.athoc_zone) is None:
             result.unparseable += 1
             continue
-        if cutoff is not None and overdue_cutoff is not None and result.stale is not None and when < cutoff:
+        if is_stale is not None and is_stale(value) and result.stale is not None:
             result.stale += 1
-            if when < overdue_cutoff and result.stale_overdue is not None:
+            if is_overdue is not None and is_overdue(value) and result.stale_overdue is not None:
                 result.stale_overdue += 1
     return result
 
