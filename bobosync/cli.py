@@ -76,6 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 AtHoc agrees with the desired state, 1 it did not (or the reconcile failed).")
     reconcile.add_argument("--dry-run", dest="reconcile_dry_run", action="store_true",
                            help="only list the differences (employee, LOGIN_ID, AtHoc value, desired value)")
+    rebuild = commands.add_parser(
+        "rebuild-state", parents=[env_file],
+        help="read already-processed BOBO files into the desired state, sending nothing (after an upgrade)",
+        description="Read the BOBO files of the last N hours from a folder (default PROCESSED_DIRECTORY, or "
+                    "CSV_DIRECTORY when MOVE_PROCESSED_FILES=false) into the desired state, by the usual order of "
+                    "events, without sending anything and without moving any file. The next reconcile then "
+                    "corrects AtHoc: after an upgrade from the original tool, people it booked off but left "
+                    "holding a book-off time are cleared. The first pass on a database from the original tool "
+                    "runs it once by itself.",
+        epilog="Exit codes: 0 done, 1 the folder cannot be read, 2 configuration error.")
+    rebuild.add_argument("--from", dest="rebuild_from", type=Path, metavar="DIR",
+                         help="the folder to read (default PROCESSED_DIRECTORY, or CSV_DIRECTORY when "
+                              "MOVE_PROCESSED_FILES=false)")
+    rebuild.add_argument("--hours", dest="rebuild_hours", type=float, metavar="N",
+                         help="how far back, by file modification time (default AUTO_CLEANUP_HOURS, or 24 when "
+                              "that is 0)")
     trace = commands.add_parser(
         "trace", parents=[env_file], help="one person's story: events, writes, answers, repairs, mapping changes",
         description="Show, oldest first, what bobosync saw and did for one employee ID or LOGIN_ID in the last "
@@ -190,6 +206,14 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _reconcile(settings, dry_run=False)
     processor = BOBOProcessor(settings)
     try:
+        if args.command == "rebuild-state":
+            try:
+                result = processor.rebuild_state(args.rebuild_from, args.rebuild_hours)
+            except OSError as exc:
+                log.error("rebuild-state: cannot read %s: %s", exc.filename or args.rebuild_from, exc.strerror or exc)
+                return EXIT_INCOMPLETE
+            sys.stdout.write(f"Desired state rebuilt from {result.folder}: {result.summary()}.\n")
+            return EXIT_OK
         if args.sync_users:
             return EXIT_OK if processor.run_sync() else EXIT_INCOMPLETE
         if args.cleanup_only:

@@ -77,9 +77,12 @@ from bobosync.bobo_csv import Transaction
 from bobosync.desired import DesiredState
 from bobosync.errors import DatabaseError
 from bobosync.resolution import EventOrder
-from bobosync.timebase import UTC, as_utc
+from bobosync.timebase import UTC, as_utc, utc_now
 
 log = logging.getLogger(__name__)
+
+#: run_history ``kind`` of a rebuild of the desired state (``bobosync rebuild-state``).
+REBUILD_RUN_KIND = "rebuild-state"
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = 6
@@ -748,6 +751,7 @@ class BOBODatabase:
             version = self._user_version()
         if version > SCHEMA_VERSION:
             raise self._newer_error(version)
+        from_original = False
         while version < SCHEMA_VERSION:
             with self._transaction(), self._guard(f"migrating to schema {version + 1}"):
                 # Read again under the write lock: another process may have migrated.
@@ -763,8 +767,16 @@ class BOBODatabase:
                     "database %s: %s", self._path,
                     "created" if fresh else f"upgrading schema {version} -> {version + 1}",
                 )
+                from_original = from_original or (version == 0 and not fresh)
                 _MIGRATIONS[version](self._connection)
                 version += 1
+                if version == SCHEMA_VERSION and from_original:
+                    # The original wrote book-off times instead of clearing them: the first pass
+                    # rebuilds the desired state from the processed files (once), see rebuild_due.
+                    self._connection.execute(
+                        "INSERT INTO run_history (kind, started_at, status) VALUES (?, ?, 'due')",
+                        (REBUILD_RUN_KIND, format_datetime(utc_now(), precise=True)),
+                    )
                 # PRAGMA values cannot be bound; ``version`` is an int we computed.
                 self._connection.execute(f"PRAGMA user_version = {int(version)}")
 
@@ -1552,6 +1564,16 @@ class BOBODatabase:
                 "counts = ?, error = ? WHERE id = ?",
                 (status, format_datetime(finished_at, precise=True), duration, counts_text, error, run_id),
             )
+
+    def rebuild_due(self) -> Optional[int]:
+        """The run-history id of a rebuild of the desired state still due (recorded when a
+        database from the original tool was upgraded), else None."""
+        with self._guard("reading whether a rebuild is due"):
+            row = self._connection.execute(
+                "SELECT id FROM run_history WHERE kind = ? AND status = 'due' ORDER BY id DESC LIMIT 1",
+                (REBUILD_RUN_KIND,),
+            ).fetchone()
+        return None if row is None else int(row[0])
 
     def mark_interrupted_runs(self, now: datetime) -> int:
         """Turn every ``running`` row into ``interrupted``; returns how many.

@@ -106,6 +106,27 @@ GROWTH_PATIENCE_MIN_SECONDS = 60.0
 __all__ = ["BOBODatabase", "BOBOEntry", "BOBOProcessor", "PassCounts", "PassReport"]
 
 
+class RebuildReport(NamedTuple):
+    """What ``rebuild-state`` read and changed."""
+
+    folder: Path
+    hours: float
+    files: int
+    rows: int
+    bad_rows: int
+    #: employees whose desired event is now a newer one from these files
+    updated: int
+
+    def summary(self) -> str:
+        return (f"{self.files} file(s) of the last {self.hours:g} h, {self.rows} row(s) ({self.bad_rows} bad), "
+                f"{self.updated} employee(s) with a newer desired event; nothing sent (the next reconcile "
+                "corrects AtHoc)")
+
+
+#: ``rebuild-state``'s look-back when AUTO_CLEANUP_HOURS is 0 (off): a day of files.
+REBUILD_DEFAULT_HOURS = 24.0
+
+
 class Planned(NamedTuple):
     """A write a dry run would send: to whom, what, and why (a file and row, or a reason)."""
 
@@ -1158,6 +1179,50 @@ class BOBOProcessor:
             raise AtHocError(report.errors[0])
         return report.counts.cleared
 
+    def _rebuild_if_due(self, now: datetime) -> None:
+        """Once, on the first pass over a database that came from the original tool."""
+        due = self.db.rebuild_due()
+        if due is None:
+            return
+        log.warning("this database comes from the original tool, which wrote a book-off's time instead of "
+                    "clearing it: rebuilding the desired state from the processed files once (bobosync "
+                    "rebuild-state), so that the reconcile corrects AtHoc")
+        try:
+            result = self.rebuild_state(now=now)
+        except OSError as exc:
+            log.warning("rebuild of the desired state skipped: %s; run bobosync rebuild-state --from DIR", exc)
+            self.db.finish_run(due, "failed", self.clock(), {}, f"{exc.strerror or exc}")
+            return
+        self.db.finish_run(due, "ok", self.clock(), result._asdict() | {"folder": str(result.folder)})
+
+    def rebuild_state(
+        self, folder: Optional[Path] = None, hours: Optional[float] = None, now: Optional[datetime] = None
+    ) -> RebuildReport:
+        """Read already-processed BOBO files of the last ``hours`` into the desired state, sending
+        nothing: the next reconcile then corrects what AtHoc holds (the original tool wrote a
+        book-off's time instead of clearing it). The files are read as a pass reads them and
+        their events enter by THE order of events, so an event older than one already known
+        changes nothing. Files stay where they are."""
+        now = as_utc(now or self.clock())
+        folder = Path(folder) if folder is not None else (
+            self.settings.processed_directory if self.settings.move_processed_files else self.settings.csv_directory)
+        hours = hours if hours is not None else (self.settings.auto_cleanup_hours or REBUILD_DEFAULT_HOURS)
+        since_ns = (now - timedelta(hours=hours)).timestamp() * 1e9
+        listing = list_waiting_files(folder, now.timestamp(), 0)
+        states = [_FileState(f) for f in listing.ready if f.mtime_ns >= since_ns]
+        latest = LatestEvents([(state.waiting.mtime_ns, state.name) for state in states])
+        for index, state in enumerate(states):
+            self._parse_into(state, index, latest, now)
+        events = latest.events()
+        desired = self.db.desired_states(events)
+        fresh, _ = self._intake(events, desired, now, PassReport(started_at=now))
+        if not self.dry_run:
+            self.db.save_desired_states((desired[e], self.writer.desired(desired[e], now)) for e in fresh)
+        result = RebuildReport(folder, hours, len(states), sum(s.rows for s in states),
+                               sum(len(s.bad) for s in states), len(fresh))
+        log.info("desired state rebuilt from %s: %s", folder, result.summary())
+        return result
+
     def run_reconcile(self, now: Optional[datetime] = None) -> PassReport:
         """One reconcile now (``bobosync reconcile``): read every user, refresh the mapping, send
         what the mapping changes ask for, compare every employee's account with the desired
@@ -1239,6 +1304,7 @@ class BOBOProcessor:
             if interrupted:
                 log.warning("%d earlier run(s) were interrupted before they finished", interrupted)
             run_id = self.db.start_run("pass", now, os.getpid())
+            self._rebuild_if_due(now)
             self.mover.recover(self._recovered_move)
             self._adopt_carried_over()
             self._recover_sends(now)
