@@ -590,7 +590,7 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
     # A row the original rewrote (rollback) lost bobosync's columns.
     _backfill_last_success(conn)
 def _migrate_audit(conn: sqlite3.Connection) -> None:
-    """Schema 5 -> 6: the per-employee audit that ``bobosync trace`` reads (see :class:`AuditEntry`).
+    """The per-employee audit that ``bobosync trace`` reads (see :class:`AuditEntry`).
 
     Only what the trace shows is kept (no GPS, no names); rows older than AUDIT_RETENTION_DAYS
     are purged by each pass. A file retried pass after pass records each event's outcome once
