@@ -45,7 +45,7 @@ FMT = "%d/%m/%Y %H:%M:%S"
 def desired(employee_id: str, transaction: str = "BON") -> DesiredState:
     return DesiredState(employee_id, EventOrder(T0, 5, "f.csv", 2), Transaction(transaction),
                         datetime(2025, 6, 17, 21, 1, 2), T0)
-NEW_TABLES = ("run_history", "remembered_files", "pending_moves", "desired_state", "duty_value_warnings", "audit_log")
+NEW_TABLES = ("run_history", "remembered_files", "pending_moves", "desired_state", "duty_value_warnings")
 
 
 def raw(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
