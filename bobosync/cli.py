@@ -92,16 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--hours", dest="rebuild_hours", type=float, metavar="N",
                          help="how far back, by file modification time (default AUTO_CLEANUP_HOURS, or 24 when "
                               "that is 0)")
-    trace = commands.add_parser(
-        "trace", parents=[env_file], help="one person's story: events, writes, answers, repairs, mapping changes",
-        description="Show, oldest first, what bobosync saw and did for one employee ID or LOGIN_ID in the last "
-                    "AUDIT_RETENTION_DAYS: each event (local time, BON/BOF, file and row) and what became of it, "
-                    "each value sent with AtHoc's answer, read-backs and repairs, cleanup clears, mapping "
-                    "changes, then the desired value and the value last read from AtHoc. Reads the database "
-                    "only.",
-        epilog="Exit codes: 0 the ID is known, 1 unknown ID or no database, 2 configuration error.")
-    trace.add_argument("id", metavar="ID", help="an employee ID (e.g. 05990) or a LOGIN_ID")
-    trace.add_argument("--json", action="store_true", help="the same data as JSON")
     secret = commands.add_parser(
         "set-secret", parents=[env_file],
         help="store PASSWORD, CLIENT_SECRET or SMTP_PASSWORD in the operating system's credential store",
@@ -138,12 +128,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         configure_logging("INFO", None)
         log.error("%s", exc)
         return EXIT_CONFIG
-    if args.command in ("status", "notify-test", "trace"):
+    if args.command in ("status", "notify-test"):
         configure_logging(args.log_level or "WARNING", None, secrets=settings.secret_values())
-        if args.command == "trace":
-            from .trace import run_trace
-
-            return run_trace(settings, args.id, as_json=args.json, out=sys.stdout)
         if args.command == "notify-test":
             from .notify import run_notify_test
 

@@ -71,7 +71,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from bobosync.bobo_csv import Transaction
 from bobosync.desired import DesiredState
@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 REBUILD_RUN_KIND = "rebuild-state"
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 5
 
 #: Sync status words that mean a complete listing: bobosync writes ``success``, the original
 #: ``completed`` (for the original every word but ``no_data`` and ``error`` is a success).
@@ -589,29 +589,11 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
         conn.execute(f"UPDATE {table} SET {column} = {fill} WHERE {column} IS NULL")
     # A row the original rewrote (rollback) lost bobosync's columns.
     _backfill_last_success(conn)
-def _migrate_audit(conn: sqlite3.Connection) -> None:
-    """The per-employee audit that ``bobosync trace`` reads (see :class:`AuditEntry`).
-
-    Only what the trace shows is kept (no GPS, no names); rows older than AUDIT_RETENTION_DAYS
-    are purged by each pass. A file retried pass after pass records each event's outcome once
-    (the partial unique index on events)."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS audit_log (id INTEGER PRIMARY KEY, at TEXT NOT NULL, "
-        "employee_id TEXT, login_id TEXT, kind TEXT NOT NULL, event_at TEXT, transaction_type TEXT, "
-        "source_file TEXT, source_row INTEGER, value TEXT, detail TEXT NOT NULL DEFAULT '')"
-    )
-    conn.execute("CREATE INDEX IF NOT EXISTS audit_log_employee ON audit_log (employee_id, at)")
-    conn.execute("CREATE INDEX IF NOT EXISTS audit_log_login ON audit_log (login_id COLLATE NOCASE, at)")
-    conn.execute("CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)")
-    conn.execute(
-        "CREATE UNIQUE INDEX IF NOT EXISTS audit_log_event_once ON audit_log "
-        "(employee_id, source_file, source_row, detail) WHERE kind = 'event'"
-    )
 
 
 #: MIGRATIONS[n] takes a database from schema n to schema n + 1.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5, _migrate_audit,
+    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -622,29 +604,6 @@ _UPSERT_MAPPING = (
     "VALUES (?, ?, ?, ?) ON CONFLICT(employee_id) DO UPDATE SET "
     "username = excluded.username, collar_id = excluded.collar_id, last_updated = excluded.last_updated"
 )
-class AuditEntry(NamedTuple):
-    """One row of the per-employee audit (``audit_log``), as ``bobosync trace`` shows it.
-
-    ``kind`` is ``event`` (an event seen in a file, ``detail`` what became of it), ``write``
-    (a value sent to AtHoc: ``detail`` is why and AtHoc's answer), ``read`` (a reconcile
-    read-back that found AtHoc holding something else) or ``mapping`` (a change of the
-    collar number's mapping)."""
-
-    at: datetime
-    kind: str
-    detail: str
-    employee_id: Optional[str] = None
-    login_id: Optional[str] = None
-    event_at: Optional[datetime] = None
-    transaction_type: Optional[str] = None
-    source_file: Optional[str] = None
-    source_row: Optional[int] = None
-    value: Optional[str] = None
-
-
-_AUDIT_COLUMNS = ("at", "kind", "detail", "employee_id", "login_id", "event_at", "transaction_type",
-                  "source_file", "source_row", "value")
-
 
 #: The columns of ``desired_state``, in the order :meth:`BOBODatabase.save_desired_states` writes.
 _DESIRED_COLUMNS = (
@@ -1014,58 +973,11 @@ class BOBODatabase:
                 _UPSERT_MAPPING,
                 [(employee_id, mapping[employee_id], employee_id, stamp) for employee_id in added + changed],
             )
-            self.add_audit(
-                [AuditEntry(now, "mapping", f"mapped to {mapping[e]}", e, mapping[e]) for e in added]
-                + [AuditEntry(now, "mapping", f"mapping changed from {current[e]} to {mapping[e]}", e, mapping[e])
-                   for e in changed]
-                + [AuditEntry(now, "mapping", f"mapping removed (was {current[e]})", e, current[e]) for e in removed]
-            )
         change = MappingChange(
             added=len(added), removed=len(removed), changed=len(changed), total=len(mapping)
         )
         log.debug("database %s: mappings replaced: %s", self._path, change)
         return change
-
-    # ------------------------------------------------------------------ audit_log
-
-    def add_audit(self, entries: Iterable[AuditEntry]) -> None:
-        """Append audit rows in one statement (joins the caller's transaction, if any)."""
-        rows = [(format_datetime(e.at, precise=True), e.kind, e.detail, e.employee_id, e.login_id,
-                 None if e.event_at is None else format_datetime(e.event_at), e.transaction_type,
-                 e.source_file, e.source_row, e.value) for e in entries]
-        if not rows:
-            return
-        with self._write("recording the audit") as conn:
-            conn.executemany(
-                f"INSERT OR IGNORE INTO audit_log ({', '.join(_AUDIT_COLUMNS)}) "
-                f"VALUES ({_placeholders(len(_AUDIT_COLUMNS))})", rows,
-            )
-
-    def audit_for(self, employee_ids: Iterable[str], login_ids: Iterable[str],
-                  since: datetime) -> list[AuditEntry]:
-        """The audit rows since ``since`` of these employees or LOGIN_IDs (any case), oldest first."""
-        employees, logins = _unique(employee_ids), _unique(login.casefold() for login in login_ids)
-        with self._guard("reading the audit"):
-            if not self._has_table("audit_log") or not (employees or logins):
-                return []
-            rows = self._connection.execute(
-                f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM audit_log WHERE at >= ? AND ("
-                f"employee_id IN ({_placeholders(len(employees)) or 'NULL'}) OR "
-                f"lower(login_id) IN ({_placeholders(len(logins)) or 'NULL'})) ORDER BY at, id",
-                (format_datetime(since, precise=True), *employees, *logins),
-            ).fetchall()
-        return [AuditEntry(parse_datetime(at) or since, kind, detail, employee_id, login_id,
-                           parse_datetime(event_at), transaction_type, source_file, source_row, value)
-                for (at, kind, detail, employee_id, login_id, event_at, transaction_type, source_file,
-                     source_row, value) in rows]
-
-    def purge_audit(self, before: datetime) -> int:
-        """Delete audit rows older than ``before``; how many were deleted."""
-        with self._write("purging the audit") as conn:
-            if not self._has_table("audit_log"):
-                return 0
-            cursor = conn.execute("DELETE FROM audit_log WHERE at < ?", (format_datetime(before, precise=True),))
-        return int(cursor.rowcount)
 
     # ------------------------------------------------------------------ processing_log
 

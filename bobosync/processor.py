@@ -43,7 +43,7 @@ from typing import Callable, NamedTuple, Optional
 from .bobo_csv import BadRow, BOBOEntry, read_bobo_file, swallows_rest
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .counts import PassCounts
-from .database import AuditEntry, BOBODatabase, RunRecord
+from .database import BOBODatabase, RunRecord
 from .desired import (
     DesiredState,
     Write,
@@ -190,8 +190,6 @@ class _FileState:
     failures: list[str] = field(default_factory=list)
     #: Events dated too far in the future, held back: the file is retried like a failure.
     held: list[str] = field(default_factory=list)
-    #: Every event read (entry, true instant, held back as future), for the audit.
-    seen: list[tuple[BOBOEntry, datetime, bool]] = field(default_factory=list)
     #: Updates AtHoc never answered (down, overloaded): retried without counting an attempt,
     #: so an outage never pushes files into the failed folder.
     unanswered: int = 0
@@ -549,8 +547,6 @@ class BOBOProcessor:
                 self._not_in_athoc.add(employee_id)
 
         def record() -> None:
-            self.db.add_audit(_event_audit(states, events, desired, fresh, sent_ids, self._reported_unmapped,
-                                           {e for e, _ in sources.values()}, now))
             self.writer.settle(writes, results, desired, now, counts)
 
         self._settle(states, record, report, now)
@@ -679,12 +675,10 @@ class BOBOProcessor:
                                f"than {FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this server's "
                                "clock (check the clock of the BOBO terminal or of this server)")
                     state.held.append(problem)
-                    state.seen.append((item, instant, True))
                     log.warning("%s %s; held back", state.name, problem)
                     continue
                 state.rows += 1
                 latest.add(item, index, instant)
-                state.seen.append((item, instant, False))
         except InputFileError as exc:
             self._read_failed(state, exc.os_error, exc.reason)
         except OSError as exc:
@@ -1111,13 +1105,7 @@ class BOBOProcessor:
         """Log what the judgement found; put the values read and forgotten stale accounts in
         ``states``; return the employees whose state changed."""
         touched: list[str] = []
-        audit: list[AuditEntry] = []
         for employee_id, value in judgement.read.items():
-            before = states[employee_id]
-            if before.athoc_value is None or not values_agree(before.athoc_value, value,
-                                                               self.settings.athoc_datetime_format):
-                audit.append(AuditEntry(now, "read", f"AtHoc read back: holds {value!r}", employee_id,
-                                        before.login_id, value=value))
             states[employee_id] = read_back(end_suspicion(states[employee_id], now), value, now)
             touched.append(employee_id)
         for employee_id in judgement.forget_stale:
@@ -1127,9 +1115,6 @@ class BOBOProcessor:
         for drift in judgement.drift:
             report.counts.drift += 1
             report.drift.append(drift)
-            audit.append(AuditEntry(now, "read", f"drift: AtHoc holds {drift.athoc_value!r}, the desired value is "
-                                    f"{drift.desired_value!r}; " + ("repairing" if repair else "not repaired"),
-                                    drift.employee_id, drift.login_id, value=drift.athoc_value))
             log.warning("drift: employee %s, LOGIN_ID %s: AtHoc holds %r, the desired value is %r; %s",
                         drift.employee_id, drift.login_id, drift.athoc_value, drift.desired_value,
                         "repairing" if repair else "not repaired (RECONCILE_MODE=report)")
@@ -1140,8 +1125,6 @@ class BOBOProcessor:
                 log.warning("AtHoc user %s has %s=%r, which does not match ATHOC_DATETIME_FORMAT %r; not clearing it "
                             "(said once a day)", login_id, self.settings.duty_status_field,
                             judgement.unreadable[login_id], self.settings.athoc_datetime_format)
-        if not self.dry_run:
-            self.db.add_audit(audit)
         return touched
 
     def _previous_reconcile(self) -> Optional[RunRecord]:
@@ -1506,7 +1489,6 @@ class BOBOProcessor:
                     present = None  # cannot tell what is still there: forget nothing
                 if present is not None:
                     removed_files = self.db.purge_remembered(now - timedelta(days=days), keep=present)
-        self.db.purge_audit(now - timedelta(days=settings.audit_retention_days))
         if removed_logs or removed_files:
             log.info("purged %d old log file(s) and %d processed file record(s)", removed_logs, removed_files)
 
@@ -1514,37 +1496,3 @@ class BOBOProcessor:
         if self.client is not None:
             self.client.close()
         self.db.close()
-
-
-def _event_audit(
-    states: list[_FileState], events: dict[str, ResolvedEvent], desired: dict[str, DesiredState],
-    fresh: list[str], sent_ids: set[str], unmapped: set[str], written: set[str], now: datetime,
-) -> list[AuditEntry]:
-    """What became of every event a batch read (the audit ``bobosync trace`` shows); the
-    values sent are recorded with AtHoc's answers by :meth:`DutyWriter.settle`."""
-    new = set(fresh)
-    rows: list[AuditEntry] = []
-    for state in states:
-        for entry, instant, held in state.seen:
-            employee_id = entry.employee_id
-            kept = events.get(employee_id)
-            current = desired.get(employee_id)
-            if held:
-                outcome = "held back: dated in the future (the file is retried)"
-            elif kept is None or (kept.order.file_name, kept.order.row) != (state.name, entry.row_number):
-                outcome = (f"superseded by a newer event ({kept.order.file_name} row {kept.order.row})"
-                           if kept is not None else "superseded by a newer event")
-            elif employee_id not in sent_ids and employee_id in unmapped:
-                outcome = "pending: no AtHoc user has this collar number yet (sent once mapped)"
-            elif employee_id in new:
-                outcome = "sent to AtHoc" if employee_id in written else "the desired state (AtHoc holds it already)"
-            elif current is not None and current.order == kept.order:
-                outcome = "sent to AtHoc again" if employee_id in written else "the desired state already (applied)"
-            elif current is not None:
-                outcome = (f"not newer than the applied event ({current.order.file_name} row "
-                           f"{current.order.row}): not applied")
-            else:
-                outcome = "not applied"
-            rows.append(AuditEntry(now, "event", outcome, employee_id, None, instant, entry.transaction.value,
-                                   state.name, entry.row_number))
-    return rows

@@ -99,8 +99,6 @@ class Settings:
     failed_files_directory: Path = Path("failed_files")
     move_processed_files: bool = False
     processed_files_purge_days: int = 30
-    #: days the per-employee audit (what ``bobosync trace`` shows) is kept
-    audit_retention_days: int = 30
     batch_size: int = 10
     max_users_per_request: int = 1000
     max_retry_attempts: int = 5
@@ -252,7 +250,6 @@ PLAIN_SETTINGS: tuple[PlainSetting, ...] = (
     PlainSetting("LOG_PURGE_DAYS", "integer"),
     PlainSetting("POLL_INTERVAL_SECONDS", "number", positive=True),
     PlainSetting("CLOCK_TOLERANCE_MINUTES", "number"),
-    PlainSetting("AUDIT_RETENTION_DAYS", "integer", low=1),
 )
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .counts import PassCounts
-from .database import AuditEntry, BOBODatabase
+from .database import BOBODatabase
 from .desired import DesiredState, Write, WriteReason, answered, desired_value, sending
 from .settings import Settings
 
@@ -96,17 +96,11 @@ class DutyWriter:
     ) -> None:
         """Record AtHoc's answers in the desired state; call inside a transaction."""
         touched: list[str] = []
-        audit: list[AuditEntry] = []
         debug = log.isEnabledFor(logging.DEBUG)
         for write in writes:
             result = results.get(write.login_id)
             if result is None:
                 continue
-            answer = result.outcome.value + (f": {result.detail}" if result.detail else "")
-            if result.maybe_applied:
-                answer += " (may have landed: read back later)"
-            audit.append(AuditEntry(now, "write", f"{write.reason.value}: AtHoc answered {answer}",
-                                    write.employee_id, write.login_id, value=write.value))
             self._count(write, result, counts, debug)
             self._note_since_listing(write, result)
             employee_id = write.employee_id
@@ -117,7 +111,6 @@ class DutyWriter:
                 )
                 touched.append(employee_id)
         self.save(states, touched, now)
-        self.db.add_audit(audit)
 
     def _note_since_listing(self, write: Write, result: UpdateResult) -> None:
         if self.since_listing is None:

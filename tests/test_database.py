@@ -84,7 +84,7 @@ def test_fresh_database_is_created_at_current_schema_in_wal_mode(db_path: Path) 
     assert not db_path.parent.exists()
     with BOBODatabase(db_path) as db:
         assert db.path == db_path
-        assert db.schema_version == SCHEMA_VERSION == 6
+        assert db.schema_version == SCHEMA_VERSION == 5
         assert db.integrity_check() == "ok"
     assert user_version(db_path) == SCHEMA_VERSION
     assert raw(db_path, "PRAGMA journal_mode")[0][0] == "wal"
