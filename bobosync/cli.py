@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send a test e-mail with the current status to NOTIFY_EMAIL_TO, as health e-mails are sent.",
         epilog="Exit codes: 0 sent, 1 not sent (the reason is printed), 2 configuration error or e-mail not "
                "configured.")
+    trace = commands.add_parser(
+        "trace", parents=[env_file], help="one person's story: events, what became of them, AtHoc's answers",
+        description="Show, oldest first, what bobosync saw and did about one person in the last "
+                    "AUDIT_RETENTION_DAYS: each event (time, BON/BOF, file and row) and what became of it, each "
+                    "value sent and AtHoc's answer, read-backs and repairs, cleanup clears, mapping changes; then "
+                    "the desired value and what AtHoc held when last read. Reads the database only.",
+        epilog="Exit codes: 0 the ID is known, 1 it is unknown, 2 configuration error.")
+    trace.add_argument("id", metavar="ID", help="an employee ID (collar number, e.g. 05990) or an AtHoc LOGIN_ID")
+    trace.add_argument("--json", action="store_true", help="the same data as JSON")
     reconcile = commands.add_parser(
         "reconcile", parents=[env_file],
         help="compare AtHoc with the desired state now and repair the differences (RECONCILE_MODE)",
@@ -128,8 +137,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         configure_logging("INFO", None)
         log.error("%s", exc)
         return EXIT_CONFIG
-    if args.command in ("status", "notify-test"):
+    if args.command in ("status", "notify-test", "trace"):
         configure_logging(args.log_level or "WARNING", None, secrets=settings.secret_values())
+        if args.command == "trace":
+            from .trace import run_trace
+
+            return run_trace(settings, args.id, as_json=args.json, out=sys.stdout)
         if args.command == "notify-test":
             from .notify import run_notify_test
 

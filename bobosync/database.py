@@ -50,6 +50,11 @@ Schema version 5 gives the original's tables every column the original has (``co
 last complete listing bobosync stored (the original's INSERT OR REPLACE clears it: then the
 mapping sync has no listing to compare with). ``completed``, the original's word, is a success.
 
+Schema version 6 adds ``audit_log``: per employee (and LOGIN_ID), what ``bobosync trace``
+shows: each event seen and what became of it, each value sent with AtHoc's answer, read-backs
+that found a new value, mapping changes. Only those columns: no GPS or other CSV fields. Rows
+older than AUDIT_RETENTION_DAYS are purged.
+
 The schema version lives in ``PRAGMA user_version``. Migrations only go forward, each in its
 own transaction. A legacy table that lacks some columns gets them; unknown extra columns are
 left alone. Reading is tolerant of every format written over time (``T`` or space, with or
@@ -71,7 +76,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 from bobosync.bobo_csv import Transaction
 from bobosync.desired import DesiredState
@@ -85,7 +90,7 @@ log = logging.getLogger(__name__)
 REBUILD_RUN_KIND = "rebuild-state"
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Sync status words that mean a complete listing: bobosync writes ``success``, the original
 #: ``completed`` (for the original every word but ``no_data`` and ``error`` is a success).
@@ -131,6 +136,33 @@ class RunRecord:
     counts: dict[str, Any]
     error: Optional[str]
     pid: Optional[int]
+
+
+class AuditRow(NamedTuple):
+    """One row of ``audit_log``: something bobosync saw or did about one person.
+
+    ``kind`` is ``event`` (a CSV row: ``outcome`` says what became of it), ``write`` (a value
+    sent: ``outcome`` is AtHoc's answer, ``detail`` why it was sent and AtHoc's words),
+    ``read`` (a read-back that found a value other than the one read before, or drift) or
+    ``mapping`` (the collar number ``employee_id`` now maps to ``login_id``, or no longer does)
+    or ``superseded``: one row per employee and batch for every event of it that a later one
+    superseded, listed in ``events`` as JSON ``[[BON/BOF, instant, file, row], ...]`` (a
+    backlog's rows are mostly superseded: one insert per person, not per row). A named tuple,
+    not a dataclass: a pass makes many, and this is the cheapest to make.
+    """
+
+    recorded_at: datetime
+    kind: str
+    outcome: str
+    employee_id: Optional[str] = None
+    login_id: Optional[str] = None
+    transaction_type: Optional[str] = None
+    event_at: Optional[datetime] = None
+    source_file: Optional[str] = None
+    source_row: Optional[int] = None
+    value: Optional[str] = None
+    detail: Optional[str] = None
+    events: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -591,9 +623,31 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
     _backfill_last_success(conn)
 
 
+def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
+    """Schema 5 -> 6: the audit ``bobosync trace`` reads (see :class:`AuditRow`)."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            recorded_at TEXT NOT NULL,
+            employee_id TEXT,
+            login_id TEXT,
+            kind TEXT NOT NULL,
+            transaction_type TEXT,
+            event_at TEXT,
+            source_file TEXT,
+            source_row INTEGER,
+            value TEXT,
+            outcome TEXT NOT NULL,
+            detail TEXT,
+            events TEXT)"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS audit_log_employee ON audit_log (employee_id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded_at)")
+
+
 #: MIGRATIONS[n] takes a database from schema n to schema n + 1.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5,
+    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5, _migrate_5_to_6,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -941,8 +995,9 @@ class BOBODatabase:
             row = self._connection.execute("SELECT COUNT(*) FROM worker_mapping").fetchone()
         return int(row[0])
 
-    def replace_mappings(self, mapping: Mapping[str, str], now: datetime) -> MappingChange:
-        """Make ``worker_mapping`` equal to ``mapping`` in one transaction.
+    def replace_mappings(self, mapping: Mapping[str, str], now: datetime, *, audit: bool = True) -> MappingChange:
+        """Make ``worker_mapping`` equal to ``mapping`` in one transaction (each change audited,
+        unless ``audit`` is False).
 
         Rows not in ``mapping`` are deleted; new and changed rows are written with
         ``last_updated = now``; unchanged rows are left alone. An empty ``mapping`` empties
@@ -973,6 +1028,13 @@ class BOBODatabase:
                 _UPSERT_MAPPING,
                 [(employee_id, mapping[employee_id], employee_id, stamp) for employee_id in added + changed],
             )
+            if audit:
+                self.record_audit(
+                    [AuditRow(now, "mapping", "mapped", e, mapping[e], detail="new mapping") for e in added]
+                    + [AuditRow(now, "mapping", "mapped", e, mapping[e], detail=f"was {current[e]}") for e in changed]
+                    + [AuditRow(now, "mapping", "unmapped", e, current[e], detail="no AtHoc user has this collar "
+                                "number any more") for e in removed]
+                )
         change = MappingChange(
             added=len(added), removed=len(removed), changed=len(changed), total=len(mapping)
         )
@@ -1335,6 +1397,76 @@ class BOBODatabase:
             known = [str(row[0]) for row in conn.execute("SELECT login_id FROM duty_value_warnings")]
             conn.executemany("DELETE FROM duty_value_warnings WHERE login_id = ?",
                              [(login,) for login in known if login not in kept])
+
+    # ------------------------------------------------------------------ audit_log
+
+    def record_audit(self, rows: Iterable[AuditRow]) -> None:
+        """Add audit rows (joins the caller's transaction: one executemany per batch)."""
+        stamps: dict[datetime, str] = {}  # a batch's rows share their time: formatted once
+
+        def stamp(when: datetime) -> str:
+            text = stamps.get(when)
+            if text is None:
+                text = stamps[when] = format_datetime(when, precise=True)
+            return text
+
+        values = [
+            (stamp(r[0]), r[3], r[4], r[1], r[5], None if r[6] is None else format_datetime(r[6]), r[7], r[8],
+             r[9], r[2], r[10], r[11])
+            for r in rows
+        ]
+        if not values:
+            return
+        with self._write("recording the audit") as conn:
+            conn.executemany(
+                "INSERT INTO audit_log (recorded_at, employee_id, login_id, kind, transaction_type, event_at, "
+                "source_file, source_row, value, outcome, detail, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+
+    def audit_rows(self, employee_ids: Iterable[str], login_ids: Iterable[str], since: datetime) -> list[AuditRow]:
+        """Audit rows recorded at or after ``since`` about any of ``employee_ids`` or of
+        ``login_ids`` (any case), in the order they were recorded."""
+        employees, logins = _unique(employee_ids), _unique(login.casefold() for login in login_ids)
+        with self._guard("reading the audit"):
+            if not self._has_table("audit_log") or not (employees or logins):
+                return []
+            rows = self._connection.execute(
+                "SELECT * FROM audit_log WHERE recorded_at >= ? AND "
+                f"(employee_id IN ({_placeholders(len(employees)) or 'NULL'}) "
+                f"OR lower(login_id) IN ({_placeholders(len(logins)) or 'NULL'})) ORDER BY id",
+                (format_datetime(since, precise=True), *employees, *logins),
+            ).fetchall()
+        return [
+            AuditRow(
+                recorded_at=parse_datetime(row["recorded_at"]) or _EARLIEST, kind=str(row["kind"]),
+                outcome=str(row["outcome"]), employee_id=row["employee_id"], login_id=row["login_id"],
+                transaction_type=row["transaction_type"], event_at=parse_datetime(row["event_at"]),
+                source_file=row["source_file"], source_row=_int_or_none(row["source_row"]), value=row["value"],
+                detail=row["detail"], events=row["events"],
+            )
+            for row in rows
+        ]
+
+    def employees_of_login(self, login_id: str) -> list[str]:
+        """The employee IDs mapped, or once audited, to ``login_id`` (any case)."""
+        with self._guard("reading worker mappings"):
+            found: list[str] = []
+            for table, column in (("worker_mapping", "username"), ("desired_state", "login_id"),
+                                  ("audit_log", "login_id")):
+                if not self._has_table(table):
+                    continue
+                # Identifiers cannot be bound; both come from this module's constants.
+                found.extend(str(row[0]) for row in self._connection.execute(
+                    f"SELECT DISTINCT employee_id FROM {table} WHERE lower({column}) = ? AND employee_id IS NOT NULL",
+                    (login_id.casefold(),)))
+        return _unique(found)
+
+    def purge_audit(self, before: datetime) -> int:
+        """Delete audit rows recorded before ``before``; returns how many."""
+        with self._write("purging the audit") as conn:
+            return int(conn.execute("DELETE FROM audit_log WHERE recorded_at < ?",
+                                    (format_datetime(before, precise=True),)).rowcount)
 
     # ------------------------------------------------------------------ remembered_files
 

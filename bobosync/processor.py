@@ -31,6 +31,7 @@ journalled (:mod:`bobosync.filestore`), so a crash at any instant is recovered b
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ from typing import Callable, NamedTuple, Optional
 from .bobo_csv import BadRow, BOBOEntry, read_bobo_file, swallows_rest
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .counts import PassCounts
-from .database import BOBODatabase, RunRecord
+from .database import AuditRow, BOBODatabase, RunRecord
 from .desired import (
     DesiredState,
     Write,
@@ -196,6 +197,10 @@ class _FileState:
     updates: int = 0
     #: Valid rows of this file whose employee has no AtHoc user.
     unmapped: int = 0
+    #: For the audit (when AUDIT_RETENTION_DAYS > 0): (employee ID, BON/BOF, instant, row) of
+    #: each event read, and of each held back as dated in the future.
+    seen: list[tuple[str, str, datetime, int]] = field(default_factory=list)
+    future: list[tuple[str, str, datetime, int]] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -364,7 +369,7 @@ class BOBOProcessor:
                 log.info("mapping sync (dry run): %d mappings read, not stored", len(mapping))
             else:
                 with self.db.transaction():
-                    change = self.db.replace_mappings(mapping, now)
+                    change = self.db.replace_mappings(mapping, now, audit=self.writer.auditing)
                     self.db.record_sync("success", now, len(mapping))
                 self._mapping_changed = self._mapping_changed or bool(change.added or change.removed or change.changed)
                 counts.update(added=change.added, removed=change.removed, changed=change.changed)
@@ -546,12 +551,67 @@ class BOBOProcessor:
             elif result.outcome is UpdateOutcome.NOT_IN_ATHOC:
                 self._not_in_athoc.add(employee_id)
 
+        audit = self._event_audit(states, events, desired, fresh, again, sources, now)
+
         def record() -> None:
+            self.db.record_audit(audit)  # the events first, then what AtHoc answered
             self.writer.settle(writes, results, desired, now, counts)
 
         self._settle(states, record, report, now)
         if unanswered is not None:
             raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
+
+    def _event_audit(
+        self, states: list[_FileState], events: dict[str, ResolvedEvent], desired: dict[str, DesiredState],
+        fresh: list[str], again: list[str], sources: dict[str, tuple[str, ResolvedEvent]], now: datetime,
+    ) -> list[AuditRow]:
+        """What became of every event of the batch, for ``bobosync trace`` (the values sent are
+        audited by the writer, with AtHoc's answers)."""
+        if not self.writer.auditing:
+            return []
+        sent = {employee_id: login_id for login_id, (employee_id, _) in sources.items()}
+        new, repeated = set(fresh), set(again)
+        rows: list[AuditRow] = []
+        # Per employee: the winning event's place and what its rows say, and the events it
+        # superseded (most rows of a backlog: one audit row per person lists them all).
+        lost_to: dict[str, tuple[str, int, str]] = {}
+        lost: dict[str, list[tuple[str, str, str, int]]] = {}
+        for state in states:
+            for employee_id, transaction, instant, row in state.future:
+                rows.append(AuditRow(now, "event", "held as future", employee_id, None, transaction, instant,
+                                     state.name, row, detail="more than "
+                                     f"{FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this clock; "
+                                     "the file is retried"))
+            name = state.name
+            for employee_id, transaction, instant, row in state.seen:
+                winner = lost_to.get(employee_id)
+                if winner is None:
+                    order = events[employee_id].order
+                    winner = lost_to[employee_id] = (
+                        order.file_name, order.row, f"by {order.file_name} row {order.row} ({show(order.instant)})")
+                if winner[1] != row or winner[0] != name:
+                    lost.setdefault(employee_id, []).append((transaction, instant.isoformat(), name, row))
+                    continue
+                login_id: Optional[str] = None
+                detail: Optional[str] = None
+                if employee_id in sent:
+                    outcome, login_id = "sent", sent[employee_id]
+                elif employee_id in self._reported_unmapped:
+                    outcome, detail = "pending", "no AtHoc user has this collar number (yet): sent once one has"
+                elif employee_id in new:
+                    outcome, detail = "superseded", "another employee mapped to the same AtHoc user has a later event"
+                elif employee_id in repeated:
+                    outcome, detail = "unchanged", "AtHoc already holds this event's value (applied before)"
+                else:
+                    applied = desired[employee_id].order
+                    outcome, detail = "not newer", (f"than the applied {applied.file_name} row {applied.row} "
+                                                    f"({show(applied.instant)})")
+                rows.append(AuditRow(now, "event", outcome, employee_id, login_id, transaction, instant,
+                                     state.name, row, detail=detail))
+        superseded = [AuditRow(now, "superseded", "superseded", employee_id, detail=lost_to[employee_id][2],
+                               events=json.dumps(events_lost, separators=(",", ":")))
+                      for employee_id, events_lost in lost.items()]
+        return superseded + rows  # older than the events that superseded them
 
     def _intake(
         self, events: dict[str, ResolvedEvent], desired: dict[str, DesiredState], now: datetime, report: PassReport,
@@ -642,6 +702,7 @@ class BOBOProcessor:
         latest_allowed = now + FUTURE_EVENT_TOLERANCE if self._clock_trusted else None
         reader = ZoneReader(self.settings.bobo_timezone)
         debug = log.isEnabledFor(logging.DEBUG)
+        seen = state.seen if self.writer.auditing and not self.dry_run else None
         try:
             state.snapshot = snapshot = read_snapshot(state.path)
             state.sha256 = snapshot.sha256
@@ -676,9 +737,13 @@ class BOBOProcessor:
                                "clock (check the clock of the BOBO terminal or of this server)")
                     state.held.append(problem)
                     log.warning("%s %s; held back", state.name, problem)
+                    if seen is not None:
+                        state.future.append((item.employee_id, item.transaction.value, instant, item.row_number))
                     continue
                 state.rows += 1
                 latest.add(item, index, instant)
+                if seen is not None:
+                    seen.append((item.employee_id, item.transaction.value, instant, item.row_number))
         except InputFileError as exc:
             self._read_failed(state, exc.os_error, exc.reason)
         except OSError as exc:
@@ -1074,14 +1139,16 @@ class BOBOProcessor:
             repaired_since=previous.started_at if previous is not None else None,
         )
         judgement = judge(readings, states, owners, compare, rules)
+        audit = self._read_audit(judgement, states, now)
         touched = self._note_judgement(judgement, states, now, report)
         for employee_id, state in list(states.items()):
             if state.suspect_login is not None and not is_suspect(state, now):
                 states[employee_id] = end_suspicion(state, now)  # the window ran out: stop watching
                 touched.append(employee_id)
-        if touched and not self.dry_run:
+        if (touched or audit) and not self.dry_run:
             with self.db.transaction():
                 self.writer.save(states, touched, now)
+                self.db.record_audit(audit)
         if reconcile:
             self._report_systematic(judgement, states, previous, report)
         writes = list({w.login_id.casefold(): w for w in judgement.writes}.values())
@@ -1099,6 +1166,24 @@ class BOBOProcessor:
         lost = next((r for r in results.values() if r.outcome is UpdateOutcome.UNANSWERED), None)
         if lost is not None:
             raise AtHocUnavailable(f"AtHoc did not answer ({lost.detail})")
+
+    def _read_audit(self, judgement: Judgement, states: dict[str, DesiredState], now: datetime) -> list[AuditRow]:
+        """The read-backs worth a trace row: drift, and values other than the one last read
+        (a read that finds what was read before adds nothing; the last read is in the state)."""
+        if not self.writer.auditing:
+            return []
+        repair = self.settings.reconcile_mode == "repair"
+        rows = [AuditRow(now, "read", "drift", d.employee_id, d.login_id, value=d.athoc_value,
+                         detail=f"the desired value is {d.desired_value!r}; "
+                                + ("repairing" if repair else "not repaired (RECONCILE_MODE=report)"))
+                for d in judgement.drift]
+        drifted = {d.employee_id for d in judgement.drift}
+        for employee_id, value in judgement.read.items():
+            state = states[employee_id]
+            if employee_id not in drifted and value != state.athoc_value:
+                rows.append(AuditRow(now, "read", "read", employee_id, state.login_id, value=value,
+                                     detail="AtHoc holds the desired value"))
+        return rows
 
     def _note_judgement(self, judgement: Judgement, states: dict[str, DesiredState], now: datetime,
                         report: PassReport) -> list[str]:
@@ -1489,8 +1574,10 @@ class BOBOProcessor:
                     present = None  # cannot tell what is still there: forget nothing
                 if present is not None:
                     removed_files = self.db.purge_remembered(now - timedelta(days=days), keep=present)
-        if removed_logs or removed_files:
-            log.info("purged %d old log file(s) and %d processed file record(s)", removed_logs, removed_files)
+        removed_audit = self.db.purge_audit(now - timedelta(days=settings.audit_retention_days))
+        if removed_logs or removed_files or removed_audit:
+            log.info("purged %d old log file(s), %d processed file record(s) and %d audit row(s)",
+                     removed_logs, removed_files, removed_audit)
 
     def close(self) -> None:
         if self.client is not None:

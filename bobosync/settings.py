@@ -99,6 +99,8 @@ class Settings:
     failed_files_directory: Path = Path("failed_files")
     move_processed_files: bool = False
     processed_files_purge_days: int = 30
+    #: Days the per-person audit (``bobosync trace``) keeps its rows; 0 = record nothing.
+    audit_retention_days: int = 30
     batch_size: int = 10
     max_users_per_request: int = 1000
     max_retry_attempts: int = 5
@@ -230,6 +232,7 @@ PLAIN_SETTINGS: tuple[PlainSetting, ...] = (
     PlainSetting("FAILED_FILES_DIRECTORY", "path"),
     PlainSetting("MOVE_PROCESSED_FILES", "boolean"),
     PlainSetting("PROCESSED_FILES_PURGE_DAYS", "integer"),
+    PlainSetting("AUDIT_RETENTION_DAYS", "integer"),
     PlainSetting("BATCH_SIZE", "integer"),
     PlainSetting("MAX_USERS_PER_REQUEST", "integer", low=1, high=10000),
     PlainSetting("MAX_RETRY_ATTEMPTS", "integer", low=1),

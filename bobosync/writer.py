@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .counts import PassCounts
-from .database import BOBODatabase
+from .database import AuditRow, BOBODatabase
 from .desired import DesiredState, Write, WriteReason, answered, desired_value, sending
 from .settings import Settings
 
@@ -51,6 +51,8 @@ class DutyWriter:
         #: False when this machine's clock is not trusted this pass: no book-on is taken for
         #: older than AUTO_CLEANUP_HOURS (that would read this machine's clock).
         self.aging = True
+        #: Record audit rows for ``bobosync trace`` (AUDIT_RETENTION_DAYS > 0).
+        self.auditing = settings.audit_retention_days > 0
 
     def desired(self, state: DesiredState, now: datetime) -> str:
         hours = self.settings.auto_cleanup_hours if self.aging else 0.0
@@ -96,12 +98,17 @@ class DutyWriter:
     ) -> None:
         """Record AtHoc's answers in the desired state; call inside a transaction."""
         touched: list[str] = []
+        audit: list[AuditRow] = []
         debug = log.isEnabledFor(logging.DEBUG)
         for write in writes:
             result = results.get(write.login_id)
             if result is None:
                 continue
             self._count(write, result, counts, debug)
+            if self.auditing:
+                lost = " (the answer was lost: it may have been applied)" if result.maybe_applied else ""
+                audit.append(AuditRow(now, "write", result.outcome.value, write.employee_id, write.login_id,
+                                      value=write.value, detail=f"{write.reason.value}: {result.detail}{lost}"))
             self._note_since_listing(write, result)
             employee_id = write.employee_id
             if employee_id is not None and employee_id in states:
@@ -111,6 +118,7 @@ class DutyWriter:
                 )
                 touched.append(employee_id)
         self.save(states, touched, now)
+        self.db.record_audit(audit)
 
     def _note_since_listing(self, write: Write, result: UpdateResult) -> None:
         if self.since_listing is None:

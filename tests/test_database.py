@@ -45,7 +45,7 @@ FMT = "%d/%m/%Y %H:%M:%S"
 def desired(employee_id: str, transaction: str = "BON") -> DesiredState:
     return DesiredState(employee_id, EventOrder(T0, 5, "f.csv", 2), Transaction(transaction),
                         datetime(2025, 6, 17, 21, 1, 2), T0)
-NEW_TABLES = ("run_history", "remembered_files", "pending_moves", "desired_state", "duty_value_warnings")
+NEW_TABLES = ("run_history", "remembered_files", "pending_moves", "desired_state", "duty_value_warnings", "audit_log")
 
 
 def raw(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -84,7 +84,7 @@ def test_fresh_database_is_created_at_current_schema_in_wal_mode(db_path: Path) 
     assert not db_path.parent.exists()
     with BOBODatabase(db_path) as db:
         assert db.path == db_path
-        assert db.schema_version == SCHEMA_VERSION == 5
+        assert db.schema_version == SCHEMA_VERSION == 6
         assert db.integrity_check() == "ok"
     assert user_version(db_path) == SCHEMA_VERSION
     assert raw(db_path, "PRAGMA journal_mode")[0][0] == "wal"
@@ -698,3 +698,33 @@ def test_schema_1_gains_the_remembered_fingerprint_and_old_rows_read_without_it(
         assert db.remembered_by_name()["a.csv"][0].fingerprint == (10, 112, 113, 114)
         assert db.remembered_by_name()["a.csv"][0].processed_at == T0  # a refresh is not a new processing
         assert db.remembered_by_name()["b.csv"][0].fingerprint == (5, 1, 2, 3)
+
+
+def test_a_schema_5_database_gains_the_audit_and_the_audit_round_trips(db_path: Path) -> None:
+    from bobosync.database import _MIGRATIONS, AuditRow
+
+    db_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(str(db_path), isolation_level=None)) as conn:
+        for migrate in _MIGRATIONS[:5]:
+            migrate(conn)
+        conn.execute("PRAGMA user_version = 5")
+        conn.execute("INSERT INTO worker_mapping (employee_id, username) VALUES ('05990', 'J.Doe@force.example')")
+    with BOBODatabase(db_path, read_only=True) as old:  # a schema-5 file read as it is: no audit yet
+        assert old.audit_rows(["05990"], ["j.doe@force.example"], T0) == []
+        assert old.employees_of_login("j.doe@force.example") == ["05990"]
+    with BOBODatabase(db_path) as db:
+        assert db.schema_version == 6 and "audit_log" in tables(db_path)
+        assert db.get_username_by_employee_id("05990") == "J.Doe@force.example"  # kept
+        event = AuditRow(T0, "event", "sent", "05990", "J.Doe@force.example", "BON", T0 - timedelta(minutes=1),
+                         "f.csv", 3)
+        clear = AuditRow(T0 + timedelta(days=2), "write", "applied", None, "J.DOE@force.example", value="",
+                         detail="cleanup: OK")
+        with db.transaction():
+            db.record_audit([event, clear])
+        db.record_audit([])  # nothing to do is fine
+        # By employee, or by LOGIN_ID in any case (a cleanup of a user bobosync does not map).
+        assert db.audit_rows(["05990"], [], T0) == [event]
+        assert db.audit_rows([], ["j.doe@force.example"], T0) == [event, clear]
+        assert db.audit_rows(["05990"], [], T0 + timedelta(seconds=1)) == []  # older than `since`
+        assert db.purge_audit(T0 + timedelta(days=1)) == 1
+        assert db.audit_rows(["nobody"], ["j.doe@force.example"], T0) == [clear]
