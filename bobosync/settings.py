@@ -44,8 +44,8 @@ SECRET_NAMES = ("PASSWORD", "CLIENT_SECRET", "SMTP_PASSWORD")
 RECONCILE_MODES = ("repair", "report")
 #: How a BOBO Employee_ID finds its collar number (see :mod:`bobosync.mapping`).
 COLLAR_MATCH_MODES = ("exact", "numeric")
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
+FALSE_WORDS = {"0", "false", "no", "off", "n", "f", ""}
 
 T = TypeVar("T")
 
@@ -459,9 +459,9 @@ class _Reader:
     def boolean(self, name: str, default: bool) -> bool:
         def parse(value: str) -> bool:
             lowered = value.lower()
-            if lowered in _TRUE:
+            if lowered in TRUE_WORDS:
                 return True
-            if lowered in _FALSE:
+            if lowered in FALSE_WORDS:
                 return False
             raise ValueError(value)
 

@@ -850,3 +850,24 @@ def test_a_proxy_refusing_the_tunnel_is_named_without_its_credentials() -> None:
     assert "proxy-secret" not in message
     assert heads and heads[0].startswith(b"CONNECT athoc.example.invalid:443 HTTP/1.")
     assert b"Proxy-Authorization: Basic " + base64.b64encode(b"user:proxy-secret") in heads[0]
+
+
+def test_an_original_installations_leftovers_are_named_with_what_to_change(
+    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "myenv" / "Scripts").mkdir(parents=True)
+    outcome = check(tmp_path, sim_env, GRANT_TYPE="password", MOVE_PROCESSED_FILES="yes", AUTO_CLEANUP_HOURS="0")
+    grant = outcome.one("GRANT_TYPE")
+    assert grant.status == "WARN" and "ignored" in grant.detail and "delete the GRANT_TYPE line" in grant.fix
+    assert "GRANT_TYPE" not in outcome.one("unknown settings").detail  # not taken for a misspelling
+    move = outcome.one("MOVE_PROCESSED_FILES")
+    assert move.status == "WARN" and "read this as false" in move.detail and "reads 'yes' as true" in move.detail
+    cleanup = outcome.one("AUTO_CLEANUP_HOURS")
+    assert cleanup.status == "WARN" and "cleared EVERY duty value" in cleanup.detail and "off" in cleanup.detail
+    old_venv = outcome.one("myenv")
+    assert old_venv.status == "WARN" and str(tmp_path / "myenv") in old_venv.detail
+    assert outcome.code == 0  # leftovers are warnings: nothing here stops a pass
+    # A value the original took and bobosync refuses: the FAIL, and what changed beside it.
+    refused = check(tmp_path, sim_env, SYNC_MAPPINGS="maybe")
+    assert refused.code == 1 and refused.one("configuration").status == "FAIL"
+    assert "invalid (refused)" in refused.one("SYNC_MAPPINGS").detail

@@ -20,6 +20,7 @@ from ..settings import (
     unknown_setting_names,
 )
 from .base import CheckerBase
+from .leftovers import ORIGINAL_ONLY_SETTINGS, original_leftovers
 from .results import CheckResult, fail, ok, warn
 from .tls import (
     default_ca_bundle,
@@ -37,6 +38,9 @@ class ConfigurationChecks(CheckerBase):
             yield fail(name, f"cannot look for the .env file: {exc}", "run bobosync from an existing folder")
             return
         source = self._env_source(path)
+        file_values: dict[str, Optional[str]] = {}
+        if path is not None and path.is_file():
+            file_values = dict(dotenv_values(path))
         try:
             self.settings = load_settings(self.env_file, self.environ)
         except ConfigError as exc:
@@ -44,12 +48,11 @@ class ConfigurationChecks(CheckerBase):
                      else "in the environment or a .env file")
             for problem in exc.problems:
                 yield fail(name, problem, f"correct it {where}")
+            yield from original_leftovers(file_values, path)  # an original value refused: say what changed
             return
         settings = self.settings
         yield ok(name, f"valid; {source}")
-        file_values: dict[str, Optional[str]] = {}
-        if path is not None:
-            file_values = dict(dotenv_values(path))
+        yield from original_leftovers(file_values, path)
         yield from self._unknown_settings(path, file_values)
         yield from self._overridden_settings(path, file_values)
         if settings.disable_ssl_verify:
@@ -77,7 +80,7 @@ class ConfigurationChecks(CheckerBase):
         name = "unknown settings"
         if path is None:
             return
-        unknown = unknown_setting_names(file_values)
+        unknown = [n for n in unknown_setting_names(file_values) if n not in ORIGINAL_ONLY_SETTINGS]
         if unknown:
             yield warn(
                 name,
