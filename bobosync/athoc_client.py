@@ -1,5 +1,5 @@
-"""Compatibility module: ``from athoc_client import AtHocClient`` inside ``bobosync/``, as with
-the original tool. The client itself lives in :mod:`bobosync.client`."""
+"""Compatibility module: ``from athoc_client import AtHocClient`` inside ``bobosync/`` gives the
+original tool's client API (:mod:`bobosync.original_api`, over :mod:`bobosync.client`)."""
 
 import sys
 from pathlib import Path
@@ -8,6 +8,7 @@ if not __package__:
     # Imported as a top-level module from inside bobosync/: make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bobosync.client import AtHocClient, UpdateOutcome, UpdateResult
+from bobosync.client import UpdateOutcome, UpdateResult
+from bobosync.original_api import AtHocClient
 
 __all__ = ["AtHocClient", "UpdateOutcome", "UpdateResult"]

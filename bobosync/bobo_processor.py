@@ -2,7 +2,8 @@
 
 ``python bobosync/bobo_processor.py`` from the repository root, ``python bobo_processor.py``
 from inside ``bobosync/`` (how existing Task Scheduler installs call it), and
-``from bobo_processor import BOBOProcessor`` in a REPL started inside ``bobosync/``.
+``from bobo_processor import BOBOProcessor`` in a REPL started inside ``bobosync/``, which gives
+the original tool's API (:mod:`bobosync.original_api`).
 """
 
 import sys
@@ -12,10 +13,8 @@ if not __package__:
     # Run as a script, or imported as a top-level module: make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bobosync.bobo_csv import BOBOEntry
 from bobosync.cli import main
-from bobosync.database import BOBODatabase
-from bobosync.processor import BOBOProcessor
+from bobosync.original_api import BOBODatabase, BOBOEntry, BOBOProcessor
 
 __all__ = ["BOBODatabase", "BOBOEntry", "BOBOProcessor", "main"]
 

@@ -340,8 +340,11 @@ class AtHocClient:
 
     # -- updating users -----------------------------------------------------------------
 
-    def batch_update_duty_status(self, updates: Mapping[str, str]) -> dict[str, UpdateResult]:
-        """Write DUTY_STATUS_FIELD for each LOGIN_ID (``""`` clears it); one result per LOGIN_ID.
+    def batch_update_duty_status(
+        self, updates: Mapping[str, str], field: Optional[str] = None
+    ) -> dict[str, UpdateResult]:
+        """Write ``field`` (default DUTY_STATUS_FIELD) for each LOGIN_ID (``""`` clears it); one
+        result per LOGIN_ID.
 
         Chunked by MAX_USERS_PER_REQUEST; always ``syncExistingUsersOnly=true``; each row is
         only ``{"LOGIN_ID": id, DUTY_STATUS_FIELD: value}``. A chunk whose request fails after
@@ -350,7 +353,7 @@ class AtHocClient:
         chunk's rows are UNANSWERED and the remaining chunks are not sent (UNANSWERED, "not
         attempted").
         """
-        return self._batch_update(updates, self.settings.duty_status_field)
+        return self._batch_update(updates, field or self.settings.duty_status_field)
 
     def _batch_update(self, updates: Mapping[str, str], field: str) -> dict[str, UpdateResult]:
         items = [(str(login_id), _text(value)) for login_id, value in updates.items()]

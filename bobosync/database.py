@@ -924,12 +924,12 @@ class BOBODatabase:
 
     # ------------------------------------------------------------------ worker_mapping
 
-    def update_mapping(self, employee_id: str, username: str) -> None:
+    def update_mapping(self, employee_id: str, username: str, collar_id: Optional[str] = None) -> None:
+        """Map ``employee_id`` to ``username``; ``collar_id`` is the collar as AtHoc spelt it
+        (default: ``employee_id``)."""
+        stamp = format_sqlite_utc(datetime.now(UTC))
         with self._write("updating a worker mapping") as conn:
-            conn.execute(
-                _UPSERT_MAPPING,
-                (employee_id, username, employee_id, format_sqlite_utc(datetime.now(UTC))),
-            )
+            conn.execute(_UPSERT_MAPPING, (employee_id, username, collar_id or employee_id, stamp))
 
     def get_username_by_employee_id(self, employee_id: str) -> Optional[str]:
         with self._guard("reading a worker mapping"):
@@ -987,6 +987,17 @@ class BOBODatabase:
                 "SELECT employee_id, username FROM worker_mapping"
             ).fetchall()
         return {str(employee_id): str(username) for employee_id, username in rows}
+
+    def mapping_rows(self) -> list[tuple[str, str, Optional[str]]]:
+        """Every worker_mapping row as (employee_id, username, collar_id)."""
+        with self._guard("reading worker mappings"):
+            if not self._has_table("worker_mapping"):
+                return []
+            collar = "collar_id" if "collar_id" in _table_columns(self._connection, "worker_mapping") else "NULL"
+            rows = self._connection.execute(
+                f"SELECT employee_id, username, {collar} FROM worker_mapping ORDER BY employee_id"
+            ).fetchall()
+        return [(str(e), str(u), None if c is None else str(c)) for e, u, c in rows]
 
     def mapping_count(self) -> int:
         with self._guard("counting worker mappings"):
@@ -1050,19 +1061,27 @@ class BOBODatabase:
         status: str,
         error_message: Optional[str] = None,
         processed_at: Optional[datetime] = None,
+        *,
+        success_count: Optional[int] = None,
+        error_count: Optional[int] = None,
     ) -> None:
+        """One row per file handled. The original's columns are filled as the original fills them;
+        unless given, a failed file counts nothing succeeded and one error, any other all rows
+        succeeded."""
         when = format_sqlite_utc(processed_at if processed_at is not None else datetime.now(UTC))
         failed = status == "failed"
+        if success_count is None:
+            success_count = 0 if failed else records_processed
+        if error_count is None:
+            error_count = 1 if failed else 0
         with self._write("logging a processed file") as conn:
             conn.execute(
                 "INSERT INTO processing_log "
                 "(filename, processed_at, records_processed, status, error_message, "
                 "entries_processed, success_count, error_count, errors) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (filename, when, records_processed, status, error_message,
-                 # The original's columns: (rows, done, failed, text) as it writes them.
-                 records_processed, 0 if failed else records_processed, 1 if failed else 0,
-                 error_message or ""),
+                (filename, when, records_processed, status, error_message, records_processed,
+                 success_count, error_count, error_message or ""),
             )
 
     def last_failure_reason(self, filename: str) -> Optional[str]:

@@ -19,7 +19,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     2: ("bobo_csv", "resolution", "desired", "mapping", "counts"),
     3: ("transport", "auth", "client", "database", "filestore", "locking"),
     4: ("scheduling", "reconcile", "writer", "processor"),
-    5: ("status", "trace", "check", "notify", "metrics", "monitoring", "set_secret", "demo"),
+    5: ("status", "check", "notify", "metrics", "monitoring", "set_secret", "demo", "trace", "original_api"),
     6: ("cli", "worker", "__main__", "bobo_processor", "athoc_client", "__init__"),
 }
 LAYER_NAMES = {
