@@ -13,6 +13,10 @@ if not __package__:
     # Run as a script, or imported as a top-level module: make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bobosync.depcheck import require_dependencies
+
+require_dependencies()
+
 from bobosync.cli import main
 from bobosync.original_api import BOBODatabase, BOBOEntry, BOBOProcessor
 

@@ -11,6 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from .depcheck import require_dependencies
+
+# Before any module that imports a third-party package: a missing one is named, not a traceback.
+require_dependencies()
+
 from .errors import AtHocError, BoboSyncError, ConfigError, ForcedStop, LockHeld
 from .locking import SingleInstanceLock
 from .logsetup import LOGGER_NAME, configure_logging

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bobosync"
 
 #: Each module's layer; a module imports only from its own layer or those below.
 LAYERS: dict[int, tuple[str, ...]] = {
-    0: ("errors", "version", "redaction", "timebase", "logsetup", "stopping", "simulator"),
+    0: ("errors", "version", "depcheck", "redaction", "timebase", "logsetup", "stopping", "simulator"),
     1: ("settings", "secret_store"),
     2: ("bobo_csv", "resolution", "desired", "mapping", "counts"),
     3: ("transport", "auth", "client", "database", "filestore", "locking"),
