@@ -21,7 +21,6 @@ RUNTIME_PACKAGES: Mapping[str, str] = {
     "urllib3": "urllib3",
     "python-dotenv": "dotenv",
     "tenacity": "tenacity",
-    "filelock": "filelock",
     "keyring": "keyring",
     "cryptography": "cryptography",
     "tzlocal": "tzlocal",
