@@ -369,7 +369,8 @@ def _waiting(
             pass  # the database error is reported on its own; every ready file shows as waiting
         else:
             # a file that cannot be compared now is reported by the pass, and shows here as waiting
-            ready = sorted([*split.ready, *(w for w, _ in split.not_compared)], key=listing.ready.index)
+            names = {w.name for w in split.ready} | {w.name for w, _ in split.not_compared}
+            ready = [w for w in listing.ready if w.name in names]  # in listing order
     for waiting in ready:
         modified = datetime.fromtimestamp(waiting.mtime_ns / 1e9, UTC)
         age = max(0.0, (now - modified).total_seconds())
