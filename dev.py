@@ -2,7 +2,7 @@
 """Set-up and run in one command, on a fresh machine (standard library only).
 
     python3 dev.py demo    # create .venv, install bobosync, run a pass against the built-in AtHoc simulator
-    python3 dev.py test    # create .venv, install bobosync with its test tools, run ruff, mypy and pytest
+    python3 dev.py test    # create .venv, install bobosync with its test tools, run ruff (format, lint), mypy, pytest
     python3 dev.py wheelhouse --dest DIR [--platform win_amd64] [--python 3.11]
                            # every runtime wheel for that platform into DIR, with requirements.txt, for
                            # `pip install --no-index --find-links DIR -r DIR/requirements.txt` offline
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "demo":
         return subprocess.call([python, "-m", "bobosync", "demo", *argv[1:]], cwd=ROOT)
     linted = [name for name in ("bobosync", "tests", "bench") if (ROOT / name).is_dir()]
-    for step in (["ruff", "check", *linted], ["mypy"]):
+    for step in (["ruff", "format", "--check", *linted], ["ruff", "check", *linted], ["mypy"]):
         print("$ " + " ".join(step), flush=True)
         code = subprocess.call([python, "-m", *step], cwd=ROOT)
         if code:

@@ -136,13 +136,20 @@ def counted_requests(sim: AtHocSimulator) -> dict[str, int]:
     return counts
 
 
-def run_variant(out: TextIO, backlog: Backlog, workdir: Path, args: argparse.Namespace, batch_size: int,
-                baseline_ms: float) -> bool:
+def run_variant(
+    out: TextIO, backlog: Backlog, workdir: Path, args: argparse.Namespace, batch_size: int, baseline_ms: float
+) -> bool:
     folder = workdir / f"batch{batch_size}"
     shutil.rmtree(folder, ignore_errors=True)
     with AtHocSimulator(users=make_users(args.employees), latency=args.latency) as sim:
-        env = write_env(folder, sim.url, BATCH_SIZE=str(batch_size), MAX_USERS_PER_REQUEST=str(args.per_request),
-                        AUTO_CLEANUP_HOURS="24", REQUEST_TIMEOUT_SECONDS="60")
+        env = write_env(
+            folder,
+            sim.url,
+            BATCH_SIZE=str(batch_size),
+            MAX_USERS_PER_REQUEST=str(args.per_request),
+            AUTO_CLEANUP_HOURS="24",
+            REQUEST_TIMEOUT_SECONDS="60",
+        )
         csv_dir = folder / "crown_files"
         for path in backlog.paths:
             shutil.copy2(path, csv_dir / path.name)
@@ -169,31 +176,66 @@ def run_variant(out: TextIO, backlog: Backlog, workdir: Path, args: argparse.Nam
         f"(user {run.user:.2f}, system {run.system:.2f}), max RSS {run.maxrss_mib:.0f} MiB; "
         f"idle pass after it: CPU {idle.cpu:.2f} s, {idle_requests} requests\n"
     )
-    ok = verdict(out, "files processed, AtHoc values right", f"{processed} of {len(backlog.paths)} files, "
-                 f"{args.employees - wrong} of {args.employees} values", "all", None, "all",
-                 run.returncode == 0 and processed == len(backlog.paths) and not wrong)
-    formula = (f"1 token + ceil({args.employees}/{AtHocClient.page_size}) = {expected['listing']} listing pages + "
-               f"ceil(distinct employees / {args.per_request}) = {expected['sync']} sync calls "
-               f"+ {expected['cleanup']} cleanup pages (the listing serves it) = {sum(expected.values())}")
+    ok = verdict(
+        out,
+        "files processed, AtHoc values right",
+        f"{processed} of {len(backlog.paths)} files, {args.employees - wrong} of {args.employees} values",
+        "all",
+        None,
+        "all",
+        run.returncode == 0 and processed == len(backlog.paths) and not wrong,
+    )
+    formula = (
+        f"1 token + ceil({args.employees}/{AtHocClient.page_size}) = {expected['listing']} listing pages + "
+        f"ceil(distinct employees / {args.per_request}) = {expected['sync']} sync calls "
+        f"+ {expected['cleanup']} cleanup pages (the listing serves it) = {sum(expected.values())}"
+    )
     measured = sum(counts.values())
-    ok &= verdict(out, "requests sent", f"{measured} ({', '.join(f'{k} {v}' for k, v in counts.items())})",
-                  formula, measured / sum(expected.values()), "= formula",
-                  {k: v for k, v in counts.items() if k != "other"} == expected and counts["other"] == 0)
+    ok &= verdict(
+        out,
+        "requests sent",
+        f"{measured} ({', '.join(f'{k} {v}' for k, v in counts.items())})",
+        formula,
+        measured / sum(expected.values()),
+        "= formula",
+        {k: v for k, v in counts.items() if k != "other"} == expected and counts["other"] == 0,
+    )
     limit = math.ceil(args.employees / args.per_request)
-    ok &= verdict(out, "sync calls", f"{counts['sync']}", f"ceil(people / MAX_USERS_PER_REQUEST) = {limit}",
-                  counts["sync"] / limit, f"<= {limit}", counts["sync"] <= limit)
+    ok &= verdict(
+        out,
+        "sync calls",
+        f"{counts['sync']}",
+        f"ceil(people / MAX_USERS_PER_REQUEST) = {limit}",
+        counts["sync"] / limit,
+        f"<= {limit}",
+        counts["sync"] <= limit,
+    )
     if args.wall_target is not None:
-        ok &= verdict(out, "wall time of the pass", f"{run.wall:.1f} s",
-                      f"{measured} requests x {args.latency:g} s latency = {measured * args.latency:.1f} s",
-                      run.wall / max(measured * args.latency, 1e-9), f"<= {args.wall_target:g} s",
-                      run.wall <= args.wall_target)
+        ok &= verdict(
+            out,
+            "wall time of the pass",
+            f"{run.wall:.1f} s",
+            f"{measured} requests x {args.latency:g} s latency = {measured * args.latency:.1f} s",
+            run.wall / max(measured * args.latency, 1e-9),
+            f"<= {args.wall_target:g} s",
+            run.wall <= args.wall_target,
+        )
     per_k_total = run.cpu / backlog.rows * 1000 * 1000
     per_k = (run.cpu - idle.cpu) / backlog.rows * 1000 * 1000
-    out.write(f"      CPU per 1,000 rows, whole process: {per_k_total:.2f} ms; "
-              f"wall per 1,000 rows: {run.wall / backlog.rows * 1000 * 1000:.0f} ms "
-              f"({measured} requests x {args.latency * 1000:.0f} ms latency = {measured * args.latency:.1f} s of it)\n")
-    ok &= verdict(out, "local CPU per 1,000 rows (pass minus idle pass)", f"{per_k:.2f} ms",
-                  f"bare csv.reader {baseline_ms:.2f} ms", per_k / baseline_ms, "<= 5 ms", per_k <= 5.0)
+    out.write(
+        f"      CPU per 1,000 rows, whole process: {per_k_total:.2f} ms; "
+        f"wall per 1,000 rows: {run.wall / backlog.rows * 1000 * 1000:.0f} ms "
+        f"({measured} requests x {args.latency * 1000:.0f} ms latency = {measured * args.latency:.1f} s of it)\n"
+    )
+    ok &= verdict(
+        out,
+        "local CPU per 1,000 rows (pass minus idle pass)",
+        f"{per_k:.2f} ms",
+        f"bare csv.reader {baseline_ms:.2f} ms",
+        per_k / baseline_ms,
+        "<= 5 ms",
+        per_k <= 5.0,
+    )
     return ok
 
 
@@ -217,10 +259,12 @@ def main() -> int:
     try:
         backlog = generate(workdir / "source", args.files, args.rows, args.employees)
         baseline_ms = bare_csv_cpu(backlog.paths) / backlog.rows * 1000 * 1000
-        out.write(f"backlog: {args.files} files x {args.rows} rows = {backlog.rows:,} rows, "
-                  f"{len(backlog.latest)} distinct employees of {args.employees}; simulator latency "
-                  f"{args.latency * 1000:.0f} ms per request; bare csv.reader: {baseline_ms:.2f} ms CPU "
-                  "per 1,000 rows\n")
+        out.write(
+            f"backlog: {args.files} files x {args.rows} rows = {backlog.rows:,} rows, "
+            f"{len(backlog.latest)} distinct employees of {args.employees}; simulator latency "
+            f"{args.latency * 1000:.0f} ms per request; bare csv.reader: {baseline_ms:.2f} ms CPU "
+            "per 1,000 rows\n"
+        )
         ok = True
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
             ok &= run_variant(out, backlog, workdir, args, batch_size, baseline_ms)

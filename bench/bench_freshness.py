@@ -60,8 +60,13 @@ def login(i: int) -> str:
 
 def start_watch(env_file: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as sink:
-        return subprocess.Popen([sys.executable, "-m", "bobosync", "--env-file", str(env_file), "--watch"],
-                                cwd=env_file.parent, env=child_env(), stdout=sink, stderr=sink)
+        return subprocess.Popen(
+            [sys.executable, "-m", "bobosync", "--env-file", str(env_file), "--watch"],
+            cwd=env_file.parent,
+            env=child_env(),
+            stdout=sink,
+            stderr=sink,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -145,12 +150,24 @@ def freshness(out: TextIO, folder: Path, args: argparse.Namespace) -> bool:
         missing = len(written) - len(latencies)
         med, worst = median(latencies), max(latencies, default=math.inf)
         limit = 2 + args.latency
-        ok = verdict(out, "freshness: file written -> value in AtHoc, median",
-                     f"{med:.2f} s over {len(written)} files ({missing} never arrived)",
-                     f"physical limit {limit:.2f} s; a pass every 60 s: {limit + 30:.0f} s", med / limit,
-                     "<= 4 s", med <= 4 and missing == 0)
-        ok &= verdict(out, "freshness: max", f"{worst:.2f} s", f"a pass every 60 s: {limit + 60:.0f} s",
-                      worst / limit, "<= 7 s", worst <= 7)
+        ok = verdict(
+            out,
+            "freshness: file written -> value in AtHoc, median",
+            f"{med:.2f} s over {len(written)} files ({missing} never arrived)",
+            f"physical limit {limit:.2f} s; a pass every 60 s: {limit + 30:.0f} s",
+            med / limit,
+            "<= 4 s",
+            med <= 4 and missing == 0,
+        )
+        ok &= verdict(
+            out,
+            "freshness: max",
+            f"{worst:.2f} s",
+            f"a pass every 60 s: {limit + 60:.0f} s",
+            worst / limit,
+            "<= 7 s",
+            worst <= 7,
+        )
         return ok
     finally:
         if proc is not None:
@@ -164,8 +181,13 @@ def idle_load(out: TextIO, folder: Path, args: argparse.Namespace) -> bool:
     sim.start()
     proc: Optional[subprocess.Popen[bytes]] = None
     try:
-        env_file = write_env(folder, sim.url, POLL_INTERVAL_SECONDS=f"{poll:g}", FILE_SETTLE_SECONDS="2",
-                             RECONCILE_MINUTES=f"{reconcile:g}")
+        env_file = write_env(
+            folder,
+            sim.url,
+            POLL_INTERVAL_SECONDS=f"{poll:g}",
+            FILE_SETTLE_SECONDS="2",
+            RECONCILE_MINUTES=f"{reconcile:g}",
+        )
         proc = start_watch(env_file, folder / "child.log")
         if not wait_for(lambda: bool(sim.requests_to("search")), 60):
             out.write("the idle child did not list AtHoc's users within 60 s\n")
@@ -180,13 +202,21 @@ def idle_load(out: TextIO, folder: Path, args: argparse.Namespace) -> bool:
         shown = ", ".join(f"{k} {measured.get(k, 0)}" for k in ("token", "cleanup", "listing", "other"))
         wanted = ", ".join(f"{k} {v:.1f}" for k, v in expected.items())
         # Phase: the window may hold one full pass or token more or less than its average.
-        ok = verdict(out, f"idle --watch, {args.idle:g} s at POLL 5 s, RECONCILE 0.25 min, 40 s token: requests",
-                     f"{total} ({shown})", f"formula {formula:.1f} ({wanted})", total / formula,
-                     "= formula (+-2 for the window's phase)", abs(total - formula) <= 2 and not measured["other"])
+        ok = verdict(
+            out,
+            f"idle --watch, {args.idle:g} s at POLL 5 s, RECONCILE 0.25 min, 40 s token: requests",
+            f"{total} ({shown})",
+            f"formula {formula:.1f} ({wanted})",
+            total / formula,
+            "= formula (+-2 for the window's phase)",
+            abs(total - formula) <= 2 and not measured["other"],
+        )
         defaults = idle_formula(1, 60, 15, 3600, args.users)
-        out.write(f"      formula at the defaults (POLL 60 s, RECONCILE 15 min, 1 h token, {args.users} users): "
-                  f"{sum(defaults.values()):.0f} requests per idle hour "
-                  f"({', '.join(f'{k} {v:.0f}' for k, v in defaults.items())})\n")
+        out.write(
+            f"      formula at the defaults (POLL 60 s, RECONCILE 15 min, 1 h token, {args.users} users): "
+            f"{sum(defaults.values()):.0f} requests per idle hour "
+            f"({', '.join(f'{k} {v:.0f}' for k, v in defaults.items())})\n"
+        )
         return ok
     finally:
         if proc is not None:

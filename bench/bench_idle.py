@@ -39,21 +39,41 @@ BASELINE = [sys.executable, "-c", "import requests, sqlite3"]
 
 #: Modules an ordinary pass never uses; importing any of them is a defect.
 NOT_FOR_A_PASS = (
-    "bobosync.simulator", "bobosync.status", "bobosync.check", "bobosync.demo", "bobosync.secret_store",
-    "keyring", "http.server", "socketserver", "hypothesis", "trustme", "pytest", "cryptography",
-    "asyncio", "multiprocessing", "xml.etree", "tkinter", "unittest",
+    "bobosync.simulator",
+    "bobosync.status",
+    "bobosync.check",
+    "bobosync.demo",
+    "bobosync.secret_store",
+    "keyring",
+    "http.server",
+    "socketserver",
+    "hypothesis",
+    "trustme",
+    "pytest",
+    "cryptography",
+    "asyncio",
+    "multiprocessing",
+    "xml.etree",
+    "tkinter",
+    "unittest",
 )
 
 
 def imported_modules(argv: list[str], cwd: Path) -> dict[str, tuple[int, int]]:
     """module -> (self, cumulative) import time in microseconds, from ``-X importtime``."""
-    result = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=cwd, env=child_env(),
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     modules: dict[str, tuple[int, int]] = {}
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        self_us, cumulative, name = line[len("import time:"):].split("|")
+        self_us, cumulative, name = line[len("import time:") :].split("|")
         modules[name.strip()] = (int(self_us), int(cumulative))
     return modules
 
@@ -103,35 +123,69 @@ def main() -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    out.write(f"{args.runs} runs of each, interleaved; idle pass exit codes {codes}; "
-              f"{requests_per_pass:g} AtHoc requests per pass ({', '.join(paths)})\n")
+    out.write(
+        f"{args.runs} runs of each, interleaved; idle pass exit codes {codes}; "
+        f"{requests_per_pass:g} AtHoc requests per pass ({', '.join(paths)})\n"
+    )
     summarise(out, "import requests, sqlite3", base)
     summarise(out, "idle pass", idle)
     ok = codes == [0]
     wall_base, wall_idle = median([r.wall for r in base]), median([r.wall for r in idle])
     cpu_base, cpu_idle = median([r.cpu for r in base]), median([r.cpu for r in idle])
-    ok &= verdict(out, "idle pass wall time (median)", f"{wall_idle * 1000:.0f} ms",
-                  f"{wall_base * 1000:.0f} ms", wall_idle / wall_base, "<= 1.5x", wall_idle / wall_base <= 1.5)
-    out.write(f"      CPU time (median): {cpu_idle * 1000:.0f} ms vs {cpu_base * 1000:.0f} ms, "
-              f"ratio {cpu_idle / cpu_base:.2f}x; best runs: wall {min(r.wall for r in idle) * 1000:.0f} vs "
-              f"{min(r.wall for r in base) * 1000:.0f} ms, ratio "
-              f"{min(r.wall for r in idle) / min(r.wall for r in base):.2f}x (for information)\n")
+    ok &= verdict(
+        out,
+        "idle pass wall time (median)",
+        f"{wall_idle * 1000:.0f} ms",
+        f"{wall_base * 1000:.0f} ms",
+        wall_idle / wall_base,
+        "<= 1.5x",
+        wall_idle / wall_base <= 1.5,
+    )
+    out.write(
+        f"      CPU time (median): {cpu_idle * 1000:.0f} ms vs {cpu_base * 1000:.0f} ms, "
+        f"ratio {cpu_idle / cpu_base:.2f}x; best runs: wall {min(r.wall for r in idle) * 1000:.0f} vs "
+        f"{min(r.wall for r in base) * 1000:.0f} ms, ratio "
+        f"{min(r.wall for r in idle) / min(r.wall for r in base):.2f}x (for information)\n"
+    )
 
-    heavy = sorted(m for m in pass_modules if m.split(".")[0] in NOT_FOR_A_PASS or m in NOT_FOR_A_PASS
-                   or any(m.startswith(p + ".") for p in NOT_FOR_A_PASS))
-    ok &= verdict(out, "modules a pass never uses, imported by an idle pass", ", ".join(heavy) or "none",
-                  f"{len(pass_modules)} modules imported", None, "none", not heavy)
+    heavy = sorted(
+        m
+        for m in pass_modules
+        if m.split(".")[0] in NOT_FOR_A_PASS
+        or m in NOT_FOR_A_PASS
+        or any(m.startswith(p + ".") for p in NOT_FOR_A_PASS)
+    )
+    ok &= verdict(
+        out,
+        "modules a pass never uses, imported by an idle pass",
+        ", ".join(heavy) or "none",
+        f"{len(pass_modules)} modules imported",
+        None,
+        "none",
+        not heavy,
+    )
     added = {m: t for m, t in pass_modules.items() if m not in base_modules}
-    out.write(f"      {len(added)} modules beyond the baseline's {len(base_modules)}; "
-              f"import time of those (self, this run): {sum(s for s, _ in added.values()) / 1000:.0f} ms; heaviest:\n")
+    out.write(
+        f"      {len(added)} modules beyond the baseline's {len(base_modules)}; "
+        f"import time of those (self, this run): {sum(s for s, _ in added.values()) / 1000:.0f} ms; heaviest:\n"
+    )
     for name, (self_us, _) in sorted(added.items(), key=lambda kv: -kv[1][0])[:12]:
         out.write(f"        {self_us / 1000:6.1f} ms  {name}\n")
     light = sorted(m for m in package_modules if m.startswith("bobosync"))
-    foreign = sorted(m for m in package_modules
-                     if m.split(".")[0] in ("requests", "urllib3", "sqlite3", "tenacity", "filelock", "dotenv"))
-    ok &= verdict(out, "`import bobosync` alone",
-                  f"imports {', '.join(light)}; third-party: {', '.join(foreign) or 'none'}",
-                  "-", None, "no third-party module", not foreign)
+    foreign = sorted(
+        m
+        for m in package_modules
+        if m.split(".")[0] in ("requests", "urllib3", "sqlite3", "tenacity", "filelock", "dotenv")
+    )
+    ok &= verdict(
+        out,
+        "`import bobosync` alone",
+        f"imports {', '.join(light)}; third-party: {', '.join(foreign) or 'none'}",
+        "-",
+        None,
+        "no third-party module",
+        not foreign,
+    )
     return 0 if ok else 1
 
 

@@ -79,21 +79,29 @@ def seed_file(folder: Path, when: datetime) -> None:
 def per_file(out: TextIO, label: str, run: ChildRun, idle: ChildRun, files: int, target_ms: float) -> bool:
     wall_ms = (run.wall - idle.wall) / files * 1000
     cpu_ms = (run.cpu - idle.cpu) / files * 1000
-    out.write(f"      {label}: pass wall {run.wall:.2f} s, CPU {run.cpu:.2f} s, exit code {run.returncode}; "
-              f"idle pass wall {idle.wall:.2f} s, CPU {idle.cpu:.2f} s; per file: wall {wall_ms:.3f} ms, "
-              f"CPU {cpu_ms:.3f} ms\n")
-    return verdict(out, f"{label}: per-file overhead (wall)", f"{wall_ms:.3f} ms per file",
-                   f"idle pass {idle.wall * 1000:.0f} ms", run.wall / idle.wall, f"<= {target_ms:g} ms per file",
-                   wall_ms <= target_ms and run.returncode == 0)
+    out.write(
+        f"      {label}: pass wall {run.wall:.2f} s, CPU {run.cpu:.2f} s, exit code {run.returncode}; "
+        f"idle pass wall {idle.wall:.2f} s, CPU {idle.cpu:.2f} s; per file: wall {wall_ms:.3f} ms, "
+        f"CPU {cpu_ms:.3f} ms\n"
+    )
+    return verdict(
+        out,
+        f"{label}: per-file overhead (wall)",
+        f"{wall_ms:.3f} ms per file",
+        f"idle pass {idle.wall * 1000:.0f} ms",
+        run.wall / idle.wall,
+        f"<= {target_ms:g} ms per file",
+        wall_ms <= target_ms and run.returncode == 0,
+    )
 
 
-def variant(out: TextIO, name: str, workdir: Path, source: list[Path], *, move: bool, seed: bool,
-            remembered_pass: bool) -> bool:
+def variant(
+    out: TextIO, name: str, workdir: Path, source: list[Path], *, move: bool, seed: bool, remembered_pass: bool
+) -> bool:
     folder = workdir / name.replace(" ", "_")
     shutil.rmtree(folder, ignore_errors=True)
     with AtHocSimulator(users=make_users(EMPLOYEES)) as sim:
-        env = write_env(folder, sim.url, MOVE_PROCESSED_FILES="true" if move else "false",
-                        REQUEST_TIMEOUT_SECONDS="60")
+        env = write_env(folder, sim.url, MOVE_PROCESSED_FILES="true" if move else "false", REQUEST_TIMEOUT_SECONDS="60")
         csv_dir = folder / "crown_files"
         if seed:
             seed_file(csv_dir, datetime.now().replace(microsecond=0) - timedelta(minutes=1))
@@ -112,13 +120,16 @@ def variant(out: TextIO, name: str, workdir: Path, source: list[Path], *, move: 
         sim.clear_journal()
         run = run_cli(env, log_to=folder / "pass.out")
         syncs = len(sim.requests_to("SyncByCommonNames"))
-        out.write(f"\n-- {name}: {len(source)} files, MOVE_PROCESSED_FILES={'true' if move else 'false'}, "
-                  f"{syncs} SyncByCommonNames request(s), {len(sim.journal)} AtHoc requests in all\n")
+        out.write(
+            f"\n-- {name}: {len(source)} files, MOVE_PROCESSED_FILES={'true' if move else 'false'}, "
+            f"{syncs} SyncByCommonNames request(s), {len(sim.journal)} AtHoc requests in all\n"
+        )
         ok = per_file(out, name, run, idle, len(source), 2.0)
         if move:
             left = len(list(csv_dir.glob("*.csv")))
-            ok &= verdict(out, f"{name}: files moved", f"{len(source) - left} of {len(source)}", "all", None, "all",
-                          left == 0)
+            ok &= verdict(
+                out, f"{name}: files moved", f"{len(source) - left} of {len(source)}", "all", None, "all", left == 0
+            )
         if remembered_pass:
             again = run_cli(env, log_to=folder / "again.out")
             ok &= per_file(out, f"{name}, next pass (all {len(source)} remembered)", again, idle, len(source), 2.0)

@@ -101,17 +101,35 @@ def main(out: TextIO = sys.stdout) -> int:
         on_duty = args.users - len(range(1, args.users + 1, 3))
         rec_cpu = median([r.cpu for r in reconciles])
         ord_cpu = median([r.cpu for r in ordinary])
-        out.write(f"reconcile pass: wall median {median([r.wall for r in reconciles]):.2f} s, CPU median "
-                  f"{rec_cpu:.2f} s, max RSS {max(r.maxrss_mib for r in reconciles):.0f} MiB; requests: {pages} "
-                  f"listing page(s), {criteria} Criteria listing(s), {syncs} SyncByCommonNames; "
-                  f"{EDITED} edits repaired: {repaired_ok}\n")
-        out.write(f"ordinary pass: wall median {median([r.wall for r in ordinary]):.2f} s, CPU median "
-                  f"{ord_cpu:.2f} s; cleanup listing of {on_duty} duty values: "
-                  f"{math.ceil(on_duty / 1000)} page(s)\n")
-        ok &= verdict(out, "reconcile listing requests", f"{pages}", f"ceil({args.users}/1000) = {pages_wanted}",
-                      None, f"== {pages_wanted} and no Criteria listing", pages == pages_wanted and criteria == 0)
-        ok &= verdict(out, "reconcile repairs", f"{syncs} request(s), all repaired: {repaired_ok}", f"{EDITED} edits",
-                      None, "1 request, every edit repaired", syncs == 1 and repaired_ok)
+        out.write(
+            f"reconcile pass: wall median {median([r.wall for r in reconciles]):.2f} s, CPU median "
+            f"{rec_cpu:.2f} s, max RSS {max(r.maxrss_mib for r in reconciles):.0f} MiB; requests: {pages} "
+            f"listing page(s), {criteria} Criteria listing(s), {syncs} SyncByCommonNames; "
+            f"{EDITED} edits repaired: {repaired_ok}\n"
+        )
+        out.write(
+            f"ordinary pass: wall median {median([r.wall for r in ordinary]):.2f} s, CPU median "
+            f"{ord_cpu:.2f} s; cleanup listing of {on_duty} duty values: "
+            f"{math.ceil(on_duty / 1000)} page(s)\n"
+        )
+        ok &= verdict(
+            out,
+            "reconcile listing requests",
+            f"{pages}",
+            f"ceil({args.users}/1000) = {pages_wanted}",
+            None,
+            f"== {pages_wanted} and no Criteria listing",
+            pages == pages_wanted and criteria == 0,
+        )
+        ok &= verdict(
+            out,
+            "reconcile repairs",
+            f"{syncs} request(s), all repaired: {repaired_ok}",
+            f"{EDITED} edits",
+            None,
+            "1 request, every edit repaired",
+            syncs == 1 and repaired_ok,
+        )
         ok &= verdict(out, "reconcile pass CPU", f"{rec_cpu:.2f} s", "-", None, "<= 5 s", rec_cpu <= 5.0)
         ok &= verdict(out, "ordinary pass CPU", f"{ord_cpu:.2f} s", "-", None, "<= 1.5 s", ord_cpu <= 1.5)
     finally:

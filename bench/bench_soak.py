@@ -171,7 +171,10 @@ def watch_process(env_file: Path, interval: float, log: Path) -> Iterator[subpro
     with open(log, "ab") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bobosync", "--env-file", str(env_file), "--watch", "--interval", f"{interval:g}"],
-            cwd=env_file.parent, env=child_env(), stdout=sink, stderr=sink,
+            cwd=env_file.parent,
+            env=child_env(),
+            stdout=sink,
+            stderr=sink,
         )
         try:
             yield proc
@@ -237,10 +240,18 @@ def main() -> int:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def soak(args: argparse.Namespace, out: TextIO, folder: Path, sim: AtHocSimulator,
-         duration: float, warmup: float, window: float) -> int:
+def soak(
+    args: argparse.Namespace,
+    out: TextIO,
+    folder: Path,
+    sim: AtHocSimulator,
+    duration: float,
+    warmup: float,
+    window: float,
+) -> int:
     env_file = write_env(
-        folder, sim.url,
+        folder,
+        sim.url,
         FILE_SETTLE_SECONDS="1",
         HTTP_RETRY_ATTEMPTS="3",
         HTTP_RETRY_BACKOFF_SECONDS="0.2",
@@ -291,9 +302,20 @@ def soak(args: argparse.Namespace, out: TextIO, folder: Path, sim: AtHocSimulato
     return judge(out, folder, sim, writer, faults, samples, final_rss, code, drained, duration, warmup, window)
 
 
-def judge(out: TextIO, folder: Path, sim: AtHocSimulator, writer: Writer, faults: Faults,
-          samples: list[tuple[float, float]], final_rss: Optional[float], code: int, drained: bool,
-          duration: float, warmup: float, window: float) -> int:
+def judge(
+    out: TextIO,
+    folder: Path,
+    sim: AtHocSimulator,
+    writer: Writer,
+    faults: Faults,
+    samples: list[tuple[float, float]],
+    final_rss: Optional[float],
+    code: int,
+    drained: bool,
+    duration: float,
+    warmup: float,
+    window: float,
+) -> int:
     ok = True
     processed = sorted((folder / "processed_files").glob("*.csv"))
     failed = sorted((folder / "failed_files").glob("*.csv"))
@@ -302,9 +324,9 @@ def judge(out: TextIO, folder: Path, sim: AtHocSimulator, writer: Writer, faults
         logged_files, logged_rows = conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(records_processed), 0) FROM processing_log"
         ).fetchone()
-        passes = dict(conn.execute(
-            "SELECT status, COUNT(*) FROM run_history WHERE kind = 'pass' GROUP BY status"
-        ).fetchall())
+        passes = dict(
+            conn.execute("SELECT status, COUNT(*) FROM run_history WHERE kind = 'pass' GROUP BY status").fetchall()
+        )
     journal = sim.journal
     out.write(
         f"written: {writer.files} files, {writer.rows} rows; faults injected: {len(faults.injected)} "
@@ -313,12 +335,24 @@ def judge(out: TextIO, folder: Path, sim: AtHocSimulator, writer: Writer, faults
         f"AtHoc requests: {len(journal)} ({sum(1 for e in journal if e.status != 200)} not 200); "
         f"child exit code {code}\n"
     )
-    ok &= verdict(out, "files accounted for", f"{len(processed)} processed + {len(failed)} failed + "
-                  f"{len(waiting)} waiting", f"{writer.files} written", None,
-                  "all processed, none failed or left", len(processed) == writer.files and not failed and not waiting)
-    ok &= verdict(out, "rows accounted for (processing_log)", f"{logged_rows} rows in {logged_files} files",
-                  f"{writer.rows} rows in {writer.files} files", None, "equal",
-                  (logged_rows, logged_files) == (writer.rows, writer.files))
+    ok &= verdict(
+        out,
+        "files accounted for",
+        f"{len(processed)} processed + {len(failed)} failed + {len(waiting)} waiting",
+        f"{writer.files} written",
+        None,
+        "all processed, none failed or left",
+        len(processed) == writer.files and not failed and not waiting,
+    )
+    ok &= verdict(
+        out,
+        "rows accounted for (processing_log)",
+        f"{logged_rows} rows in {logged_files} files",
+        f"{writer.rows} rows in {writer.files} files",
+        None,
+        "equal",
+        (logged_rows, logged_files) == (writer.rows, writer.files),
+    )
     wrong = []
     with sim.lock:
         for i in range(1, writer.users + 1):
@@ -327,12 +361,20 @@ def judge(out: TextIO, folder: Path, sim: AtHocSimulator, writer: Writer, faults
             actual = sim.users[login(i)].get(DUTY, "")
             if actual != expected:
                 wrong.append(f"{login(i)}: {actual!r} != {expected!r}")
-    ok &= verdict(out, "AtHoc duty values", f"{writer.users - len(wrong)} of {writer.users} as expected",
-                  "latest event of each employee", None, "all", not wrong)
+    ok &= verdict(
+        out,
+        "AtHoc duty values",
+        f"{writer.users - len(wrong)} of {writer.users} as expected",
+        "latest event of each employee",
+        None,
+        "all",
+        not wrong,
+    )
     for line in wrong[:10]:
         out.write(f"      {line}\n")
-    ok &= verdict(out, "clean stop", f"exit code {code}, drained: {drained}", "SIGTERM", None, "0, drained",
-                  code == 0 and drained)
+    ok &= verdict(
+        out, "clean stop", f"exit code {code}, drained: {drained}", "SIGTERM", None, "0, drained", code == 0 and drained
+    )
 
     if not samples:
         out.write("RSS not sampled (needs /proc/<pid>/status: Linux)\n")
@@ -350,9 +392,13 @@ def judge(out: TextIO, folder: Path, sim: AtHocSimulator, writer: Writer, faults
         + "\n"
     )
     ok &= verdict(
-        out, "RSS growth", f"{growth:+.2f} MiB (median of last {window / 60:g} min {median(last):.1f} MiB)",
+        out,
+        "RSS growth",
+        f"{growth:+.2f} MiB (median of last {window / 60:g} min {median(last):.1f} MiB)",
         f"median of first {window / 60:g} min after {warmup / 60:g} min warm-up {median(first):.1f} MiB",
-        median(last) / median(first), "growth <= 5 MiB", growth <= 5.0,
+        median(last) / median(first),
+        "growth <= 5 MiB",
+        growth <= 5.0,
     )
     return 0 if ok else 1
 

@@ -78,7 +78,8 @@ def child_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.upper().endswith("_PROXY") and not key.startswith("BOBO_")
+        if not key.upper().endswith("_PROXY")
+        and not key.startswith("BOBO_")
         and key not in ("LOG_LEVEL", "PYTHONDONTWRITEBYTECODE")
     }
     env["PYTHONPATH"] = str(REPO)
@@ -114,8 +115,9 @@ def run_child(
     """Run ``argv`` and measure it. On POSIX ``os.wait4`` gives the child's own rusage (not
     that of this process's threads, nor of other children); elsewhere CPU is NaN."""
     started = time.perf_counter()
-    proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None,
-                            stdout=stdout, stderr=stderr)
+    proc = subprocess.Popen(
+        list(argv), cwd=cwd, env=dict(env) if env is not None else None, stdout=stdout, stderr=stderr
+    )
     wait4 = getattr(os, "wait4", None)
     if wait4 is None:  # Windows: wall time only
         code = proc.wait(timeout)
@@ -157,8 +159,9 @@ def machine_line() -> str:
     )
 
 
-def verdict(out: TextIO, label: str, measured: str, baseline: str, ratio: Optional[float],
-            target: str, ok: bool) -> bool:
+def verdict(
+    out: TextIO, label: str, measured: str, baseline: str, ratio: Optional[float], target: str, ok: bool
+) -> bool:
     """One result line: ``label: measured (baseline ..., ratio ...x) target ... PASS|MISS``."""
     shown = f", ratio {ratio:.2f}x" if ratio is not None else ""
     out.write(f"{'PASS' if ok else 'MISS'}  {label}: {measured} (baseline {baseline}{shown}); target {target}\n")

@@ -141,15 +141,12 @@ class TokenAuth(requests.auth.AuthBase):
     def _parse_token_response(self, data: Any) -> tuple[str, float]:
         path = "/AuthServices/Auth/connect/token"
         if not isinstance(data, dict):
-            raise AtHocResponseError(
-                f"POST {path}: the token response is not a JSON object", method="POST", path=path
-            )
+            raise AtHocResponseError(f"POST {path}: the token response is not a JSON object", method="POST", path=path)
         token = data.get("access_token")
         if not isinstance(token, str) or not token.strip():
             keys = ", ".join(sorted(str(k) for k in data if k != "access_token")) or "none"
             raise AtHocAuthError(
-                f"POST {path}: AtHoc answered the token request without an access_token "
-                f"(keys present: {keys})",
+                f"POST {path}: AtHoc answered the token request without an access_token (keys present: {keys})",
                 method="POST",
                 path=path,
             )
@@ -164,9 +161,7 @@ class TokenAuth(requests.auth.AuthBase):
                 lifetime = parsed
         if lifetime is None:
             lifetime = DEFAULT_LIFETIME_SECONDS
-            log.warning(
-                "AtHoc's token response has no usable expires_in; assuming %.0f s", lifetime
-            )
+            log.warning("AtHoc's token response has no usable expires_in; assuming %.0f s", lifetime)
         return token.strip(), lifetime
 
     # -- requests auth protocol -----------------------------------------------------------

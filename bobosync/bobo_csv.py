@@ -162,8 +162,16 @@ def _fromiso_basic_is_exact() -> bool:
     ``int()``. It is used on the hot path only where it gives the same answers as the slow
     way for digit strings (some versions could read hour 24 as the next midnight).
     """
-    probes = ("20240617143005", "20240229235959", "20240230143000", "20240617240000",
-              "20240617236000", "20240617235960", "00000101000000", "20241301000000")
+    probes = (
+        "20240617143005",
+        "20240229235959",
+        "20240230143000",
+        "20240617240000",
+        "20240617236000",
+        "20240617235960",
+        "00000101000000",
+        "20241301000000",
+    )
     for probe in probes:
         try:
             expected: Optional[datetime] = _ts14_ints(probe)
@@ -259,9 +267,7 @@ def _check_export_row(row: Sequence[str], row_number: int) -> Union[BOBOEntry, B
     try:
         event_time = _parse_ts14(created)
     except ValueError:
-        return BadRow(
-            row_number, f"invalid DateTime_Created {_show(created)} (expected YYYYMMDDHHMMSS)"
-        )
+        return BadRow(row_number, f"invalid DateTime_Created {_show(created)} (expected YYYYMMDDHHMMSS)")
     return BOBOEntry(transaction, employee_id, event_time, row_number)
 
 
@@ -283,9 +289,7 @@ def _check_simple_row(row: Sequence[str], row_number: int) -> Union[BOBOEntry, B
         return BadRow(row_number, "missing Status")
     transaction = _TX_BY_STATUS.get(status.casefold())
     if transaction is None:
-        return BadRow(
-            row_number, f"unknown Status {_show(status)} (expected On Duty or Off Duty)"
-        )
+        return BadRow(row_number, f"unknown Status {_show(status)} (expected On Duty or Off Duty)")
 
     stamp = row[2].strip()
     if not stamp:
@@ -293,9 +297,7 @@ def _check_simple_row(row: Sequence[str], row_number: int) -> Union[BOBOEntry, B
     try:
         event_time = _parse_simple_ts(stamp)
     except ValueError:
-        return BadRow(
-            row_number, f"invalid Timestamp {_show(stamp)} (expected YYYY-MM-DD HH:MM:SS)"
-        )
+        return BadRow(row_number, f"invalid Timestamp {_show(stamp)} (expected YYYY-MM-DD HH:MM:SS)")
     return BOBOEntry(transaction, employee_id, event_time, row_number)
 
 
@@ -562,8 +564,15 @@ def _read_record(first: str, rest: Iterator[str]) -> tuple[Sequence[str], Option
     open_end = _open_end(taken[-1] if taken else first)
     # Only a record that holds something counts: a lone quote before blank lines loses nothing.
     if taken and not _is_blank(row) and _quote_never_closed(first, taken):
-        return (), (f"{UNCLOSED_QUOTE}: the {len(taken)} line(s) after it, to the end of the file, "
-                    "were swallowed by this record and not read"), reader.line_num, open_end
+        return (
+            (),
+            (
+                f"{UNCLOSED_QUOTE}: the {len(taken)} line(s) after it, to the end of the file, "
+                "were swallowed by this record and not read"
+            ),
+            reader.line_num,
+            open_end,
+        )
     return row, None, reader.line_num, open_end
 
 
@@ -572,9 +581,7 @@ def _open_end(line: str) -> bool:
     return not line.endswith(("\n", "\r"))
 
 
-def _flag_open_end(
-    item: Union[BOBOEntry, BadRow, None], open_end: bool
-) -> Union[BOBOEntry, BadRow, None]:
+def _flag_open_end(item: Union[BOBOEntry, BadRow, None], open_end: bool) -> Union[BOBOEntry, BadRow, None]:
     if open_end and isinstance(item, BadRow):
         return item._replace(open_end=True)
     return item
@@ -684,9 +691,7 @@ def _day_time(day: str, time: str) -> datetime:
 
     Python 3.9 and 3.10 only (no ISO basic format in fromisoformat); ValueError if not real.
     """
-    return datetime(
-        int(day[:4]), int(day[4:6]), int(day[6:]), int(time[:2]), int(time[2:4]), int(time[4:])
-    )
+    return datetime(int(day[:4]), int(day[4:6]), int(day[6:]), int(time[:2]), int(time[2:4]), int(time[4:]))
 
 
 def _slow_block(

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bobosync",
         usage="%(prog)s [OPTIONS] [COMMAND ...]",
         description="Apply BOBO book-on/book-off files to the AtHoc duty-status field. Without a COMMAND: "
-                    "one pass (or, with --watch, a pass every POLL_INTERVAL_SECONDS).",
+        "one pass (or, with --watch, a pass every POLL_INTERVAL_SECONDS).",
         epilog="Exit codes: 0 all done, 1 something left for retry or AtHoc failed, 2 configuration error.",
     )
     parser.add_argument("--env-file", type=Path, metavar="PATH", help="the .env file to read")
@@ -45,75 +45,111 @@ def build_parser() -> argparse.ArgumentParser:
         "--cleanup-only", action="store_true", help="only clear duty values older than AUTO_CLEANUP_HOURS"
     )
     parser.add_argument("--interval", type=float, metavar="N", help="seconds between passes (only with --watch)")
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-                        help=f"override LOG_LEVEL: {', '.join(LOG_LEVELS)} (any letter case)")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"override LOG_LEVEL: {', '.join(LOG_LEVELS)} (any letter case)",
+    )
     parser.add_argument("--version", action="version", version=f"bobosync {__version__}")
     # Subcommands also accept --env-file after their name; SUPPRESS keeps a value given
     # before the name from being overwritten by the subcommand's default.
     env_file = argparse.ArgumentParser(add_help=False)
-    env_file.add_argument("--env-file", type=Path, metavar="PATH", default=argparse.SUPPRESS,
-                          help="the .env file to read")
+    env_file.add_argument(
+        "--env-file", type=Path, metavar="PATH", default=argparse.SUPPRESS, help="the .env file to read"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (optional)")
     demo = commands.add_parser("demo", help="run a pass against the built-in AtHoc simulator (no set-up needed)")
     demo.add_argument("--dir", type=Path, help="working folder to create (default: a new temporary folder)")
     demo.add_argument("--users", type=int, default=300, help="AtHoc users in the simulator (default 300)")
     status = commands.add_parser(
-        "status", parents=[env_file], help="show health: last passes, sync, files, errors",
+        "status",
+        parents=[env_file],
+        help="show health: last passes, sync, files, errors",
         description="Show the health of bobosync from its database and folders (AtHoc only with --live).",
-        epilog="Exit codes: 0 healthy, 1 warning, 2 unhealthy (the reasons are listed first).")
+        epilog="Exit codes: 0 healthy, 1 warning, 2 unhealthy (the reasons are listed first).",
+    )
     status.add_argument("--live", action="store_true", help="also ask AtHoc who is marked on duty now")
     status.add_argument("--json", action="store_true", help="the same data as JSON, for monitoring systems")
     commands.add_parser(
-        "check", parents=[env_file], help="verify configuration, folders and AtHoc before going live",
+        "check",
+        parents=[env_file],
+        help="verify configuration, folders and AtHoc before going live",
         description="Verify the configuration, folders, database, network, TLS, AtHoc login and fields, and the "
-                    "SMTP server when health e-mails are on. Changes nothing and sends nothing.",
-        epilog="Exit codes: 0 nothing FAILed (read any WARN lines), 1 at least one check FAILed.")
+        "SMTP server when health e-mails are on. Changes nothing and sends nothing.",
+        epilog="Exit codes: 0 nothing FAILed (read any WARN lines), 1 at least one check FAILed.",
+    )
     commands.add_parser(
-        "notify-test", parents=[env_file], help="send a test health e-mail to NOTIFY_EMAIL_TO",
+        "notify-test",
+        parents=[env_file],
+        help="send a test health e-mail to NOTIFY_EMAIL_TO",
         description="Send a test e-mail with the current status to NOTIFY_EMAIL_TO, as health e-mails are sent.",
         epilog="Exit codes: 0 sent, 1 not sent (the reason is printed), 2 configuration error or e-mail not "
-               "configured.")
+        "configured.",
+    )
     trace = commands.add_parser(
-        "trace", parents=[env_file], help="one person's story: events, what became of them, AtHoc's answers",
+        "trace",
+        parents=[env_file],
+        help="one person's story: events, what became of them, AtHoc's answers",
         description="Show, oldest first, what bobosync saw and did about one person in the last "
-                    "AUDIT_RETENTION_DAYS: each event (time, BON/BOF, file and row) and what became of it, each "
-                    "value sent and AtHoc's answer, read-backs and repairs, cleanup clears, mapping changes; then "
-                    "the desired value and what AtHoc held when last read. Reads the database only.",
-        epilog="Exit codes: 0 the ID is known, 1 it is unknown, 2 configuration error.")
+        "AUDIT_RETENTION_DAYS: each event (time, BON/BOF, file and row) and what became of it, each "
+        "value sent and AtHoc's answer, read-backs and repairs, cleanup clears, mapping changes; then "
+        "the desired value and what AtHoc held when last read. Reads the database only.",
+        epilog="Exit codes: 0 the ID is known, 1 it is unknown, 2 configuration error.",
+    )
     trace.add_argument("id", metavar="ID", help="an employee ID (collar number, e.g. 05990) or an AtHoc LOGIN_ID")
     trace.add_argument("--json", action="store_true", help="the same data as JSON")
     reconcile = commands.add_parser(
-        "reconcile", parents=[env_file],
+        "reconcile",
+        parents=[env_file],
         help="compare AtHoc with the desired state now and repair the differences (RECONCILE_MODE)",
         description="Read every AtHoc user, refresh the mapping, and compare each BOBO employee's duty value "
-                    "with the desired state; repair the differences per RECONCILE_MODE.",
-        epilog="Exit codes: 0 AtHoc agrees with the desired state, 1 it did not (or the reconcile failed).")
-    reconcile.add_argument("--dry-run", dest="reconcile_dry_run", action="store_true",
-                           help="only list the differences (employee, LOGIN_ID, AtHoc value, desired value)")
+        "with the desired state; repair the differences per RECONCILE_MODE.",
+        epilog="Exit codes: 0 AtHoc agrees with the desired state, 1 it did not (or the reconcile failed).",
+    )
+    reconcile.add_argument(
+        "--dry-run",
+        dest="reconcile_dry_run",
+        action="store_true",
+        help="only list the differences (employee, LOGIN_ID, AtHoc value, desired value)",
+    )
     rebuild = commands.add_parser(
-        "rebuild-state", parents=[env_file],
+        "rebuild-state",
+        parents=[env_file],
         help="read already-processed BOBO files into the desired state, sending nothing (after an upgrade)",
         description="Read the BOBO files of the last N hours from a folder (default PROCESSED_DIRECTORY, or "
-                    "CSV_DIRECTORY when MOVE_PROCESSED_FILES=false) into the desired state, by the usual order of "
-                    "events, without sending anything and without moving any file. The next reconcile then "
-                    "corrects AtHoc: after an upgrade from the original tool, people it booked off but left "
-                    "holding a book-off time are cleared. The first pass on a database from the original tool "
-                    "runs it once by itself.",
-        epilog="Exit codes: 0 done, 1 the folder cannot be read, 2 configuration error.")
-    rebuild.add_argument("--from", dest="rebuild_from", type=Path, metavar="DIR",
-                         help="the folder to read (default PROCESSED_DIRECTORY, or CSV_DIRECTORY when "
-                              "MOVE_PROCESSED_FILES=false)")
-    rebuild.add_argument("--hours", dest="rebuild_hours", type=float, metavar="N",
-                         help="how far back, by file modification time (default AUTO_CLEANUP_HOURS, or 24 when "
-                              "that is 0)")
+        "CSV_DIRECTORY when MOVE_PROCESSED_FILES=false) into the desired state, by the usual order of "
+        "events, without sending anything and without moving any file. The next reconcile then "
+        "corrects AtHoc: after an upgrade from the original tool, people it booked off but left "
+        "holding a book-off time are cleared. The first pass on a database from the original tool "
+        "runs it once by itself.",
+        epilog="Exit codes: 0 done, 1 the folder cannot be read, 2 configuration error.",
+    )
+    rebuild.add_argument(
+        "--from",
+        dest="rebuild_from",
+        type=Path,
+        metavar="DIR",
+        help="the folder to read (default PROCESSED_DIRECTORY, or CSV_DIRECTORY when MOVE_PROCESSED_FILES=false)",
+    )
+    rebuild.add_argument(
+        "--hours",
+        dest="rebuild_hours",
+        type=float,
+        metavar="N",
+        help="how far back, by file modification time (default AUTO_CLEANUP_HOURS, or 24 when that is 0)",
+    )
     secret = commands.add_parser(
-        "set-secret", parents=[env_file],
+        "set-secret",
+        parents=[env_file],
         help="store PASSWORD, CLIENT_SECRET or SMTP_PASSWORD in the operating system's credential store",
         description="Store a secret in the operating system's credential store (Windows Credential Manager, "
-                    "macOS Keychain, a Secret Service on Linux), so that .env can say NAME=keyring. The value is "
-                    "asked twice with typing hidden, or read from standard input when that is not a terminal. "
-                    "Run it as the account that runs bobosync.",
-        epilog="Exit codes: 0 stored, 2 nothing stored (the reason is printed).")
+        "macOS Keychain, a Secret Service on Linux), so that .env can say NAME=keyring. The value is "
+        "asked twice with typing hidden, or read from standard input when that is not a terminal. "
+        "Run it as the account that runs bobosync.",
+        epilog="Exit codes: 0 stored, 2 nothing stored (the reason is printed).",
+    )
     secret.add_argument("name", choices=SECRET_NAMES)
     return parser
 
@@ -264,8 +300,10 @@ def _reconcile(settings: Settings, *, dry_run: bool) -> int:
         done = "not repaired (RECONCILE_MODE=report)"
     out.write(f"Reconcile{' (dry run)' if dry_run else ''}: {len(report.drift)} difference(s); {done}.\n")
     for drift in report.drift:
-        out.write(f"  {drift.employee_id}  {drift.login_id}  AtHoc: {drift.athoc_value or '(empty)'}  "
-                  f"desired: {drift.desired_value or '(empty)'}\n")
+        out.write(
+            f"  {drift.employee_id}  {drift.login_id}  AtHoc: {drift.athoc_value or '(empty)'}  "
+            f"desired: {drift.desired_value or '(empty)'}\n"
+        )
     return EXIT_INCOMPLETE
 
 

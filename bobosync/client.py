@@ -204,9 +204,7 @@ class AtHocClient:
 
     # -- reading users ------------------------------------------------------------------
 
-    def get_all_users_with_attributes(
-        self, fields: Optional[Sequence[str]] = None
-    ) -> list[dict[str, str]]:
+    def get_all_users_with_attributes(self, fields: Optional[Sequence[str]] = None) -> list[dict[str, str]]:
         """Every user with the given attributes (default: FETCH fields), values as str.
 
         Raises IncompleteListing when the server repeats a page or the pages end before
@@ -218,9 +216,7 @@ class AtHocClient:
         log.info("Read %d users from AtHoc", len(users))
         return users
 
-    def read_users(
-        self, login_ids: Iterable[str], fields: Optional[Sequence[str]] = None
-    ) -> dict[str, dict[str, str]]:
+    def read_users(self, login_ids: Iterable[str], fields: Optional[Sequence[str]] = None) -> dict[str, dict[str, str]]:
         """The named users with the given attributes: ``LOGIN_ID -> record`` for those AtHoc
         has (matched case-insensitively; keyed as AtHoc spells them). A name AtHoc does not
         know is simply absent.
@@ -302,8 +298,7 @@ class AtHocClient:
                 break
         else:
             raise IncompleteListing(
-                f"AtHoc user listing still not finished after {self.max_pages} pages "
-                f"({len(seen)} users seen)",
+                f"AtHoc user listing still not finished after {self.max_pages} pages ({len(seen)} users seen)",
                 method="GET",
                 path=SEARCH_PATH,
             )
@@ -314,9 +309,7 @@ class AtHocClient:
     @staticmethod
     def _check_page(data: Any, page: int) -> tuple[list[dict[str, Any]], Optional[int]]:
         def bad(what: str) -> AtHocResponseError:
-            return AtHocResponseError(
-                f"GET {SEARCH_PATH} page {page}: {what}", method="GET", path=SEARCH_PATH
-            )
+            return AtHocResponseError(f"GET {SEARCH_PATH} page {page}: {what}", method="GET", path=SEARCH_PATH)
 
         if not isinstance(data, dict):
             raise bad(f"expected a JSON object, got {type(data).__name__}")
@@ -373,8 +366,7 @@ class AtHocClient:
                 if _never_judged(exc):
                     remaining = sum(len(c) for c in chunks[index + 1 :])
                     log.error(
-                        "AtHoc update failed for chunk %d/%d (%d users): %s; %d users in later "
-                        "chunks not attempted",
+                        "AtHoc update failed for chunk %d/%d (%d users): %s; %d users in later chunks not attempted",
                         index + 1,
                         len(chunks),
                         len(chunk),
@@ -399,9 +391,7 @@ class AtHocClient:
                     exc,
                 )
                 for login_id, _ in chunk:
-                    results[login_id] = UpdateResult(
-                        login_id, UpdateOutcome.FAILED, f"request failed: {exc}", suspect
-                    )
+                    results[login_id] = UpdateResult(login_id, UpdateOutcome.FAILED, f"request failed: {exc}", suspect)
                 continue
             chunk_results = self._classify(chunk, data)
             results.update(chunk_results)
@@ -425,10 +415,7 @@ class AtHocClient:
         """One UpdateResult per input row of ``chunk`` from the SyncByCommonNames response."""
         results: dict[str, UpdateResult] = {}
         if not isinstance(data, list):
-            detail = (
-                f"AtHoc's response is not a list of rows (got {type(data).__name__}); "
-                "outcome unknown"
-            )
+            detail = f"AtHoc's response is not a list of rows (got {type(data).__name__}); outcome unknown"
             log.error("SyncByCommonNames: %s", detail)
             for login_id, _ in chunk:
                 results[login_id] = UpdateResult(login_id, UpdateOutcome.FAILED, detail, True)
@@ -436,13 +423,9 @@ class AtHocClient:
 
         rows = [r for r in data if isinstance(r, dict) and isinstance(r.get("LOGIN_ID"), str)]
         if len(rows) != len(data):
-            log.debug(
-                "SyncByCommonNames: %d response rows without a LOGIN_ID", len(data) - len(rows)
-            )
+            log.debug("SyncByCommonNames: %d response rows without a LOGIN_ID", len(data) - len(rows))
         matched: dict[str, Optional[int]] = {}
-        if len(rows) == len(chunk) and all(
-            row["LOGIN_ID"] == login_id for row, (login_id, _) in zip(rows, chunk)
-        ):
+        if len(rows) == len(chunk) and all(row["LOGIN_ID"] == login_id for row, (login_id, _) in zip(rows, chunk)):
             # The usual answer: one row per row sent, in the same order. Matched by position,
             # which gives what the general matching below gives, at a fraction of its cost.
             matched = {login_id: i for i, (login_id, _) in enumerate(chunk)}
@@ -471,15 +454,11 @@ class AtHocClient:
         for login_id, _ in chunk:
             index = matched[login_id]
             if index is None:
-                result = UpdateResult(
-                    login_id, UpdateOutcome.FAILED, "missing from AtHoc's response", True
-                )
+                result = UpdateResult(login_id, UpdateOutcome.FAILED, "missing from AtHoc's response", True)
             else:
                 result = AtHocClient._classify_row(login_id, rows[index])
             if debug:
-                log.debug(
-                    "SyncByCommonNames %s: %s (%s)", login_id, result.outcome.value, result.detail
-                )
+                log.debug("SyncByCommonNames %s: %s (%s)", login_id, result.outcome.value, result.detail)
             results[login_id] = result
         return results
 
@@ -489,16 +468,10 @@ class AtHocClient:
         details = _text(row.get(":SyncDetails")).strip()
         if status.casefold() == "ok":
             return UpdateResult(login_id, UpdateOutcome.APPLIED, details or "OK")
-        if (
-            status.casefold() == "error"
-            and _NOT_IN_ORG.search(details)
-            and _USER_OR_ORG.search(details)
-        ):
+        if status.casefold() == "error" and _NOT_IN_ORG.search(details) and _USER_OR_ORG.search(details):
             return UpdateResult(login_id, UpdateOutcome.NOT_IN_ATHOC, details)
         shown = status or "(no :SyncStatus)"
-        return UpdateResult(
-            login_id, UpdateOutcome.FAILED, f"{shown}: {details}" if details else shown
-        )
+        return UpdateResult(login_id, UpdateOutcome.FAILED, f"{shown}: {details}" if details else shown)
 
     # -- stale duty status --------------------------------------------------------------
 
@@ -543,8 +516,7 @@ class AtHocClient:
             except ValueError:
                 unparseable += 1
                 log.warning(
-                    "AtHoc user %s has %s=%r, which does not match ATHOC_DATETIME_FORMAT %r; "
-                    "not clearing it",
+                    "AtHoc user %s has %s=%r, which does not match ATHOC_DATETIME_FORMAT %r; not clearing it",
                     login_id,
                     field,
                     value,
@@ -556,8 +528,7 @@ class AtHocClient:
             else:
                 not_older += 1
         log.debug(
-            "stale %s query (cutoff %s): %d returned, %d older, %d not older (dropped), "
-            "%d empty, %d unparseable",
+            "stale %s query (cutoff %s): %d returned, %d older, %d not older (dropped), %d empty, %d unparseable",
             field,
             cutoff_text,
             len(rows),

@@ -436,9 +436,7 @@ def _table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def _add_missing_columns(
-    conn: sqlite3.Connection, table: str, columns: Iterable[tuple[str, str]]
-) -> None:
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: Iterable[tuple[str, str]]) -> None:
     present = _table_columns(conn, table)
     for name, declaration in columns:
         if name not in present:
@@ -453,9 +451,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(create)
         key = _LEGACY_KEYS[table]
         if key not in _table_columns(conn, table):
-            raise sqlite3.DatabaseError(
-                f"legacy table {table} has no {key} column and cannot be upgraded"
-            )
+            raise sqlite3.DatabaseError(f"legacy table {table} has no {key} column and cannot be upgraded")
         _add_missing_columns(conn, table, _LEGACY_COLUMNS[table])
     _add_missing_columns(conn, "sync_tracking", (("last_success_time", "TEXT"),))
     for statement in _V1_TABLES:
@@ -600,8 +596,7 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
 _ORIGINAL_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("worker_mapping", "collar_id", "TEXT", "employee_id"),
     ("processing_log", "entries_processed", "INTEGER", "records_processed"),
-    ("processing_log", "success_count", "INTEGER",
-     "CASE WHEN status = 'failed' THEN 0 ELSE records_processed END"),
+    ("processing_log", "success_count", "INTEGER", "CASE WHEN status = 'failed' THEN 0 ELSE records_processed END"),
     ("processing_log", "error_count", "INTEGER", "CASE WHEN status = 'failed' THEN 1 ELSE 0 END"),
     ("processing_log", "errors", "TEXT", "COALESCE(error_message, '')"),
     ("file_retry_tracking", "first_seen", "TIMESTAMP", "first_attempt"),
@@ -647,7 +642,12 @@ def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
 
 #: MIGRATIONS[n] takes a database from schema n to schema n + 1.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5, _migrate_5_to_6,
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+    _migrate_4_to_5,
+    _migrate_5_to_6,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -661,10 +661,30 @@ _UPSERT_MAPPING = (
 
 #: The columns of ``desired_state``, in the order :meth:`BOBODatabase.save_desired_states` writes.
 _DESIRED_COLUMNS = (
-    "employee_id", "event_at", "event_local", "transaction_type", "source_file", "source_mtime_ns", "source_row",
-    "recorded_at", "desired_value", "login_id", "written_value", "written_at", "last_answer",
-    "answered_at", "athoc_value", "athoc_read_at", "sending_login", "sending_value", "sent_at",
-    "suspect_login", "suspect_until", "stale_login", "stale_value", "repaired_at",
+    "employee_id",
+    "event_at",
+    "event_local",
+    "transaction_type",
+    "source_file",
+    "source_mtime_ns",
+    "source_row",
+    "recorded_at",
+    "desired_value",
+    "login_id",
+    "written_value",
+    "written_at",
+    "last_answer",
+    "answered_at",
+    "athoc_value",
+    "athoc_read_at",
+    "sending_login",
+    "sending_value",
+    "sent_at",
+    "suspect_login",
+    "suspect_until",
+    "stale_login",
+    "stale_value",
+    "repaired_at",
 )
 
 
@@ -721,16 +741,12 @@ class BOBODatabase:
             try:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise DatabaseError(
-                    f"cannot create the folder of database {self._path}: {exc}"
-                ) from exc
+                raise DatabaseError(f"cannot create the folder of database {self._path}: {exc}") from exc
         with self._guard("opening the database"):
             self._conn = self._connect(str(self._path), uri=False)
             mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
             if mode != "wal":
-                log.warning(
-                    "database %s: WAL journal mode not available (using %s)", self._path, mode
-                )
+                log.warning("database %s: WAL journal mode not available (using %s)", self._path, mode)
         self._migrate()
 
     def _open_read_only(self) -> None:
@@ -773,11 +789,15 @@ class BOBODatabase:
                     raise self._newer_error(version)
                 if version == SCHEMA_VERSION:
                     break
-                fresh = version == 0 and not self._connection.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'worker_mapping'"
-                ).fetchone()
+                fresh = (
+                    version == 0
+                    and not self._connection.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'worker_mapping'"
+                    ).fetchone()
+                )
                 log.info(
-                    "database %s: %s", self._path,
+                    "database %s: %s",
+                    self._path,
                     "created" if fresh else f"upgrading schema {version} -> {version + 1}",
                 )
                 from_original = from_original or (version == 0 and not fresh)
@@ -820,9 +840,7 @@ class BOBODatabase:
 
     def _check_writable(self, action: str) -> None:
         if self._read_only:
-            raise DatabaseError(
-                f"database {self._path} is open read-only; refusing to write ({action})"
-            )
+            raise DatabaseError(f"database {self._path} is open read-only; refusing to write ({action})")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -983,9 +1001,7 @@ class BOBODatabase:
         with self._guard("reading worker mappings"):
             if not self._has_table("worker_mapping"):
                 return {}
-            rows = self._connection.execute(
-                "SELECT employee_id, username FROM worker_mapping"
-            ).fetchall()
+            rows = self._connection.execute("SELECT employee_id, username FROM worker_mapping").fetchall()
         return {str(employee_id): str(username) for employee_id, username in rows}
 
     def mapping_rows(self) -> list[tuple[str, str, Optional[str]]]:
@@ -1018,9 +1034,7 @@ class BOBODatabase:
         with self._write("replacing worker mappings") as conn:
             current = {
                 str(employee_id): str(username)
-                for employee_id, username in conn.execute(
-                    "SELECT employee_id, username FROM worker_mapping"
-                )
+                for employee_id, username in conn.execute("SELECT employee_id, username FROM worker_mapping")
             }
             removed = [employee_id for employee_id in current if employee_id not in mapping]
             added = [employee_id for employee_id in mapping if employee_id not in current]
@@ -1031,8 +1045,7 @@ class BOBODatabase:
             ]
             for chunk in _chunks(removed):
                 conn.execute(
-                    "DELETE FROM worker_mapping "
-                    f"WHERE employee_id IN ({_placeholders(len(chunk))})",
+                    f"DELETE FROM worker_mapping WHERE employee_id IN ({_placeholders(len(chunk))})",
                     tuple(chunk),
                 )
             conn.executemany(
@@ -1043,12 +1056,19 @@ class BOBODatabase:
                 self.record_audit(
                     [AuditRow(now, "mapping", "mapped", e, mapping[e], detail="new mapping") for e in added]
                     + [AuditRow(now, "mapping", "mapped", e, mapping[e], detail=f"was {current[e]}") for e in changed]
-                    + [AuditRow(now, "mapping", "unmapped", e, current[e], detail="no AtHoc user has this collar "
-                                "number any more") for e in removed]
+                    + [
+                        AuditRow(
+                            now,
+                            "mapping",
+                            "unmapped",
+                            e,
+                            current[e],
+                            detail="no AtHoc user has this collar number any more",
+                        )
+                        for e in removed
+                    ]
                 )
-        change = MappingChange(
-            added=len(added), removed=len(removed), changed=len(changed), total=len(mapping)
-        )
+        change = MappingChange(added=len(added), removed=len(removed), changed=len(changed), total=len(mapping))
         log.debug("database %s: mappings replaced: %s", self._path, change)
         return change
 
@@ -1080,8 +1100,17 @@ class BOBODatabase:
                 "(filename, processed_at, records_processed, status, error_message, "
                 "entries_processed, success_count, error_count, errors) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (filename, when, records_processed, status, error_message, records_processed,
-                 success_count, error_count, error_message or ""),
+                (
+                    filename,
+                    when,
+                    records_processed,
+                    status,
+                    error_message,
+                    records_processed,
+                    success_count,
+                    error_count,
+                    error_message or "",
+                ),
             )
 
     def last_failure_reason(self, filename: str) -> Optional[str]:
@@ -1103,9 +1132,7 @@ class BOBODatabase:
         with self._guard("reading the sync state"):
             if not self._has_table("sync_tracking"):
                 return None
-            row = self._connection.execute(
-                "SELECT * FROM sync_tracking WHERE sync_type = ?", (sync_type,)
-            ).fetchone()
+            row = self._connection.execute("SELECT * FROM sync_tracking WHERE sync_type = ?", (sync_type,)).fetchone()
         if row is None:
             return None
         values: dict[str, Any] = dict(zip(row.keys(), tuple(row)))
@@ -1195,9 +1222,7 @@ class BOBODatabase:
                 "last_retry = excluded.last_retry",
                 (filename, stamp, stamp, error, stamp, stamp),
             )
-            row = conn.execute(
-                "SELECT retry_count FROM file_retry_tracking WHERE filename = ?", (filename,)
-            ).fetchone()
+            row = conn.execute("SELECT retry_count FROM file_retry_tracking WHERE filename = ?", (filename,)).fetchone()
         return int(row[0])
 
     def clear_file_retry(self, filename: str) -> None:
@@ -1214,10 +1239,7 @@ class BOBODatabase:
             rows = self._connection.execute(
                 f"SELECT filename, retry_count, {error} FROM file_retry_tracking"
             ).fetchall()
-        return {
-            str(name): (int(count or 0), None if error is None else str(error))
-            for name, count, error in rows
-        }
+        return {str(name): (int(count or 0), None if error is None else str(error)) for name, count, error in rows}
 
     # ------------------------------------------------------------------ desired_state
 
@@ -1248,20 +1270,25 @@ class BOBODatabase:
         except ValueError:
             transaction = None
         if event_at is None or recorded_at is None or transaction is None:
-            log.warning("database %s: unreadable desired_state row for employee %s; ignoring it",
-                           self._path, row["employee_id"])
+            log.warning(
+                "database %s: unreadable desired_state row for employee %s; ignoring it", self._path, row["employee_id"]
+            )
             return None
         try:
             # BOBO's own reading; a row carried over from schema 3 has none until the first pass
             # fills it in (adopt_carried_over): this machine's zone stands in meanwhile.
-            event_local = (datetime.fromisoformat(row["event_local"]) if row["event_local"]
-                           else event_at.astimezone().replace(tzinfo=None))
+            event_local = (
+                datetime.fromisoformat(row["event_local"])
+                if row["event_local"]
+                else event_at.astimezone().replace(tzinfo=None)
+            )
         except ValueError:
             event_local = event_at.astimezone().replace(tzinfo=None)
         return DesiredState(
             employee_id=str(row["employee_id"]),
-            order=EventOrder(event_at, int(row["source_mtime_ns"] or 0), str(row["source_file"] or ""),
-                             int(row["source_row"] or 0)),
+            order=EventOrder(
+                event_at, int(row["source_mtime_ns"] or 0), str(row["source_file"] or ""), int(row["source_row"] or 0)
+            ),
             transaction=transaction,
             event_local=event_local,
             recorded_at=recorded_at,
@@ -1290,12 +1317,30 @@ class BOBODatabase:
 
         rows = [
             (
-                st.employee_id, format_datetime(st.order.instant), st.event_local.isoformat(timespec="seconds"),
-                st.transaction.value, st.order.file_name, st.order.file_mtime_ns, st.order.row,
-                format_datetime(st.recorded_at), desired,
-                st.login_id, st.written_value, stamp(st.written_at), st.last_answer, stamp(st.answered_at),
-                st.athoc_value, stamp(st.athoc_read_at), st.sending_login, st.sending_value, stamp(st.sent_at),
-                st.suspect_login, stamp(st.suspect_until), st.stale_login, st.stale_value, stamp(st.repaired_at),
+                st.employee_id,
+                format_datetime(st.order.instant),
+                st.event_local.isoformat(timespec="seconds"),
+                st.transaction.value,
+                st.order.file_name,
+                st.order.file_mtime_ns,
+                st.order.row,
+                format_datetime(st.recorded_at),
+                desired,
+                st.login_id,
+                st.written_value,
+                stamp(st.written_at),
+                st.last_answer,
+                stamp(st.answered_at),
+                st.athoc_value,
+                stamp(st.athoc_read_at),
+                st.sending_login,
+                st.sending_value,
+                stamp(st.sent_at),
+                st.suspect_login,
+                stamp(st.suspect_until),
+                st.stale_login,
+                st.stale_value,
+                stamp(st.repaired_at),
             )
             for st, desired in states
         ]
@@ -1315,8 +1360,10 @@ class BOBODatabase:
         with self._guard("reading the desired state"):
             if not self._has_table("desired_state"):
                 return 0
-            ids = [str(r[0]) for r in self._connection.execute(
-                "SELECT employee_id FROM desired_state WHERE event_local IS NULL")]
+            ids = [
+                str(r[0])
+                for r in self._connection.execute("SELECT employee_id FROM desired_state WHERE event_local IS NULL")
+            ]
         if not ids:
             return 0
         states = []
@@ -1341,8 +1388,9 @@ class BOBODatabase:
     def replay_candidates(self, aged_before: Optional[datetime]) -> dict[str, DesiredState]:
         """Employees AtHoc may not hold the desired value for: never written (pending), written
         something else, a write in flight, or a book-on written and older than ``aged_before``."""
-        where = ("login_id IS NULL OR written_value IS NULL OR written_value <> desired_value "
-                 "OR sending_login IS NOT NULL")
+        where = (
+            "login_id IS NULL OR written_value IS NULL OR written_value <> desired_value OR sending_login IS NOT NULL"
+        )
         params: list[Any] = []
         if aged_before is not None:
             where += " OR (transaction_type = 'BON' AND written_value <> '' AND event_at < ?)"
@@ -1414,8 +1462,9 @@ class BOBODatabase:
         kept = set(keep)
         with self._write("forgetting duty value warnings") as conn:
             known = [str(row[0]) for row in conn.execute("SELECT login_id FROM duty_value_warnings")]
-            conn.executemany("DELETE FROM duty_value_warnings WHERE login_id = ?",
-                             [(login,) for login in known if login not in kept])
+            conn.executemany(
+                "DELETE FROM duty_value_warnings WHERE login_id = ?", [(login,) for login in known if login not in kept]
+            )
 
     # ------------------------------------------------------------------ audit_log
 
@@ -1430,8 +1479,20 @@ class BOBODatabase:
             return text
 
         values = [
-            (stamp(r[0]), r[3], r[4], r[1], r[5], None if r[6] is None else format_datetime(r[6]), r[7], r[8],
-             r[9], r[2], r[10], r[11])
+            (
+                stamp(r[0]),
+                r[3],
+                r[4],
+                r[1],
+                r[5],
+                None if r[6] is None else format_datetime(r[6]),
+                r[7],
+                r[8],
+                r[9],
+                r[2],
+                r[10],
+                r[11],
+            )
             for r in rows
         ]
         if not values:
@@ -1458,11 +1519,18 @@ class BOBODatabase:
             ).fetchall()
         return [
             AuditRow(
-                recorded_at=parse_datetime(row["recorded_at"]) or _EARLIEST, kind=str(row["kind"]),
-                outcome=str(row["outcome"]), employee_id=row["employee_id"], login_id=row["login_id"],
-                transaction_type=row["transaction_type"], event_at=parse_datetime(row["event_at"]),
-                source_file=row["source_file"], source_row=_int_or_none(row["source_row"]), value=row["value"],
-                detail=row["detail"], events=row["events"],
+                recorded_at=parse_datetime(row["recorded_at"]) or _EARLIEST,
+                kind=str(row["kind"]),
+                outcome=str(row["outcome"]),
+                employee_id=row["employee_id"],
+                login_id=row["login_id"],
+                transaction_type=row["transaction_type"],
+                event_at=parse_datetime(row["event_at"]),
+                source_file=row["source_file"],
+                source_row=_int_or_none(row["source_row"]),
+                value=row["value"],
+                detail=row["detail"],
+                events=row["events"],
             )
             for row in rows
         ]
@@ -1471,21 +1539,32 @@ class BOBODatabase:
         """The employee IDs mapped, or once audited, to ``login_id`` (any case)."""
         with self._guard("reading worker mappings"):
             found: list[str] = []
-            for table, column in (("worker_mapping", "username"), ("desired_state", "login_id"),
-                                  ("audit_log", "login_id")):
+            for table, column in (
+                ("worker_mapping", "username"),
+                ("desired_state", "login_id"),
+                ("audit_log", "login_id"),
+            ):
                 if not self._has_table(table):
                     continue
                 # Identifiers cannot be bound; both come from this module's constants.
-                found.extend(str(row[0]) for row in self._connection.execute(
-                    f"SELECT DISTINCT employee_id FROM {table} WHERE lower({column}) = ? AND employee_id IS NOT NULL",
-                    (login_id.casefold(),)))
+                found.extend(
+                    str(row[0])
+                    for row in self._connection.execute(
+                        f"SELECT DISTINCT employee_id FROM {table}"
+                        f" WHERE lower({column}) = ? AND employee_id IS NOT NULL",
+                        (login_id.casefold(),),
+                    )
+                )
         return _unique(found)
 
     def purge_audit(self, before: datetime) -> int:
         """Delete audit rows recorded before ``before``; returns how many."""
         with self._write("purging the audit") as conn:
-            return int(conn.execute("DELETE FROM audit_log WHERE recorded_at < ?",
-                                    (format_datetime(before, precise=True),)).rowcount)
+            return int(
+                conn.execute(
+                    "DELETE FROM audit_log WHERE recorded_at < ?", (format_datetime(before, precise=True),)
+                ).rowcount
+            )
 
     # ------------------------------------------------------------------ remembered_files
 
@@ -1499,9 +1578,7 @@ class BOBODatabase:
             ).fetchone()
         return row is not None
 
-    def remembered_by_name(
-        self, names: Optional[Iterable[str]] = None
-    ) -> dict[str, list[RememberedFile]]:
+    def remembered_by_name(self, names: Optional[Iterable[str]] = None) -> dict[str, list[RememberedFile]]:
         """name -> remembered versions of that file (oldest first); every name when None."""
         rows: list[Any] = []
         columns = "SELECT name, size, sha256, mtime_ns, processed_at, ctime_ns, file_id FROM remembered_files"
@@ -1560,9 +1637,7 @@ class BOBODatabase:
                 (name, size, sha256, mtime_ns, format_datetime(when), ctime_ns, file_id),
             )
 
-    def refresh_remembered(
-        self, name: str, size: int, sha256: str, mtime_ns: int, ctime_ns: int, file_id: int
-    ) -> None:
+    def refresh_remembered(self, name: str, size: int, sha256: str, mtime_ns: int, ctime_ns: int, file_id: int) -> None:
         """A remembered file was found unchanged by its hash: store its new fingerprint, so
         that later passes need not read it again (its processing time stays)."""
         with self._write("refreshing a remembered file") as conn:
@@ -1583,9 +1658,7 @@ class BOBODatabase:
                 (format_datetime(before),),
             ).fetchall()
             doomed = [tuple(row) for row in old if row[0] not in kept]
-            conn.executemany(
-                "DELETE FROM remembered_files WHERE name = ? AND size = ? AND sha256 = ?", doomed
-            )
+            conn.executemany("DELETE FROM remembered_files WHERE name = ? AND size = ? AND sha256 = ?", doomed)
             return len(doomed)
 
     # ------------------------------------------------------------------ run_history
@@ -1594,8 +1667,7 @@ class BOBODatabase:
         """Record the start of a run (status ``running``); returns its id."""
         with self._write("recording the start of a run") as conn:
             cursor = conn.execute(
-                "INSERT INTO run_history (kind, started_at, status, pid) "
-                "VALUES (?, ?, 'running', ?)",
+                "INSERT INTO run_history (kind, started_at, status, pid) VALUES (?, ?, 'running', ?)",
                 (kind, format_datetime(started_at, precise=True), pid),
             )
             run_id = cursor.lastrowid
@@ -1613,9 +1685,7 @@ class BOBODatabase:
         """Record how run ``run_id`` ended; the duration is measured from its start."""
         counts_text = json.dumps(dict(counts or {}), sort_keys=True, default=str)
         with self._write("recording the end of a run") as conn:
-            row = conn.execute(
-                "SELECT started_at FROM run_history WHERE id = ?", (run_id,)
-            ).fetchone()
+            row = conn.execute("SELECT started_at FROM run_history WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise DatabaseError(f"database {self._path}: no run with id {run_id}")
             started = parse_datetime(row[0])
@@ -1653,9 +1723,7 @@ class BOBODatabase:
             )
             count = int(cursor.rowcount)
         if count:
-            log.warning(
-                "database %s: %d unfinished run(s) marked interrupted", self._path, count
-            )
+            log.warning("database %s: %d unfinished run(s) marked interrupted", self._path, count)
         return count
 
     def recent_runs(

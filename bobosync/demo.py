@@ -59,16 +59,31 @@ def write_demo_files(csv_dir: Path, now: datetime) -> None:
     start = now - timedelta(minutes=30)
     generate_bobo_files(csv_dir, collars, files=8, start=start, rows_per_file=(5, 15), seed=7)
     # The 3-column hand-made form.
-    write_bobo_file(csv_dir, [export_row("BON", "00061", now - timedelta(minutes=5))], now - timedelta(minutes=4),
-                    simple=True, name="handmade_roster.csv")
+    write_bobo_file(
+        csv_dir,
+        [export_row("BON", "00061", now - timedelta(minutes=5))],
+        now - timedelta(minutes=4),
+        simple=True,
+        name="handmade_roster.csv",
+    )
     # A bad row among good ones, and an employee ID AtHoc does not know.
-    write_bobo_file(csv_dir, [export_row("BON", "00062", now - timedelta(minutes=3)),
-                              ["XYZ", "00063", "P", "", "", "20250617140000", "", "", "", ""],
-                              export_row("BON", "99999", now - timedelta(minutes=3))],
-                    now - timedelta(minutes=3), name="BOBO_with_bad_row_output.csv")
+    write_bobo_file(
+        csv_dir,
+        [
+            export_row("BON", "00062", now - timedelta(minutes=3)),
+            ["XYZ", "00063", "P", "", "", "20250617140000", "", "", "", ""],
+            export_row("BON", "99999", now - timedelta(minutes=3)),
+        ],
+        now - timedelta(minutes=3),
+        name="BOBO_with_bad_row_output.csv",
+    )
     # A late file: yesterday's book-on for 00062 must not undo today's.
-    write_bobo_file(csv_dir, [export_row("BOF", "00062", now - timedelta(hours=20))], now - timedelta(minutes=2),
-                    name="BOBO_late_arrival_output.csv")
+    write_bobo_file(
+        csv_dir,
+        [export_row("BOF", "00062", now - timedelta(hours=20))],
+        now - timedelta(minutes=2),
+        name="BOBO_late_arrival_output.csv",
+    )
     # A file that is not text at all.
     (csv_dir / "BOBO_corrupt_output.csv").write_bytes(b"\x00\x01\x02binary\xff\xfe")
 
@@ -88,8 +103,10 @@ def run_demo(
     if directory is not None and Path(directory).exists() and any(Path(directory).iterdir()):
         # An old database against a fresh simulator would show a false picture (its events
         # "already applied", nobody on duty): refuse rather than mislead, or delete anything.
-        out.write(f"demo: {directory} is not empty (a demo ran there before?). Give a new folder to --dir, "
-                  "or delete this one first.\n")
+        out.write(
+            f"demo: {directory} is not empty (a demo ran there before?). Give a new folder to --dir, "
+            "or delete this one first.\n"
+        )
         return 2
     temporary = directory is None
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="bobosync-demo-"))
@@ -105,8 +122,12 @@ def run_demo(
         # A minute later: two people book off. The second pass sends only that news.
         later = datetime.now().replace(microsecond=0)
         booking_off = _on_duty(sim)[:2]
-        write_bobo_file(folder / "crown_files", [export_row("BOF", collar, later) for collar in booking_off],
-                        later, name="BOBO_later_book_offs_output.csv")
+        write_bobo_file(
+            folder / "crown_files",
+            [export_row("BOF", collar, later) for collar in booking_off],
+            later,
+            name="BOBO_later_book_offs_output.csv",
+        )
         out.write(f"\n--- a second pass, after {' and '.join(booking_off)} booked off ---\n\n")
         out.flush()
         code = max(code, main(["--env-file", str(env)]))
@@ -121,9 +142,11 @@ def run_demo(
     for collar, login, value in on_duty:
         out.write(f"  {collar:<8} {login:<28} {DUTY_FIELD} = {value}\n")
     still_on = {collar for collar, _, _ in on_duty}
-    out.write("Booked off by the second pass: "
-              + ", ".join(f"{collar} ({'still on duty!' if collar in still_on else 'off duty'})"
-                          for collar in booking_off) + "\n")
+    out.write(
+        "Booked off by the second pass: "
+        + ", ".join(f"{collar} ({'still on duty!' if collar in still_on else 'off duty'})" for collar in booking_off)
+        + "\n"
+    )
     processed = sorted(p.name for p in (folder / "processed_files").glob("*.csv"))
     out.write(f"\nProcessed files: {len(processed)} (in {folder / 'processed_files'})\n")
     failed = sorted((folder / "failed_files").glob("*.csv"))

@@ -206,7 +206,12 @@ def _suspect(state: DesiredState, login_id: str, until: datetime, answer: str, n
 
 
 def answered(
-    state: DesiredState, write: Write, outcome: str, detail: str, maybe_applied: bool, now: datetime,
+    state: DesiredState,
+    write: Write,
+    outcome: str,
+    detail: str,
+    maybe_applied: bool,
+    now: datetime,
     window: timedelta,
 ) -> DesiredState:
     """The state after AtHoc's answer (``outcome`` an UpdateOutcome value) to ``write``."""
@@ -215,8 +220,9 @@ def answered(
         if outcome in ("applied", "not_in_athoc") and _same_login(state.stale_login, write.login_id):
             return replace(state, stale_login=None, stale_value=None)
         return state
-    state = replace(state, sending_login=None, sending_value=None, sent_at=None,
-                    last_answer=f"{outcome}: {detail}", answered_at=now)
+    state = replace(
+        state, sending_login=None, sending_value=None, sent_at=None, last_answer=f"{outcome}: {detail}", answered_at=now
+    )
     if outcome == "applied":
         if state.login_id is not None and not _same_login(state.login_id, write.login_id) and state.written_value:
             # The collar moved: the old account still shows this employee's value until cleared.

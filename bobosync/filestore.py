@@ -187,8 +187,9 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
                 continue
             ready.append(WaitingFile(Path(entry.path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, file_id))
     ready.sort(key=lambda f: (f.mtime_ns, f.name))
-    return Listing(ready, too_young, tuple(sorted(bad_names)), tuple(sorted(future)), tuple(sorted(unexamined)),
-                   settles_at)
+    return Listing(
+        ready, too_young, tuple(sorted(bad_names)), tuple(sorted(future)), tuple(sorted(unexamined)), settles_at
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -430,8 +431,10 @@ class FileMover:
                 elif src_there and move.sha256 and sha256_of(src) != move.sha256:
                     # Written to since the decision (BOBO appending, a copy tool): the decision
                     # was about other content. Left for the pass, which reads it again.
-                    log.warning("interrupted move of %s: the file changed since it was decided; "
-                                "left in place to be read again", src.name)
+                    log.warning(
+                        "interrupted move of %s: the file changed since it was decided; left in place to be read again",
+                        src.name,
+                    )
                 elif src_there:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     final = self._move(src, dst, move.sha256)
@@ -439,8 +442,9 @@ class FileMover:
                 elif dst_there:
                     final = dst
                 else:
-                    log.error("interrupted move of %s: file is in neither %s nor its source folder",
-                              src.name, dst.parent)
+                    log.error(
+                        "interrupted move of %s: file is in neither %s nor its source folder", src.name, dst.parent
+                    )
             except OSError as exc:
                 log.error("could not complete interrupted move of %s to %s: %s", src, dst, exc)
             if final is not None and placed is not None:

@@ -49,8 +49,8 @@ else:
 class SingleInstanceLock:
     """Held for the whole of a pass (or of a ``--watch`` process)::
 
-        with SingleInstanceLock(settings.lock_path):
-            ...   # raises LockHeld at entry if another run holds it
+    with SingleInstanceLock(settings.lock_path):
+        ...   # raises LockHeld at entry if another run holds it
     """
 
     def __init__(self, path: Path) -> None:

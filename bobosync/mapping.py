@@ -32,6 +32,7 @@ __all__ = [
     "unlisted_logins",
 ]
 
+
 def numeric_form(collar: str) -> Optional[str]:
     """The number of an all-digit collar without its leading zeros (``"05990"`` -> ``"5990"``,
     ``"000"`` -> ``"0"``); None when the collar is not all ASCII digits."""

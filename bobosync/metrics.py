@@ -114,44 +114,75 @@ def render_metrics(
     and when each kind of run last succeeded (``last_success``: run kind -> time)."""
     out = _Writer()
     now = finished_at.timestamp()
-    out.gauge("bobosync_info", "bobosync version and AtHoc organization (always 1).",
-              [({"version": __version__, "org": settings.org_code}, 1)])
+    out.gauge(
+        "bobosync_info",
+        "bobosync version and AtHoc organization (always 1).",
+        [({"version": __version__, "org": settings.org_code}, 1)],
+    )
     out.one("bobosync_last_pass_timestamp_seconds", "When the last pass finished (Unix time).", now)
-    out.one("bobosync_last_pass_start_timestamp_seconds", "When the last pass started (Unix time).",
-            report.started_at.timestamp())
+    out.one(
+        "bobosync_last_pass_start_timestamp_seconds",
+        "When the last pass started (Unix time).",
+        report.started_at.timestamp(),
+    )
     out.one("bobosync_last_pass_duration_seconds", "How long the last pass took.", round(report.seconds, 6))
-    out.gauge("bobosync_last_pass_status", "1 for the status of the last pass (ok, partial or failed).",
-              [({"status": name}, int(report.status == name)) for name in PASS_STATUSES])
-    out.one("bobosync_last_pass_exit_code", "Exit code of the last pass: 0 all done, 1 something left or "
-            "AtHoc failed.", report.exit_code)
+    out.gauge(
+        "bobosync_last_pass_status",
+        "1 for the status of the last pass (ok, partial or failed).",
+        [({"status": name}, int(report.status == name)) for name in PASS_STATUSES],
+    )
+    out.one(
+        "bobosync_last_pass_exit_code",
+        "Exit code of the last pass: 0 all done, 1 something left or AtHoc failed.",
+        report.exit_code,
+    )
     for count in dataclasses.fields(report.counts):
         value = getattr(report.counts, count.name)
         if isinstance(value, int) and not isinstance(value, bool):
-            out.one(f"bobosync_last_pass_{count.name}",
-                    COUNT_HELP.get(count.name, f"The {count.name.replace('_', ' ')} count of the last pass."), value)
+            out.one(
+                f"bobosync_last_pass_{count.name}",
+                COUNT_HELP.get(count.name, f"The {count.name.replace('_', ' ')} count of the last pass."),
+                value,
+            )
 
-    out.gauge("bobosync_health", "1 for the health bobosync status reports (healthy, warning, unhealthy).",
-              [({"level": level}, int(status.health == level)) for level in EXIT_CODES])
-    out.one("bobosync_health_code", "The health as bobosync status's exit code: 0 healthy, 1 warning, "
-            "2 unhealthy.", status.exit_code)
+    out.gauge(
+        "bobosync_health",
+        "1 for the health bobosync status reports (healthy, warning, unhealthy).",
+        [({"level": level}, int(status.health == level)) for level in EXIT_CODES],
+    )
+    out.one(
+        "bobosync_health_code",
+        "The health as bobosync status's exit code: 0 healthy, 1 warning, 2 unhealthy.",
+        status.exit_code,
+    )
     out.one("bobosync_health_reasons", "How many reasons the health is not healthy.", len(status.reasons))
 
     files = status.files
     if files.csv_error is None:
         out.one("bobosync_files_waiting", "Files waiting in CSV_DIRECTORY.", len(files.waiting))
-        out.one("bobosync_oldest_waiting_file_age_seconds", "Age of the oldest file waiting in CSV_DIRECTORY "
-                "(0 when none waits).", files.oldest_waiting_seconds or 0.0)
+        out.one(
+            "bobosync_oldest_waiting_file_age_seconds",
+            "Age of the oldest file waiting in CSV_DIRECTORY (0 when none waits).",
+            files.oldest_waiting_seconds or 0.0,
+        )
     if files.failed_error is None:
         out.one("bobosync_files_failed", "Files in FAILED_FILES_DIRECTORY.", len(files.failed))
     if status.database_error is None:
-        out.one("bobosync_worker_mappings", "Worker mappings (collar number -> AtHoc user).",
-                status.mapping_sync.mappings)
+        out.one(
+            "bobosync_worker_mappings", "Worker mappings (collar number -> AtHoc user).", status.mapping_sync.mappings
+        )
 
     known = {kind: when for kind, when in last_success.items() if when is not None}
-    out.gauge("bobosync_last_success_timestamp_seconds", "When each kind of run last succeeded (Unix time).",
-              [({"run": kind}, when.timestamp()) for kind, when in known.items()])
-    out.gauge("bobosync_seconds_since_last_success", "Seconds since each kind of run last succeeded.",
-              [({"run": kind}, round(max(0.0, now - when.timestamp()), 3)) for kind, when in known.items()])
+    out.gauge(
+        "bobosync_last_success_timestamp_seconds",
+        "When each kind of run last succeeded (Unix time).",
+        [({"run": kind}, when.timestamp()) for kind, when in known.items()],
+    )
+    out.gauge(
+        "bobosync_seconds_since_last_success",
+        "Seconds since each kind of run last succeeded.",
+        [({"run": kind}, round(max(0.0, now - when.timestamp()), 3)) for kind, when in known.items()],
+    )
     return out.text()
 
 

@@ -110,8 +110,10 @@ def compose(settings: Settings, report: StatusReport, decision: Decision) -> tup
     first = report.reasons[0].message if report.reasons else ""
     if decision.kind == "repeat":
         subject = f"bobosync {settings.org_code}: {level} (still) - {first}"
-        opening = (f"bobosync is still {level}, since {show(decision.since)} (a reminder every "
-                   f"{settings.notify_repeat_hours:g} h while it is unhealthy).")
+        opening = (
+            f"bobosync is still {level}, since {show(decision.since)} (a reminder every "
+            f"{settings.notify_repeat_hours:g} h while it is unhealthy)."
+        )
     elif decision.health == HEALTHY:
         subject = f"bobosync {settings.org_code}: HEALTHY again (was {decision.previous.upper()})"
         opening = f"bobosync is HEALTHY again (it was {decision.previous.upper()})."
@@ -150,15 +152,24 @@ def notify_health(settings: Settings, db: BOBODatabase, report: StatusReport, no
     if decision is None:
         return None
     subject, body = compose(settings, report, decision)
-    counts = {"health": decision.health, "previous": decision.previous, "kind": decision.kind,
-              "since": decision.since.isoformat(timespec="seconds"), "recipients": len(settings.notify_email_to)}
+    counts = {
+        "health": decision.health,
+        "previous": decision.previous,
+        "kind": decision.kind,
+        "since": decision.since.isoformat(timespec="seconds"),
+        "recipients": len(settings.notify_email_to),
+    }
     error: Optional[str] = None
     try:
         Mailer(settings).send(subject, body)
     except MailError as exc:
         error = str(exc)
-        log.warning("health e-mail (%s) not sent: %s; tried again in %d min", decision.health.upper(), exc,
-                    RETRY_FAILED_AFTER.total_seconds() // 60)
+        log.warning(
+            "health e-mail (%s) not sent: %s; tried again in %d min",
+            decision.health.upper(),
+            exc,
+            RETRY_FAILED_AFTER.total_seconds() // 60,
+        )
     else:
         log.info("health e-mail sent to %s: %s", ", ".join(settings.notify_email_to), subject)
     try:
@@ -203,15 +214,18 @@ class Mailer:
         smtp: Optional[smtplib.SMTP] = None
         try:
             if settings.smtp_security == "ssl":
-                smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=self.timeout,
-                                        context=self.tls_context())
+                smtp = smtplib.SMTP_SSL(
+                    settings.smtp_host, settings.smtp_port, timeout=self.timeout, context=self.tls_context()
+                )
             else:
                 smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=self.timeout)
             smtp.ehlo()
             if settings.smtp_security == "starttls":
                 if not smtp.has_extn("starttls"):
-                    raise MailError(f"{self.where} does not offer STARTTLS: set SMTP_SECURITY=ssl (and the "
-                                    "port of its TLS service, usually 465), or none for a relay without TLS")
+                    raise MailError(
+                        f"{self.where} does not offer STARTTLS: set SMTP_SECURITY=ssl (and the "
+                        "port of its TLS service, usually 465), or none for a relay without TLS"
+                    )
                 smtp.starttls(context=self.tls_context())
                 smtp.ehlo()
             sock = smtp.sock
@@ -268,30 +282,38 @@ def describe_smtp_error(exc: BaseException, settings: Settings) -> str:
     """THE mapping from an smtplib/socket/ssl error to a line naming what to fix."""
     host, port = settings.smtp_host, settings.smtp_port
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return (f"login as {settings.smtp_username!r} refused ({_response(exc)}): check SMTP_USERNAME and "
-                "SMTP_PASSWORD")
+        return f"login as {settings.smtp_username!r} refused ({_response(exc)}): check SMTP_USERNAME and SMTP_PASSWORD"
     if isinstance(exc, smtplib.SMTPNotSupportedError) or (
         isinstance(exc, smtplib.SMTPException) and "AUTH extension not supported" in str(exc)
     ):
-        return ("the server offers no login (AUTH) on this connection: leave SMTP_USERNAME empty for a relay "
-                "that needs none, or use SMTP_SECURITY=starttls or ssl (servers often offer login only over TLS)")
+        return (
+            "the server offers no login (AUTH) on this connection: leave SMTP_USERNAME empty for a relay "
+            "that needs none, or use SMTP_SECURITY=starttls or ssl (servers often offer login only over TLS)"
+        )
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = ", ".join(f"{address} ({code} {_text(message)})" for address, (code, message)
-                            in exc.recipients.items())
+        refused = ", ".join(
+            f"{address} ({code} {_text(message)})" for address, (code, message) in exc.recipients.items()
+        )
         return f"recipients refused: {refused}: check NOTIFY_EMAIL_TO"
     if isinstance(exc, smtplib.SMTPSenderRefused):
         return f"sender {exc.sender!r} refused ({exc.smtp_code} {_text(exc.smtp_error)}): check NOTIFY_EMAIL_FROM"
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"the server answered {_response(exc)}"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return (f"the server closed the connection ({exc or 'no reason given'}): check SMTP_PORT and "
-                "SMTP_SECURITY (ssl for port 465, starttls for 587 or 25)")
+        return (
+            f"the server closed the connection ({exc or 'no reason given'}): check SMTP_PORT and "
+            "SMTP_SECURITY (ssl for port 465, starttls for 587 or 25)"
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"the server's certificate is not trusted: {exc.verify_message or exc.reason}: put its CA "
-                "certificate (PEM) in SSL_CERT_PATH, or check SMTP_HOST is the name in the certificate")
+        return (
+            f"the server's certificate is not trusted: {exc.verify_message or exc.reason}: put its CA "
+            "certificate (PEM) in SSL_CERT_PATH, or check SMTP_HOST is the name in the certificate"
+        )
     if isinstance(exc, ssl.SSLError):
-        return (f"TLS failed: {exc.reason or exc}: check SMTP_SECURITY (ssl for port 465, starttls for 587 or "
-                "25) and SMTP_PORT")
+        return (
+            f"TLS failed: {exc.reason or exc}: check SMTP_SECURITY (ssl for port 465, starttls for 587 or "
+            "25) and SMTP_PORT"
+        )
     if isinstance(exc, socket.gaierror):
         return f"SMTP_HOST {host!r} does not resolve ({exc.strerror or exc}): check its spelling"
     if isinstance(exc, ConnectionRefusedError):
@@ -332,8 +354,10 @@ def run_notify_test(settings: Settings, out: TextIO = sys.stdout, now: Optional[
     """``bobosync notify-test``: send a test mail with the current status. 0 sent, 1 not sent,
     2 health e-mails are not configured."""
     if not settings.notify_enabled:
-        out.write("notify-test: NOTIFY_EMAIL_TO is not set, so bobosync sends no e-mail; set NOTIFY_EMAIL_TO, "
-                  "NOTIFY_EMAIL_FROM and SMTP_HOST (see .env_safe)\n")
+        out.write(
+            "notify-test: NOTIFY_EMAIL_TO is not set, so bobosync sends no e-mail; set NOTIFY_EMAIL_TO, "
+            "NOTIFY_EMAIL_FROM and SMTP_HOST (see .env_safe)\n"
+        )
         return 2
     report = status_now(settings, as_utc(now or utc_now()))
     subject = f"bobosync {settings.org_code}: test e-mail (health now {report.health.upper()})"

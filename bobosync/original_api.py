@@ -99,8 +99,7 @@ class AtHocClient:
         except AtHocError as exc:
             log.error("Error in batch duty status update: %s", exc)
             return {login_id: False for login_id in updates}
-        return {login_id: results[login_id].outcome in _DONE if login_id in results else False
-                for login_id in updates}
+        return {login_id: results[login_id].outcome in _DONE if login_id in results else False for login_id in updates}
 
     def query_users_with_old_duty_status(
         self, duty_status_field: str = _ORIGINAL_FIELD, hours_threshold: int = 24
@@ -164,9 +163,19 @@ class BOBODatabase:
 
 #: The original's ``config`` keys that are also attributes of its processor.
 _CONFIG_ATTRIBUTES = (
-    "csv_directory", "sync_mappings", "duty_status_field", "batch_size", "auto_cleanup_hours",
-    "processed_directory", "move_processed_files", "log_directory", "log_purge_days", "sync_hour",
-    "sync_retry_days", "max_retry_attempts", "failed_files_directory",
+    "csv_directory",
+    "sync_mappings",
+    "duty_status_field",
+    "batch_size",
+    "auto_cleanup_hours",
+    "processed_directory",
+    "move_processed_files",
+    "log_directory",
+    "log_purge_days",
+    "sync_hour",
+    "sync_retry_days",
+    "max_retry_attempts",
+    "failed_files_directory",
 )
 
 
@@ -186,7 +195,9 @@ class BOBOProcessor:
         # The original's config dict: the attributes above plus four it kept only there.
         self.config: dict[str, Any] = {name: getattr(self, name) for name in _CONFIG_ATTRIBUTES}
         self.config.update(
-            db_path=str(s.db_path), collar_id_field=s.collar_id_field, user_attributes=list(s.user_attributes),
+            db_path=str(s.db_path),
+            collar_id_field=s.collar_id_field,
+            user_attributes=list(s.user_attributes),
             log_level=logging.getLevelName(s.log_level),
         )
         self.database = BOBODatabase(_wrapped=self.processor.db)

@@ -119,9 +119,11 @@ class RebuildReport(NamedTuple):
     updated: int
 
     def summary(self) -> str:
-        return (f"{self.files} file(s) of the last {self.hours:g} h, {self.rows} row(s) ({self.bad_rows} bad), "
-                f"{self.updated} employee(s) with a newer desired event; nothing sent (the next reconcile "
-                "corrects AtHoc)")
+        return (
+            f"{self.files} file(s) of the last {self.hours:g} h, {self.rows} row(s) ({self.bad_rows} bad), "
+            f"{self.updated} employee(s) with a newer desired event; nothing sent (the next reconcile "
+            "corrects AtHoc)"
+        )
 
 
 #: ``rebuild-state``'s look-back when AUTO_CLEANUP_HOURS is 0 (off): a day of files.
@@ -246,8 +248,11 @@ class _FileState:
 
 def _replay_reason(state: DesiredState, login_id: str) -> str:
     if state.login_id is None:
-        return "newly mapped" if state.last_answer is None or not state.last_answer.startswith("not_in") \
+        return (
+            "newly mapped"
+            if state.last_answer is None or not state.last_answer.startswith("not_in")
             else "re-mapped after AtHoc did not know the LOGIN_ID"
+        )
     if state.login_id.casefold() != login_id.casefold():
         return f"the collar number moved from {state.login_id}"
     return "the last write did not land"
@@ -308,8 +313,11 @@ class BOBOProcessor:
         if not self.settings.sync_mappings:
             return False
         decision = mapping_sync_due(
-            self.db.get_sync_state(), as_utc(now or self.clock()), self.settings.sync_hour,
-            self.settings.sync_retry_days, clock_trusted=self._clock_trusted,
+            self.db.get_sync_state(),
+            as_utc(now or self.clock()),
+            self.settings.sync_hour,
+            self.settings.sync_retry_days,
+            clock_trusted=self._clock_trusted,
         )
         log.debug("mapping sync due: %s (%s)", decision.due, decision.reason)
         return decision.due
@@ -353,7 +361,9 @@ class BOBOProcessor:
                 # which only ever added): nothing to compare with, so a complete listing wins.
                 log.warning(
                     "mapping sync: no record of a previous complete listing; %d mapping(s) not in "
-                    "AtHoc's listing are removed: %s", len(removed), ", ".join(removed),
+                    "AtHoc's listing are removed: %s",
+                    len(removed),
+                    ", ".join(removed),
                 )
             elif existing and len(removed) * 2 > len(existing):
                 error = (
@@ -375,7 +385,11 @@ class BOBOProcessor:
                 counts.update(added=change.added, removed=change.removed, changed=change.changed)
                 log.info(
                     "mapping sync: %d users, %d mappings (%d added, %d removed, %d changed)",
-                    len(users), len(mapping), change.added, change.removed, change.changed,
+                    len(users),
+                    len(mapping),
+                    change.added,
+                    change.removed,
+                    change.changed,
                 )
             self._by_login = None
             status = "ok"
@@ -416,7 +430,8 @@ class BOBOProcessor:
             log.warning(
                 "mapping sync: %d mapped user(s) missing from the listing were found by a second read "
                 "(AtHoc's users changed while the listing was read?); kept: %s",
-                len(found), ", ".join(sorted(found)[:10]),
+                len(found),
+                ", ".join(sorted(found)[:10]),
             )
         if gone:
             log.info("mapping sync: a second read confirms %d mapped user(s) are no longer in AtHoc", gone)
@@ -426,7 +441,10 @@ class BOBOProcessor:
         for collar, logins in read.shared.items():
             log.warning(
                 "collar number %s is held by %d AtHoc users (%s); using %s",
-                collar, len(logins), ", ".join(logins), logins[0],
+                collar,
+                len(logins),
+                ", ".join(logins),
+                logins[0],
             )
         if self.settings.collar_match != "numeric":
             return
@@ -441,7 +459,8 @@ class BOBOProcessor:
                 log.warning(
                     "COLLAR_MATCH=numeric: collar numbers %s are the same number on different AtHoc "
                     "users (%s); a BOBO ID that is not exactly one of them matches none",
-                    ", ".join(sorted(collars)), ", ".join(read.mapping[c] for c in sorted(collars)),
+                    ", ".join(sorted(collars)),
+                    ", ".join(read.mapping[c] for c in sorted(collars)),
                 )
 
     def _has_mapping(self) -> bool:
@@ -533,8 +552,9 @@ class BOBOProcessor:
         if self.dry_run:
             for write in writes:
                 employee_id, event = sources[write.login_id]
-                report.planned.append(Planned(write.login_id, employee_id, write.value,
-                                              event.order.file_name, event.entry.row_number))
+                report.planned.append(
+                    Planned(write.login_id, employee_id, write.value, event.order.file_name, event.entry.row_number)
+                )
             return
 
         results = self.writer.send(writes, desired, now, counts, save=(*fresh, *again))
@@ -562,8 +582,14 @@ class BOBOProcessor:
             raise AtHocUnavailable(f"AtHoc did not answer ({unanswered})")
 
     def _event_audit(
-        self, states: list[_FileState], events: dict[str, ResolvedEvent], desired: dict[str, DesiredState],
-        fresh: list[str], again: list[str], sources: dict[str, tuple[str, ResolvedEvent]], now: datetime,
+        self,
+        states: list[_FileState],
+        events: dict[str, ResolvedEvent],
+        desired: dict[str, DesiredState],
+        fresh: list[str],
+        again: list[str],
+        sources: dict[str, tuple[str, ResolvedEvent]],
+        now: datetime,
     ) -> list[AuditRow]:
         """What became of every event of the batch, for ``bobosync trace`` (the values sent are
         audited by the writer, with AtHoc's answers)."""
@@ -578,17 +604,32 @@ class BOBOProcessor:
         lost: dict[str, list[tuple[str, str, str, int]]] = {}
         for state in states:
             for employee_id, transaction, instant, row in state.future:
-                rows.append(AuditRow(now, "event", "held as future", employee_id, None, transaction, instant,
-                                     state.name, row, detail="more than "
-                                     f"{FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this clock; "
-                                     "the file is retried"))
+                rows.append(
+                    AuditRow(
+                        now,
+                        "event",
+                        "held as future",
+                        employee_id,
+                        None,
+                        transaction,
+                        instant,
+                        state.name,
+                        row,
+                        detail="more than "
+                        f"{FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this clock; "
+                        "the file is retried",
+                    )
+                )
             name = state.name
             for employee_id, transaction, instant, row in state.seen:
                 winner = lost_to.get(employee_id)
                 if winner is None:
                     order = events[employee_id].order
                     winner = lost_to[employee_id] = (
-                        order.file_name, order.row, f"by {order.file_name} row {order.row} ({show(order.instant)})")
+                        order.file_name,
+                        order.row,
+                        f"by {order.file_name} row {order.row} ({show(order.instant)})",
+                    )
                 if winner[1] != row or winner[0] != name:
                     lost.setdefault(employee_id, []).append((transaction, instant.isoformat(), name, row))
                     continue
@@ -604,17 +645,43 @@ class BOBOProcessor:
                     outcome, detail = "unchanged", "AtHoc already holds this event's value (applied before)"
                 else:
                     applied = desired[employee_id].order
-                    outcome, detail = "not newer", (f"than the applied {applied.file_name} row {applied.row} "
-                                                    f"({show(applied.instant)})")
-                rows.append(AuditRow(now, "event", outcome, employee_id, login_id, transaction, instant,
-                                     state.name, row, detail=detail))
-        superseded = [AuditRow(now, "superseded", "superseded", employee_id, detail=lost_to[employee_id][2],
-                               events=json.dumps(events_lost, separators=(",", ":")))
-                      for employee_id, events_lost in lost.items()]
+                    outcome, detail = (
+                        "not newer",
+                        (f"than the applied {applied.file_name} row {applied.row} ({show(applied.instant)})"),
+                    )
+                rows.append(
+                    AuditRow(
+                        now,
+                        "event",
+                        outcome,
+                        employee_id,
+                        login_id,
+                        transaction,
+                        instant,
+                        state.name,
+                        row,
+                        detail=detail,
+                    )
+                )
+        superseded = [
+            AuditRow(
+                now,
+                "superseded",
+                "superseded",
+                employee_id,
+                detail=lost_to[employee_id][2],
+                events=json.dumps(events_lost, separators=(",", ":")),
+            )
+            for employee_id, events_lost in lost.items()
+        ]
         return superseded + rows  # older than the events that superseded them
 
     def _intake(
-        self, events: dict[str, ResolvedEvent], desired: dict[str, DesiredState], now: datetime, report: PassReport,
+        self,
+        events: dict[str, ResolvedEvent],
+        desired: dict[str, DesiredState],
+        now: datetime,
+        report: PassReport,
     ) -> tuple[list[str], list[str]]:
         """Bring the batch's events into the desired state (``desired``, in memory; saved when
         they are sent), by THE order of events (:func:`bobosync.resolution.drop_not_newer`).
@@ -627,10 +694,17 @@ class BOBOProcessor:
         for lost in decided.behind:
             counts.behind += 1
             applied = lost.applied.order
-            log.warning("employee %s: %s row %d (%s) is older than the event already applied from the older file "
-                        "%s row %d (%s): not applied. BOBO terminal clock behind?",
-                        lost.employee_id, lost.event.order.file_name, lost.event.order.row, show(lost.event.instant),
-                        applied.file_name, applied.row, show(applied.instant))
+            log.warning(
+                "employee %s: %s row %d (%s) is older than the event already applied from the older file "
+                "%s row %d (%s): not applied. BOBO terminal clock behind?",
+                lost.employee_id,
+                lost.event.order.file_name,
+                lost.event.order.row,
+                show(lost.event.instant),
+                applied.file_name,
+                applied.row,
+                show(applied.instant),
+            )
         fresh: list[str] = []
         for employee_id, event in decided.kept.items():
             entry = event.entry
@@ -649,15 +723,23 @@ class BOBOProcessor:
             again.append(employee_id)
         for employee_id, event in events.items():
             state = desired.get(employee_id)
-            if employee_id not in decided.kept and employee_id not in decided.same and state is not None \
-                    and event.order == state.order:
+            if (
+                employee_id not in decided.kept
+                and employee_id not in decided.same
+                and state is not None
+                and event.order == state.order
+            ):
                 counts.superseded -= 1  # that very event again (a file kept for retry)
                 again.append(employee_id)
         return fresh, again
 
     def _event_writes(
-        self, mapped: dict[str, ResolvedEvent], desired: dict[str, DesiredState], fresh: list[str],
-        now: datetime, counts: PassCounts,
+        self,
+        mapped: dict[str, ResolvedEvent],
+        desired: dict[str, DesiredState],
+        fresh: list[str],
+        now: datetime,
+        counts: PassCounts,
     ) -> tuple[list[Write], dict[str, tuple[str, ResolvedEvent]]]:
         """One write per LOGIN_ID: a new event always; a kept file's event again only where
         AtHoc is not known to hold it already (else it counts as superseded: applied before)."""
@@ -711,30 +793,45 @@ class BOBOProcessor:
                 if isinstance(item, BadRow):
                     if item.open_end and self._may_still_grow(snapshot, now):
                         # The rows before it are complete and used; the file waits for the rest.
-                        state.left = (f"its last line (row {item.row_number}) has no line ending and does not "
-                                      "parse: probably still being written; left for the next pass (a bad row "
-                                      f"once the file has not changed for {self._growth_patience():g} s)")
+                        state.left = (
+                            f"its last line (row {item.row_number}) has no line ending and does not "
+                            "parse: probably still being written; left for the next pass (a bad row "
+                            f"once the file has not changed for {self._growth_patience():g} s)"
+                        )
                         continue
                     state.bad.append(item)
                     log.warning("%s row %d: %s", state.name, item.row_number, item.reason)
                     continue
                 instant, kind = reader.instant(item.event_time, modified)
                 if kind is Reading.SKIPPED:
-                    log.warning("%s row %d: %s does not exist in %s (the clocks went forward); read as %s",
-                                state.name, item.row_number, f"{item.event_time:%Y-%m-%d %H:%M:%S}",
-                                self.settings.bobo_timezone, show(instant))
+                    log.warning(
+                        "%s row %d: %s does not exist in %s (the clocks went forward); read as %s",
+                        state.name,
+                        item.row_number,
+                        f"{item.event_time:%Y-%m-%d %H:%M:%S}",
+                        self.settings.bobo_timezone,
+                        show(instant),
+                    )
                 elif kind is Reading.REPEATED and debug:
-                    log.debug("%s row %d: %s occurs twice in %s (the clocks went back); the file's modification "
-                              "time %s makes it %s", state.name, item.row_number,
-                              f"{item.event_time:%Y-%m-%d %H:%M:%S}", self.settings.bobo_timezone,
-                              show(modified), show(instant))
+                    log.debug(
+                        "%s row %d: %s occurs twice in %s (the clocks went back); the file's modification "
+                        "time %s makes it %s",
+                        state.name,
+                        item.row_number,
+                        f"{item.event_time:%Y-%m-%d %H:%M:%S}",
+                        self.settings.bobo_timezone,
+                        show(modified),
+                        show(instant),
+                    )
                 if latest_allowed is not None and instant > latest_allowed:
                     # Applied, it would make every real event of that person "not newer" until
                     # then. Held back instead: the file is retried, and fails with this reason
                     # if the clocks do not agree by then.
-                    problem = (f"row {item.row_number}: DateTime_Created {item.event_time:%Y-%m-%d %H:%M:%S} is more "
-                               f"than {FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this server's "
-                               "clock (check the clock of the BOBO terminal or of this server)")
+                    problem = (
+                        f"row {item.row_number}: DateTime_Created {item.event_time:%Y-%m-%d %H:%M:%S} is more "
+                        f"than {FUTURE_EVENT_TOLERANCE.total_seconds() / 3600:g} h ahead of this server's "
+                        "clock (check the clock of the BOBO terminal or of this server)"
+                    )
                     state.held.append(problem)
                     log.warning("%s %s; held back", state.name, problem)
                     if seen is not None:
@@ -756,7 +853,8 @@ class BOBOProcessor:
         elif exc is not None and is_transient(exc):
             winerror = getattr(exc, "winerror", None)
             state.transient = f"cannot read: {exc.strerror or exc}" + (
-                f" (Windows error {winerror})" if winerror else "")
+                f" (Windows error {winerror})" if winerror else ""
+            )
         else:
             state.unreadable = reason
 
@@ -810,20 +908,26 @@ class BOBOProcessor:
             number = numeric_form(employee_id)
             similar = hints.get(number, []) if number is not None else []
             if candidates:
-                log.warning("employee %s matches several AtHoc users with COLLAR_MATCH=numeric (%s); not sent: "
-                            "give each person one collar number", employee_id,
-                            ", ".join(f"{collar}: {login}" for collar, login in candidates))
+                log.warning(
+                    "employee %s matches several AtHoc users with COLLAR_MATCH=numeric (%s); not sent: "
+                    "give each person one collar number",
+                    employee_id,
+                    ", ".join(f"{collar}: {login}" for collar, login in candidates),
+                )
             elif similar:
-                log.warning("employee %s has no AtHoc user (no %s match); not sent. AtHoc has %s: the same "
-                            "number written differently (COLLAR_MATCH=numeric would match it)",
-                            employee_id, self.settings.collar_id_field,
-                            ", ".join(f"{collar} ({login})" for collar, login in similar))
+                log.warning(
+                    "employee %s has no AtHoc user (no %s match); not sent. AtHoc has %s: the same "
+                    "number written differently (COLLAR_MATCH=numeric would match it)",
+                    employee_id,
+                    self.settings.collar_id_field,
+                    ", ".join(f"{collar} ({login})" for collar, login in similar),
+                )
             else:
-                log.warning("employee %s has no AtHoc user (no %s match); not sent",
-                            employee_id, self.settings.collar_id_field)
+                log.warning(
+                    "employee %s has no AtHoc user (no %s match); not sent", employee_id, self.settings.collar_id_field
+                )
 
-    def _settle(self, states: list[_FileState], record: Callable[[], None], report: PassReport,
-                now: datetime) -> None:
+    def _settle(self, states: list[_FileState], record: Callable[[], None], report: PassReport, now: datetime) -> None:
         """Commit the decisions on BATCH_SIZE files at a time, each group in one transaction
         (``record`` writes AtHoc's answers into the desired state inside the first, before any
         file is settled), then move that group's files. A crash between groups leaves the rest
@@ -831,10 +935,16 @@ class BOBOProcessor:
         size = self.settings.batch_size or len(states) or 1
         taken: set[str] = set()
         for start in range(0, max(len(states), 1), size):
-            self._settle_group(states[start:start + size], record if start == 0 else None, report, now, taken)
+            self._settle_group(states[start : start + size], record if start == 0 else None, report, now, taken)
 
-    def _settle_group(self, states: list[_FileState], record: Optional[Callable[[], None]], report: PassReport,
-                      now: datetime, taken: set[str]) -> None:
+    def _settle_group(
+        self,
+        states: list[_FileState],
+        record: Optional[Callable[[], None]],
+        report: PassReport,
+        now: datetime,
+        taken: set[str],
+    ) -> None:
         counts = report.counts
         moves: list[tuple[_FileState, Path, Optional[str]]] = []
         with self.db.transaction():
@@ -850,28 +960,42 @@ class BOBOProcessor:
                     attempts = self.db.record_file_failure(state.name, state.transient, now)
                     if attempts < self.settings.max_retry_attempts:
                         counts.files_retry += 1
-                        log.error("%s: %s; it stays in CSV_DIRECTORY and is tried again next pass (attempt %d of %d)",
-                                  state.name, state.transient, attempts, self.settings.max_retry_attempts)
+                        log.error(
+                            "%s: %s; it stays in CSV_DIRECTORY and is tried again next pass (attempt %d of %d)",
+                            state.name,
+                            state.transient,
+                            attempts,
+                            self.settings.max_retry_attempts,
+                        )
                         continue
-                    reason: Optional[str] = (f"could not be read in {attempts} attempts, the last: {state.transient} "
-                                             "(locked by another program, or no permission to read it)")
+                    reason: Optional[str] = (
+                        f"could not be read in {attempts} attempts, the last: {state.transient} "
+                        "(locked by another program, or no permission to read it)"
+                    )
                 else:
                     reason = state.fatal_reason()
                 if reason is None and state.unanswered and not state.failures and not state.held:
                     counts.files_retry += 1
-                    log.warning("%s: AtHoc did not answer %d update(s); kept for the next pass",
-                                state.name, state.unanswered)
+                    log.warning(
+                        "%s: AtHoc did not answer %d update(s); kept for the next pass", state.name, state.unanswered
+                    )
                     continue
                 if reason is None and (state.failures or state.held):
                     problems = state.failures + state.held
                     attempts = self.db.record_file_failure(state.name, "; ".join(problems[:_REASONS_QUOTED]), now)
                     if attempts < self.settings.max_retry_attempts:
                         counts.files_retry += 1
-                        log.warning("%s: %s; kept for retry (attempt %d of %d)",
-                                    state.name, state.retry_problems(), attempts, self.settings.max_retry_attempts)
+                        log.warning(
+                            "%s: %s; kept for retry (attempt %d of %d)",
+                            state.name,
+                            state.retry_problems(),
+                            attempts,
+                            self.settings.max_retry_attempts,
+                        )
                         continue
-                    reason = (f"{state.retry_problems()}, still after {attempts} attempts: "
-                              + "; ".join(problems[:_REASONS_QUOTED]))
+                    reason = f"{state.retry_problems()}, still after {attempts} attempts: " + "; ".join(
+                        problems[:_REASONS_QUOTED]
+                    )
                 if state.snapshot is not None:
                     # Move or remember only what was read: a file appended to, rewritten or
                     # replaced since stays, and the next pass reads it again.
@@ -924,8 +1048,9 @@ class BOBOProcessor:
         taken.add(dst.name)
         return dst
 
-    def _carry_out(self, state: _FileState, dst: Path, reason: Optional[str], now: datetime,
-                   report: PassReport) -> bool:
+    def _carry_out(
+        self, state: _FileState, dst: Path, reason: Optional[str], now: datetime, report: PassReport
+    ) -> bool:
         """Move one settled file; True when it moved (its journal entry is left to the caller).
 
         A failed file's note is written once the file is in the failed folder, never before:
@@ -946,8 +1071,15 @@ class BOBOProcessor:
 
     # ------------------------------------------------------------------ after the files: replay and checks
 
-    def _execute(self, writes: list[Write], states: dict[str, DesiredState], report: PassReport,
-                 now: datetime, *, stop_if_unanswered: bool = True) -> dict[str, UpdateResult]:
+    def _execute(
+        self,
+        writes: list[Write],
+        states: dict[str, DesiredState],
+        report: PassReport,
+        now: datetime,
+        *,
+        stop_if_unanswered: bool = True,
+    ) -> dict[str, UpdateResult]:
         """Send and settle writes that no file carries (replays, repairs, clears). A dry run
         only plans them. Raises AtHocUnavailable when AtHoc stopped answering (unless told
         not to: the caller then looks at the results itself)."""
@@ -1002,8 +1134,13 @@ class BOBOProcessor:
             aged = value == "" and state.is_book_on
             reason = WriteReason.CLEANUP if aged else WriteReason.REPLAY
             writes.append(Write(login_id, value, state.employee_id, reason))
-            log.info("employee %s: sending %r to %s (%s)", state.employee_id, value, login_id,
-                     "book-on older than AUTO_CLEANUP_HOURS" if aged else _replay_reason(state, login_id))
+            log.info(
+                "employee %s: sending %r to %s (%s)",
+                state.employee_id,
+                value,
+                login_id,
+                "book-on older than AUTO_CLEANUP_HOURS" if aged else _replay_reason(state, login_id),
+            )
         self._execute(writes, candidates, report, now)
 
     def reconcile_due(self, now: datetime) -> bool:
@@ -1094,7 +1231,8 @@ class BOBOProcessor:
             raise AtHocError("the reconcile needs a listing of every user and none could be read in this pass")
         states = self.db.desired_states() if reconcile or readings is not None else self.db.watched_states()
         watched = {
-            e: st for e, st in states.items()
+            e: st
+            for e, st in states.items()
             if watch and e not in self.writer.attempted and (is_suspect(st, now) or st.stale_login is not None)
         }
         if readings is None:
@@ -1119,14 +1257,22 @@ class BOBOProcessor:
             # Without a reconcile only the suspect and stale accounts, and values the cleanup
             # might clear, need their owner's desired state (not every on-duty officer's).
             relevant = {login.casefold() for login, value in readings.items() if is_old(value) is not False}
-            relevant |= {login.casefold() for st in watched.values()
-                         for login in (st.suspect_login, st.stale_login) if login is not None}
+            relevant |= {
+                login.casefold()
+                for st in watched.values()
+                for login in (st.suspect_login, st.stale_login)
+                if login is not None
+            }
         owners = self._owners(relevant, states) if relevant else {}
         # A suspect whose last write AtHoc rejected is not waiting for a lost write to land:
         # only a reconcile tries it again (a rejected value would be re-sent every pass).
-        suspects = {st.suspect_login.casefold() for st in watched.values()
-                    if st.suspect_login is not None and is_suspect(st, now)
-                    and not (st.last_answer or "").startswith(UpdateOutcome.FAILED.value)}
+        suspects = {
+            st.suspect_login.casefold()
+            for st in watched.values()
+            if st.suspect_login is not None
+            and is_suspect(st, now)
+            and not (st.last_answer or "").startswith(UpdateOutcome.FAILED.value)
+        }
         compare = set(owners) if reconcile else suspects
         previous = self._previous_reconcile() if reconcile else None
         rules = Rules(
@@ -1153,15 +1299,20 @@ class BOBOProcessor:
             self._report_systematic(judgement, states, previous, report)
         writes = list({w.login_id.casefold(): w for w in judgement.writes}.values())
         results = self._execute(writes, states, report, now, stop_if_unanswered=False)
-        left = [r for w in writes if w.reason is WriteReason.CLEANUP
-                and (r := results.get(w.login_id)) is not None
-                and r.outcome in (UpdateOutcome.FAILED, UpdateOutcome.UNANSWERED)]
+        left = [
+            r
+            for w in writes
+            if w.reason is WriteReason.CLEANUP
+            and (r := results.get(w.login_id)) is not None
+            and r.outcome in (UpdateOutcome.FAILED, UpdateOutcome.UNANSWERED)
+        ]
         if left:
             stale = sum(1 for w in writes if w.reason is WriteReason.CLEANUP)
             raise AtHocError(
                 f"POST users/SyncByCommonNames: {len(left)} of {stale} stale {self.settings.duty_status_field} "
                 f"value(s) not cleared ({left[0].login_id}: {left[0].detail}); the next cleanup tries again",
-                method="POST", path="users/SyncByCommonNames",
+                method="POST",
+                path="users/SyncByCommonNames",
             )
         lost = next((r for r in results.values() if r.outcome is UpdateOutcome.UNANSWERED), None)
         if lost is not None:
@@ -1173,20 +1324,39 @@ class BOBOProcessor:
         if not self.writer.auditing:
             return []
         repair = self.settings.reconcile_mode == "repair"
-        rows = [AuditRow(now, "read", "drift", d.employee_id, d.login_id, value=d.athoc_value,
-                         detail=f"the desired value is {d.desired_value!r}; "
-                                + ("repairing" if repair else "not repaired (RECONCILE_MODE=report)"))
-                for d in judgement.drift]
+        rows = [
+            AuditRow(
+                now,
+                "read",
+                "drift",
+                d.employee_id,
+                d.login_id,
+                value=d.athoc_value,
+                detail=f"the desired value is {d.desired_value!r}; "
+                + ("repairing" if repair else "not repaired (RECONCILE_MODE=report)"),
+            )
+            for d in judgement.drift
+        ]
         drifted = {d.employee_id for d in judgement.drift}
         for employee_id, value in judgement.read.items():
             state = states[employee_id]
             if employee_id not in drifted and value != state.athoc_value:
-                rows.append(AuditRow(now, "read", "read", employee_id, state.login_id, value=value,
-                                     detail="AtHoc holds the desired value"))
+                rows.append(
+                    AuditRow(
+                        now,
+                        "read",
+                        "read",
+                        employee_id,
+                        state.login_id,
+                        value=value,
+                        detail="AtHoc holds the desired value",
+                    )
+                )
         return rows
 
-    def _note_judgement(self, judgement: Judgement, states: dict[str, DesiredState], now: datetime,
-                        report: PassReport) -> list[str]:
+    def _note_judgement(
+        self, judgement: Judgement, states: dict[str, DesiredState], now: datetime, report: PassReport
+    ) -> list[str]:
         """Log what the judgement found; put the values read and forgotten stale accounts in
         ``states``; return the employees whose state changed."""
         touched: list[str] = []
@@ -1200,23 +1370,37 @@ class BOBOProcessor:
         for drift in judgement.drift:
             report.counts.drift += 1
             report.drift.append(drift)
-            log.warning("drift: employee %s, LOGIN_ID %s: AtHoc holds %r, the desired value is %r; %s",
-                        drift.employee_id, drift.login_id, drift.athoc_value, drift.desired_value,
-                        "repairing" if repair else "not repaired (RECONCILE_MODE=report)")
+            log.warning(
+                "drift: employee %s, LOGIN_ID %s: AtHoc holds %r, the desired value is %r; %s",
+                drift.employee_id,
+                drift.login_id,
+                drift.athoc_value,
+                drift.desired_value,
+                "repairing" if repair else "not repaired (RECONCILE_MODE=report)",
+            )
         if judgement.unreadable:
-            due = (list(judgement.unreadable) if self.dry_run
-                   else self.db.should_warn_unreadable(judgement.unreadable, now, timedelta(days=1)))
+            due = (
+                list(judgement.unreadable)
+                if self.dry_run
+                else self.db.should_warn_unreadable(judgement.unreadable, now, timedelta(days=1))
+            )
             for login_id in due:
-                log.warning("AtHoc user %s has %s=%r, which does not match ATHOC_DATETIME_FORMAT %r; not clearing it "
-                            "(said once a day)", login_id, self.settings.duty_status_field,
-                            judgement.unreadable[login_id], self.settings.athoc_datetime_format)
+                log.warning(
+                    "AtHoc user %s has %s=%r, which does not match ATHOC_DATETIME_FORMAT %r; not clearing it "
+                    "(said once a day)",
+                    login_id,
+                    self.settings.duty_status_field,
+                    judgement.unreadable[login_id],
+                    self.settings.athoc_datetime_format,
+                )
         return touched
 
     def _previous_reconcile(self) -> Optional[RunRecord]:
         return next((r for r in self.db.recent_runs("reconcile", limit=5) if r.status in ("ok", "partial")), None)
 
-    def _report_systematic(self, judgement: Judgement, states: dict[str, DesiredState],
-                           previous: Optional[RunRecord], report: PassReport) -> None:
+    def _report_systematic(
+        self, judgement: Judgement, states: dict[str, DesiredState], previous: Optional[RunRecord], report: PassReport
+    ) -> None:
         """Values repaired at the last reconcile (AtHoc said OK) and wrong again now: once, at
         ERROR, since AtHoc evidently does not keep what it accepts."""
         if previous is None:
@@ -1227,9 +1411,11 @@ class BOBOProcessor:
         if not repaired or again * 2 <= repaired:
             return
         report.systematic = True
-        message = (f"{again} of the {repaired} value(s) repaired at the last reconcile are wrong again although AtHoc "
-                   f"answered OK: AtHoc accepts {self.settings.duty_status_field} but does not keep it (wrong "
-                   "attribute name or type? check DUTY_STATUS_FIELD with bobosync check)")
+        message = (
+            f"{again} of the {repaired} value(s) repaired at the last reconcile are wrong again although AtHoc "
+            f"answered OK: AtHoc accepts {self.settings.duty_status_field} but does not keep it (wrong "
+            "attribute name or type? check DUTY_STATUS_FIELD with bobosync check)"
+        )
         if previous.counts.get("systematic"):
             log.warning("%s", message)
         else:
@@ -1252,9 +1438,11 @@ class BOBOProcessor:
         due = self.db.rebuild_due()
         if due is None:
             return
-        log.warning("this database comes from the original tool, which wrote a book-off's time instead of "
-                    "clearing it: rebuilding the desired state from the processed files once (bobosync "
-                    "rebuild-state), so that the reconcile corrects AtHoc")
+        log.warning(
+            "this database comes from the original tool, which wrote a book-off's time instead of "
+            "clearing it: rebuilding the desired state from the processed files once (bobosync "
+            "rebuild-state), so that the reconcile corrects AtHoc"
+        )
         try:
             result = self.rebuild_state(now=now)
         except OSError as exc:
@@ -1272,8 +1460,13 @@ class BOBOProcessor:
         their events enter by THE order of events, so an event older than one already known
         changes nothing. Files stay where they are."""
         now = as_utc(now or self.clock())
-        folder = Path(folder) if folder is not None else (
-            self.settings.processed_directory if self.settings.move_processed_files else self.settings.csv_directory)
+        folder = (
+            Path(folder)
+            if folder is not None
+            else (
+                self.settings.processed_directory if self.settings.move_processed_files else self.settings.csv_directory
+            )
+        )
         hours = hours if hours is not None else (self.settings.auto_cleanup_hours or REBUILD_DEFAULT_HOURS)
         since_ns = (now - timedelta(hours=hours)).timestamp() * 1e9
         listing = list_waiting_files(folder, now.timestamp(), 0)
@@ -1286,8 +1479,9 @@ class BOBOProcessor:
         fresh, _ = self._intake(events, desired, now, PassReport(started_at=now))
         if not self.dry_run:
             self.db.save_desired_states((desired[e], self.writer.desired(desired[e], now)) for e in fresh)
-        result = RebuildReport(folder, hours, len(states), sum(s.rows for s in states),
-                               sum(len(s.bad) for s in states), len(fresh))
+        result = RebuildReport(
+            folder, hours, len(states), sum(s.rows for s in states), sum(len(s.bad) for s in states), len(fresh)
+        )
         log.info("desired state rebuilt from %s: %s", folder, result.summary())
         return result
 
@@ -1319,8 +1513,9 @@ class BOBOProcessor:
             self._follow_up(report, now)
         return synced and not report.errors
 
-    def _checks(self, report: PassReport, now: datetime, *, reconcile: bool, watch: bool,
-                cleanup: Optional[bool] = None) -> None:
+    def _checks(
+        self, report: PassReport, now: datetime, *, reconcile: bool, watch: bool, cleanup: Optional[bool] = None
+    ) -> None:
         """:meth:`check`, recorded in the run history as a ``reconcile`` and/or ``cleanup`` run."""
         cleanup = self.settings.auto_cleanup_hours > 0 if cleanup is None else cleanup
         kinds = [kind for kind, on in (("reconcile", reconcile), ("cleanup", cleanup)) if on]
@@ -1341,13 +1536,15 @@ class BOBOProcessor:
             log.error("%s", message)
         cleared, drift, repaired = (counts.cleared - before[0], counts.drift - before[1], counts.repaired - before[2])
         if cleanup and error is None:
-            log.info("auto-cleanup: cleared %d duty value(s) older than %g h",
-                     cleared, self.settings.auto_cleanup_hours)
+            log.info(
+                "auto-cleanup: cleared %d duty value(s) older than %g h", cleared, self.settings.auto_cleanup_hours
+            )
         if reconcile and error is None:
             log.info("reconcile: %d difference(s), %d repaired", drift, repaired)
         for kind, run_id in runs.items():
             run_counts: dict[str, object] = (
-                {"cleared": cleared} if kind == "cleanup"
+                {"cleared": cleared}
+                if kind == "cleanup"
                 else {"drift": drift, "repaired": repaired, "systematic": int(report.systematic)}
             )
             self.db.finish_run(run_id, "failed" if error else "ok", self.clock(), run_counts, error)
@@ -1387,8 +1584,9 @@ class BOBOProcessor:
         report.seconds = time.monotonic() - started
         log.info("pass %s: %s, %.2f s", report.status, report.counts.summary(), report.seconds)
         if run_id is not None:
-            self.db.finish_run(run_id, report.status, self.clock(), asdict(report.counts),
-                               "; ".join(report.errors) or None)
+            self.db.finish_run(
+                run_id, report.status, self.clock(), asdict(report.counts), "; ".join(report.errors) or None
+            )
         return report
 
     def _pass_body(self, report: PassReport, now: datetime, *, files_only: bool) -> None:
@@ -1406,8 +1604,10 @@ class BOBOProcessor:
             if not files_only and self.should_run_user_mapping_sync(now) and not self.sync_worker_mappings(now):
                 report.errors.append("mapping sync failed")
             if self._process_files(report, now):
-                log.warning("replays, read-backs, reconcile and auto-cleanup skipped: AtHoc stopped answering "
-                            "in this pass; the next pass runs them")
+                log.warning(
+                    "replays, read-backs, reconcile and auto-cleanup skipped: AtHoc stopped answering "
+                    "in this pass; the next pass runs them"
+                )
             elif not files_only or self._not_in_athoc:
                 # A LOGIN_ID AtHoc does not have (rare) calls for the sync and the replay now.
                 self._after_files(report, now)
@@ -1428,15 +1628,20 @@ class BOBOProcessor:
             log.debug("clock check: AtHoc's answers carry no Date header; not checked")
             return
         offset = reading.offset_at(now)
-        log.debug("clock check: this machine's clock is %s (give or take %.1f s)",
-                  describe_offset(offset), reading.uncertainty.total_seconds())
+        log.debug(
+            "clock check: this machine's clock is %s (give or take %.1f s)",
+            describe_offset(offset),
+            reading.uncertainty.total_seconds(),
+        )
         if not reading.beyond(offset, tolerance):
             return
         self._clock_trusted = False
-        message = (f"this machine's clock ({show(now)}) is {describe_offset(offset)} ({show(now + offset)}), "
-                   f"more than CLOCK_TOLERANCE_MINUTES={self.settings.clock_tolerance_minutes:g}; this pass skips "
-                   "the auto-cleanup, the hold on future events, the SYNC_RETRY_DAYS rule and the purges "
-                   "(files are still processed): set this machine's clock right (NTP)")
+        message = (
+            f"this machine's clock ({show(now)}) is {describe_offset(offset)} ({show(now + offset)}), "
+            f"more than CLOCK_TOLERANCE_MINUTES={self.settings.clock_tolerance_minutes:g}; this pass skips "
+            "the auto-cleanup, the hold on future events, the SYNC_RETRY_DAYS rule and the purges "
+            "(files are still processed): set this machine's clock right (NTP)"
+        )
         report.errors.append(message)
         log.error("%s", message)
 
@@ -1444,8 +1649,10 @@ class BOBOProcessor:
         """What a pass does once the files are done: a mapping sync if a LOGIN_ID proved stale,
         the reconcile's listing when due, replays, then read-backs, reconcile and cleanup."""
         if self._not_in_athoc and self.settings.sync_mappings and not self._synced_this_pass:
-            log.info("%d employee(s) mapped to a LOGIN_ID that is not in AtHoc; syncing the mapping now",
-                     len(self._not_in_athoc))
+            log.info(
+                "%d employee(s) mapped to a LOGIN_ID that is not in AtHoc; syncing the mapping now",
+                len(self._not_in_athoc),
+            )
             if not self.sync_worker_mappings(now):
                 report.errors.append("mapping sync failed")
             self.writer.attempted -= self._not_in_athoc  # a retry for the re-mapped, by the replay
@@ -1459,8 +1666,9 @@ class BOBOProcessor:
         machine's clock (what is too old, how long a write stays suspect): skipped when it is
         not trusted."""
         if not self._clock_trusted:
-            log.warning("replays, read-backs, reconcile and auto-cleanup skipped: this machine's clock differs "
-                        "from AtHoc's")
+            log.warning(
+                "replays, read-backs, reconcile and auto-cleanup skipped: this machine's clock differs from AtHoc's"
+            )
             return
         try:
             self.replay(report, now)
@@ -1482,8 +1690,10 @@ class BOBOProcessor:
             return False
         report.counts.files_waiting_young = listing.too_young
         for name in listing.bad_names:
-            message = (f"{name} in CSV_DIRECTORY: its name is not valid UTF-8 text, so it cannot be recorded; "
-                       "it is left where it is: rename it")
+            message = (
+                f"{name} in CSV_DIRECTORY: its name is not valid UTF-8 text, so it cannot be recorded; "
+                "it is left where it is: rename it"
+            )
             report.errors.append(message)
             log.error("%s", message)
         for name, problem in listing.unexamined:
@@ -1491,18 +1701,26 @@ class BOBOProcessor:
             report.errors.append(message)
             log.error("%s", message)
         if listing.too_young:
-            log.info("%d file(s) modified in the last %g s left for the next pass",
-                     listing.too_young, self.settings.file_settle_seconds)
+            log.info(
+                "%d file(s) modified in the last %g s left for the next pass",
+                listing.too_young,
+                self.settings.file_settle_seconds,
+            )
         if listing.from_the_future:
-            log.warning("%d file(s) have a modification time in the future (%s): is this server's clock "
-                        "behind the BOBO server's? They wait until this clock reaches their time",
-                        len(listing.from_the_future), ", ".join(listing.from_the_future[:5]))
+            log.warning(
+                "%d file(s) have a modification time in the future (%s): is this server's clock "
+                "behind the BOBO server's? They wait until this clock reaches their time",
+                len(listing.from_the_future),
+                ", ".join(listing.from_the_future[:5]),
+            )
         log.debug("%d file(s) ready, %d already processed and left in place", len(listing.ready), left_in_place)
         if listing.ready and not self._has_mapping():
             # Without any mapping every row would count as "no AtHoc user" and every file as
             # done: the rows would be lost. Keep the files until a mapping sync succeeds.
-            message = (f"the worker mapping is empty (no mapping sync has succeeded yet); "
-                       f"{len(listing.ready)} file(s) kept for the next pass")
+            message = (
+                f"the worker mapping is empty (no mapping sync has succeeded yet); "
+                f"{len(listing.ready)} file(s) kept for the next pass"
+            )
             report.errors.append(message)
             log.error("%s", message)
             return False
@@ -1512,14 +1730,19 @@ class BOBOProcessor:
             # A backlog: resolved as a whole, so that each person's final state is sent once
             # (not every state a later file overwrites); the files are then settled
             # BATCH_SIZE at a time (see _settle).
-            log.info("%d files waiting (more than BATCH_SIZE=%d): resolving them together, each person's "
-                     "latest event sent once", len(listing.ready), self.settings.batch_size)
+            log.info(
+                "%d files waiting (more than BATCH_SIZE=%d): resolving them together, each person's "
+                "latest event sent once",
+                len(listing.ready),
+                self.settings.batch_size,
+            )
         try:
             self.process_file_batch(listing.ready, report, now)
         except (AtHocUnavailable, AtHocAuthError) as exc:
             report.errors.append(str(exc))
-            log.error("AtHoc is not accepting updates: %s; the files it did not answer for are left for the next "
-                      "pass", exc)
+            log.error(
+                "AtHoc is not accepting updates: %s; the files it did not answer for are left for the next pass", exc
+            )
             return True
         return False
 
@@ -1553,8 +1776,11 @@ class BOBOProcessor:
         if not crashed:
             return
         window = self.writer.window
-        log.warning("%d write(s) were sent by a run that ended before recording AtHoc's answer; they are read "
-                    "back for %g min", len(crashed), window.total_seconds() / 60)
+        log.warning(
+            "%d write(s) were sent by a run that ended before recording AtHoc's answer; they are read back for %g min",
+            len(crashed),
+            window.total_seconds() / 60,
+        )
         states = {e: lost_in_crash(st, window) for e, st in crashed.items()}
         with self.db.transaction():
             self.db.save_desired_states((st, self.writer.desired(st, now)) for st in states.values())
@@ -1576,8 +1802,12 @@ class BOBOProcessor:
                     removed_files = self.db.purge_remembered(now - timedelta(days=days), keep=present)
         removed_audit = self.db.purge_audit(now - timedelta(days=settings.audit_retention_days))
         if removed_logs or removed_files or removed_audit:
-            log.info("purged %d old log file(s), %d processed file record(s) and %d audit row(s)",
-                     removed_logs, removed_files, removed_audit)
+            log.info(
+                "purged %d old log file(s), %d processed file record(s) and %d audit row(s)",
+                removed_logs,
+                removed_files,
+                removed_audit,
+            )
 
     def close(self) -> None:
         if self.client is not None:

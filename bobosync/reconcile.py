@@ -124,9 +124,7 @@ def _judge_account(
         _judge_cleanup(login_id, value, state.employee_id, rules, result)
 
 
-def _judge_cleanup(
-    login_id: str, value: str, employee_id: Optional[str], rules: Rules, result: Judgement
-) -> None:
+def _judge_cleanup(login_id: str, value: str, employee_id: Optional[str], rules: Rules, result: Judgement) -> None:
     if not rules.cleanup or not value.strip():
         return
     old = rules.value_is_old(value)

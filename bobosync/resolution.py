@@ -108,8 +108,7 @@ class LatestEvents:
             self.superseded += 1
             held_when = held[0]
             if when < held_when or (
-                when == held_when
-                and (file_index < held[1] or (file_index == held[1] and entry[3] <= held[2]))
+                when == held_when and (file_index < held[1] or (file_index == held[1] and entry[3] <= held[2]))
             ):
                 return False
         held_by_id[employee_id] = (when, file_index, entry[3], entry[0], entry[2])
@@ -121,8 +120,9 @@ class LatestEvents:
     def events(self) -> dict[str, ResolvedEvent]:
         """employee_id -> its latest event (a new dict each call)."""
         return {
-            employee_id: ResolvedEvent(BOBOEntry(tx, employee_id, reading, row), file_index,
-                                       EventOrder(when, *self._file(file_index), row))
+            employee_id: ResolvedEvent(
+                BOBOEntry(tx, employee_id, reading, row), file_index, EventOrder(when, *self._file(file_index), row)
+            )
             for employee_id, (when, file_index, row, tx, reading) in self._held.items()
         }
 
@@ -175,8 +175,10 @@ def drop_not_newer(events: Mapping[str, ResolvedEvent], last_applied: Mapping[st
         order = event.order
         if order <= applied.order:
             dropped += 1
-            if (order.file_mtime_ns > applied.order.file_mtime_ns
-                    and applied.order.instant - order.instant > BEHIND_AFTER):
+            if (
+                order.file_mtime_ns > applied.order.file_mtime_ns
+                and applied.order.instant - order.instant > BEHIND_AFTER
+            ):
                 behind.append(Behind(employee_id, event, applied))
         elif order.instant == applied.order.instant and event.entry.transaction is applied.transaction:
             dropped += 1

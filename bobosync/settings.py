@@ -192,9 +192,7 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         """The values that must never be written anywhere, also as they look inside a URL or
         a form body (a server or proxy may echo the request), longest first."""
-        return secret_forms(
-            *(s.reveal() for s in (self.password, self.client_secret, self.smtp_password) if s)
-        )
+        return secret_forms(*(s.reveal() for s in (self.password, self.client_secret, self.smtp_password) if s))
 
     @property
     def notify_enabled(self) -> bool:
@@ -299,24 +297,26 @@ def env_file_notes(path: Path, file_values: Mapping[str, object]) -> tuple[str, 
     notes = []
     unknown = unknown_setting_names(file_values)
     if unknown:
-        notes.append(f"{path}: {', '.join(unknown)}: not a bobosync setting, ignored "
-                     "(misspelt? names are case-sensitive; see .env_safe)")
+        notes.append(
+            f"{path}: {', '.join(unknown)}: not a bobosync setting, ignored "
+            "(misspelt? names are case-sensitive; see .env_safe)"
+        )
     for name, count in repeated_setting_names(path).items():
         notes.append(f"{path}: {name} is written {count} times; only the last one is used")
     return tuple(notes)
 
 
 def _env_search_places() -> str:
-    return (f"--env-file, the BOBO_ENV_FILE variable, {Path.cwd() / '.env'}, {PACKAGE_DIR / '.env'}, "
-            f"{REPO_ROOT / '.env'}")
+    return (
+        f"--env-file, the BOBO_ENV_FILE variable, {Path.cwd() / '.env'}, {PACKAGE_DIR / '.env'}, {REPO_ROOT / '.env'}"
+    )
 
 
 def describe_env_source(path: Optional[Path], explicit: Optional[Path], environ: Mapping[str, str]) -> str:
     """Where the settings come from, for messages: ``path`` and how it was found (``explicit``
     is ``--env-file``), or that no ``.env`` file was found and where it was looked for."""
     if path is None:
-        return (f"no .env file found (looked for: {_env_search_places()}): settings from the process "
-                "environment only")
+        return f"no .env file found (looked for: {_env_search_places()}): settings from the process environment only"
     if explicit is not None:
         how = "--env-file"
     elif environ.get("BOBO_ENV_FILE"):
@@ -326,8 +326,13 @@ def describe_env_source(path: Optional[Path], explicit: Optional[Path], environ:
             parent = path.resolve().parent
         except OSError:
             parent = path.parent
-        how = ("beside bobo_processor.py" if parent == PACKAGE_DIR else
-               "the repository root" if parent == REPO_ROOT else "the current folder")
+        how = (
+            "beside bobo_processor.py"
+            if parent == PACKAGE_DIR
+            else "the repository root"
+            if parent == REPO_ROOT
+            else "the current folder"
+        )
     try:
         shown = path.resolve()
     except OSError:
@@ -540,6 +545,7 @@ class _Reader:
             else:
                 self.problems.append(f"{name}: not set, and {exc}; set it to an IANA name such as Europe/London")
             return None
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
         if value not in choices:
@@ -627,12 +633,15 @@ class _Reader:
         recipients = self.field_list("NOTIFY_EMAIL_TO", ())
         for address in recipients:
             if not _is_address(address):
-                self.problems.append(f"NOTIFY_EMAIL_TO: {address!r} is not an e-mail address "
-                                     "(expected name@example.org, several separated by commas)")
+                self.problems.append(
+                    f"NOTIFY_EMAIL_TO: {address!r} is not an e-mail address "
+                    "(expected name@example.org, several separated by commas)"
+                )
         sender = self.text("NOTIFY_EMAIL_FROM", "")
         if sender and not _is_address(sender):
-            self.problems.append(f"NOTIFY_EMAIL_FROM={sender!r}: expected an e-mail address such as "
-                                 "bobosync@example.org")
+            self.problems.append(
+                f"NOTIFY_EMAIL_FROM={sender!r}: expected an e-mail address such as bobosync@example.org"
+            )
         security = self.text("SMTP_SECURITY", "starttls").lower()
         if security not in SMTP_SECURITY_MODES:
             self.problems.append(f"SMTP_SECURITY={security!r}: expected one of {', '.join(SMTP_SECURITY_MODES)}")
@@ -646,8 +655,9 @@ class _Reader:
             if username:
                 password = self.secret("SMTP_PASSWORD", server_url, org_code, apiuser)
             elif self.raw("SMTP_PASSWORD") and (self.raw("SMTP_PASSWORD") or "").lower() != "keyring":
-                self.problems.append("SMTP_PASSWORD: set, but SMTP_USERNAME is not (both, or neither for a "
-                                     "relay without login)")
+                self.problems.append(
+                    "SMTP_PASSWORD: set, but SMTP_USERNAME is not (both, or neither for a relay without login)"
+                )
         return _NotifySettings(
             notify_email_to=recipients,
             notify_email_from=sender,

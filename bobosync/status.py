@@ -95,8 +95,14 @@ class RunInfo:
 
     @classmethod
     def from_record(cls, record: RunRecord) -> RunInfo:
-        return cls(record.started_at, record.finished_at, record.status, record.duration_seconds,
-                   dict(record.counts), record.error)
+        return cls(
+            record.started_at,
+            record.finished_at,
+            record.status,
+            record.duration_seconds,
+            dict(record.counts),
+            record.error,
+        )
 
 
 @dataclass
@@ -375,8 +381,9 @@ def _waiting(
         modified = datetime.fromtimestamp(waiting.mtime_ns / 1e9, UTC)
         age = max(0.0, (now - modified).total_seconds())
         count, error = retry.get(waiting.name, (0, None))
-        files.waiting.append(WaitingFileInfo(waiting.name, modified.replace(microsecond=0), round(age, 1),
-                                             waiting.size, count, error))
+        files.waiting.append(
+            WaitingFileInfo(waiting.name, modified.replace(microsecond=0), round(age, 1), waiting.size, count, error)
+        )
     if files.waiting:
         files.oldest_waiting_seconds = max(f.age_seconds for f in files.waiting)
 
@@ -511,23 +518,33 @@ def _passes_recent(report: StatusReport, settings: Settings) -> Iterator[Reason]
         yield _bad(f"last pass failed at {_t(last.started_at)}: {_short(last.error or 'no detail recorded')}")
     elif last is not None and last.status == "partial":
         # AtHoc answered; rows rejected or files kept for retry (followed by the file checks).
-        yield _warn(f"last pass partial at {_t(last.started_at)}: "
-                    f"{_short(last.error or _rejected(PassCounts.from_record(last.counts)))}")
+        yield _warn(
+            f"last pass partial at {_t(last.started_at)}: "
+            f"{_short(last.error or _rejected(PassCounts.from_record(last.counts)))}"
+        )
     elif last is not None and last.status == "interrupted":
-        yield _warn(f"last pass interrupted at {_t(last.started_at)}: "
-                    f"{_short(last.error or 'the process ended before the pass finished')}")
+        yield _warn(
+            f"last pass interrupted at {_t(last.started_at)}: "
+            f"{_short(last.error or 'the process ended before the pass finished')}"
+        )
     gap = _pass_gap(settings)
     idle = now - passes.last_activity
     if idle < -FUTURE_MARGIN:
-        yield _bad(f"the last pass is recorded at {_t(passes.last_activity)}, {_age(-idle.total_seconds())} in the "
-                   "future: this machine's clock was ahead then or is behind now (see 'clock differs from AtHoc's' "
-                   "in process.md)")
+        yield _bad(
+            f"the last pass is recorded at {_t(passes.last_activity)}, {_age(-idle.total_seconds())} in the "
+            "future: this machine's clock was ahead then or is behind now (see 'clock differs from AtHoc's' "
+            "in process.md)"
+        )
     elif passes.running_since is not None and now - passes.running_since > gap:
-        yield _bad(f"no pass finished for {_age(idle.total_seconds())}: the pass started at "
-                   f"{_t(passes.running_since)} is still recorded as running (stuck, or its process died)")
+        yield _bad(
+            f"no pass finished for {_age(idle.total_seconds())}: the pass started at "
+            f"{_t(passes.running_since)} is still recorded as running (stuck, or its process died)"
+        )
     elif idle > gap:
-        yield _bad(f"no pass for {_age(idle.total_seconds())} (last at {_t(passes.last_activity)}; "
-                   f"over {_age(gap.total_seconds())})")
+        yield _bad(
+            f"no pass for {_age(idle.total_seconds())} (last at {_t(passes.last_activity)}; "
+            f"over {_age(gap.total_seconds())})"
+        )
 
 
 @rule
@@ -538,19 +555,25 @@ def _waiting_files(report: StatusReport, settings: Settings) -> Iterator[Reason]
     stuck = [f.name for f in files.waiting if f.retry_count >= files.max_retry_attempts]
     if stuck:
         # Done with its attempts, so it belongs in the failed folder, but it could not be moved.
-        yield _warn(f"{_n(len(stuck), 'file')} used all {files.max_retry_attempts} attempts (MAX_RETRY_ATTEMPTS) "
-                    f"and could not be moved to the failed folder, so it stays in CSV_DIRECTORY: "
-                    f"{', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''} (see the last error; check "
-                    "FAILED_FILES_DIRECTORY)")
+        yield _warn(
+            f"{_n(len(stuck), 'file')} used all {files.max_retry_attempts} attempts (MAX_RETRY_ATTEMPTS) "
+            f"and could not be moved to the failed folder, so it stays in CSV_DIRECTORY: "
+            f"{', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''} (see the last error; check "
+            "FAILED_FILES_DIRECTORY)"
+        )
     if files.oldest_waiting_seconds is not None:
         limit = _file_gap(settings)
         if files.oldest_waiting_seconds > limit.total_seconds():
-            yield _warn(f"{_n(len(files.waiting), 'file')} waiting, oldest {_age(files.oldest_waiting_seconds)} "
-                        f"(over {_age(limit.total_seconds())})")
+            yield _warn(
+                f"{_n(len(files.waiting), 'file')} waiting, oldest {_age(files.oldest_waiting_seconds)} "
+                f"(over {_age(limit.total_seconds())})"
+            )
     if files.bad_names:
-        yield _warn(f"{_n(len(files.bad_names), 'file')} in CSV_DIRECTORY with a name that is not valid text "
-                    f"(rename to process): {', '.join(files.bad_names[:3])}"
-                    f"{', ...' if len(files.bad_names) > 3 else ''}")
+        yield _warn(
+            f"{_n(len(files.bad_names), 'file')} in CSV_DIRECTORY with a name that is not valid text "
+            f"(rename to process): {', '.join(files.bad_names[:3])}"
+            f"{', ...' if len(files.bad_names) > 3 else ''}"
+        )
 
 
 @rule
@@ -582,8 +605,10 @@ def _mapping_synced(report: StatusReport, settings: Settings) -> Iterator[Reason
 def _cleanup_ran(report: StatusReport, settings: Settings) -> Iterator[Reason]:
     cleanup = report.auto_cleanup
     if cleanup.enabled and cleanup.last_run is not None and cleanup.last_run.status == "failed":
-        yield _warn(f"last auto-cleanup failed at {_t(cleanup.last_run.started_at)}: "
-                    f"{_short(cleanup.last_run.error or 'no detail recorded')}")
+        yield _warn(
+            f"last auto-cleanup failed at {_t(cleanup.last_run.started_at)}: "
+            f"{_short(cleanup.last_run.error or 'no detail recorded')}"
+        )
 
 
 @rule
@@ -595,11 +620,15 @@ def _athoc_live(report: StatusReport, settings: Settings) -> Iterator[Reason]:
         yield _bad(f"AtHoc cannot be reached: {_short(live.error)}")
         return
     if live.stale_overdue:
-        yield _warn(f"{_n(live.stale_overdue, 'user')} on duty for over {report.auto_cleanup.hours:g} h that the "
-                    "auto-cleanup has not cleared")
+        yield _warn(
+            f"{_n(live.stale_overdue, 'user')} on duty for over {report.auto_cleanup.hours:g} h that the "
+            "auto-cleanup has not cleared"
+        )
     if live.unparseable:
-        yield _warn(f"{_n(live.unparseable, 'user')} with a {live.duty_field} value not in "
-                    "ATHOC_DATETIME_FORMAT (the auto-cleanup never clears these)")
+        yield _warn(
+            f"{_n(live.unparseable, 'user')} with a {live.duty_field} value not in "
+            "ATHOC_DATETIME_FORMAT (the auto-cleanup never clears these)"
+        )
 
 
 # --------------------------------------------------------------------------- rendering
@@ -638,18 +667,19 @@ def _duration(seconds: Optional[float]) -> str:
 
 
 def _rejected(counts: PassCounts) -> str:
-    return (f"{_n(counts.failed, 'update')} rejected by AtHoc, "
-            f"{_n(counts.files_retry, 'file')} kept for retry")
+    return f"{_n(counts.failed, 'update')} rejected by AtHoc, {_n(counts.files_retry, 'file')} kept for retry"
 
 
 def _counts_line(recorded: dict[str, Any]) -> str:
     if not recorded:
         return ""
     c = PassCounts.from_record(recorded)
-    return (f"files {c.files} (done {c.files_done}, retry {c.files_retry}, failed {c.files_failed}), "
-            f"rows {c.rows} (bad {c.bad_rows}), updates {c.updates_sent} (applied {c.applied}, "
-            f"failed {c.failed}, not in AtHoc {c.not_in_athoc}), unmapped {c.unmapped}, "
-            f"cleared {c.cleared}")
+    return (
+        f"files {c.files} (done {c.files_done}, retry {c.files_retry}, failed {c.files_failed}), "
+        f"rows {c.rows} (bad {c.bad_rows}), updates {c.updates_sent} (applied {c.applied}, "
+        f"failed {c.failed}, not in AtHoc {c.not_in_athoc}), unmapped {c.unmapped}, "
+        f"cleared {c.cleared}"
+    )
 
 
 def render_text(report: StatusReport) -> str:
@@ -670,8 +700,11 @@ def render_text(report: StatusReport) -> str:
     passes = report.passes
     if passes.last is not None:
         last = passes.last
-        row("Last pass", f"{_t(last.started_at)}  {last.status}  in {_duration(last.duration_seconds)}  "
-                         f"({_age((report.generated_at - last.started_at).total_seconds())} ago)")
+        row(
+            "Last pass",
+            f"{_t(last.started_at)}  {last.status}  in {_duration(last.duration_seconds)}  "
+            f"({_age((report.generated_at - last.started_at).total_seconds())} ago)",
+        )
         if _counts_line(last.counts):
             more(_counts_line(last.counts))
         if last.error:
@@ -682,13 +715,22 @@ def render_text(report: StatusReport) -> str:
         more(f"a pass is running since {_t(passes.running_since)}")
     statuses = passes.statuses_24h
     if passes.count_24h:
-        parts = [f"{statuses.get(s, 0):,} {s}" for s in ("ok", "partial", "failed", "interrupted", "running")
-                 if statuses.get(s)]
-        parts += [f"{n:,} {s}" for s, n in sorted(statuses.items())
-                  if s not in ("ok", "partial", "failed", "interrupted", "running")]
+        parts = [
+            f"{statuses.get(s, 0):,} {s}"
+            for s in ("ok", "partial", "failed", "interrupted", "running")
+            if statuses.get(s)
+        ]
+        parts += [
+            f"{n:,} {s}"
+            for s, n in sorted(statuses.items())
+            if s not in ("ok", "partial", "failed", "interrupted", "running")
+        ]
         rate = "" if passes.success_rate_24h is None else f"success {passes.success_rate_24h * 100:.1f} %, "
-        row("Last 24 h", f"{_n(passes.count_24h, 'pass')}: {', '.join(parts)}; {rate}"
-                         f"average {_duration(passes.average_duration_seconds_24h)}")
+        row(
+            "Last 24 h",
+            f"{_n(passes.count_24h, 'pass')}: {', '.join(parts)}; {rate}"
+            f"average {_duration(passes.average_duration_seconds_24h)}",
+        )
     else:
         row("Last 24 h", "no passes")
 
@@ -702,8 +744,10 @@ def render_text(report: StatusReport) -> str:
         elif mapping.status in SYNC_SUCCESS_WORDS:
             state = f"last success {_t(mapping.last_success)}"
         else:
-            state = (f"last attempt {_t(mapping.last_attempt)} ended {mapping.status!r}; "
-                     f"last success {_t(mapping.last_success)}")
+            state = (
+                f"last attempt {_t(mapping.last_attempt)} ended {mapping.status!r}; "
+                f"last success {_t(mapping.last_success)}"
+            )
         row("Mapping sync", f"{state}; {_n(mapping.mappings, 'mapping')}; {due}")
 
     cleanup = report.auto_cleanup
@@ -712,8 +756,11 @@ def render_text(report: StatusReport) -> str:
     else:
         last_run = cleanup.last_run
         last_text = "never run" if last_run is None else f"last run {_t(last_run.started_at)} ({last_run.status})"
-        row("Auto-cleanup", f"{last_text}; {_n(cleanup.cleared_24h, 'user')} cleared in the last 24 h "
-                            f"(values older than {cleanup.hours:g} h)")
+        row(
+            "Auto-cleanup",
+            f"{last_text}; {_n(cleanup.cleared_24h, 'user')} cleared in the last 24 h "
+            f"(values older than {cleanup.hours:g} h)",
+        )
 
     files = report.files
     if files.csv_error:
@@ -721,8 +768,10 @@ def render_text(report: StatusReport) -> str:
     elif not files.waiting:
         row("Waiting files", f"none in {files.csv_directory}")
     else:
-        row("Waiting files", f"{len(files.waiting):,} in {files.csv_directory}, oldest "
-                             f"{_age(files.oldest_waiting_seconds or 0)}")
+        row(
+            "Waiting files",
+            f"{len(files.waiting):,} in {files.csv_directory}, oldest {_age(files.oldest_waiting_seconds or 0)}",
+        )
         width = max(len(f.name) for f in files.waiting[:_TEXT_FILES_SHOWN])
         for waiting in files.waiting[:_TEXT_FILES_SHOWN]:
             retry = ""
@@ -734,8 +783,10 @@ def render_text(report: StatusReport) -> str:
         if len(files.waiting) > _TEXT_FILES_SHOWN:
             more(f"  ... and {len(files.waiting) - _TEXT_FILES_SHOWN:,} more")
     if files.bad_names:
-        more(f"  {_n(len(files.bad_names), 'file')} named in bytes that are not valid text (rename them): "
-             f"{', '.join(files.bad_names[:_TEXT_FILES_SHOWN])}")
+        more(
+            f"  {_n(len(files.bad_names), 'file')} named in bytes that are not valid text (rename them): "
+            f"{', '.join(files.bad_names[:_TEXT_FILES_SHOWN])}"
+        )
     if files.failed_error:
         row("Failed files", f"cannot read {files.failed_directory}: {files.failed_error}")
     elif not files.failed:
@@ -744,8 +795,10 @@ def render_text(report: StatusReport) -> str:
         row("Failed files", f"{len(files.failed):,} in {files.failed_directory}")
         width = max(len(f.name) for f in files.failed[:_TEXT_FILES_SHOWN])
         for failed in files.failed[:_TEXT_FILES_SHOWN]:
-            more(f"  {failed.name:<{width}}  {_t(failed.failed_at) if failed.failed_at else '':<19}  "
-                 f"{_short(failed.reason or 'no .error.txt beside it', 120)}")
+            more(
+                f"  {failed.name:<{width}}  {_t(failed.failed_at) if failed.failed_at else '':<19}  "
+                f"{_short(failed.reason or 'no .error.txt beside it', 120)}"
+            )
         if len(files.failed) > _TEXT_FILES_SHOWN:
             more(f"  ... and {len(files.failed) - _TEXT_FILES_SHOWN:,} more")
 
@@ -753,8 +806,10 @@ def render_text(report: StatusReport) -> str:
         row("Last errors", "none in the run history")
     else:
         for index, entry in enumerate(report.errors):
-            row("Last errors" if index == 0 else "",
-                f"{_t(entry.at)}  {entry.kind} {entry.status}: {_short(entry.message, 150)}")
+            row(
+                "Last errors" if index == 0 else "",
+                f"{_t(entry.at)}  {entry.kind} {entry.status}: {_short(entry.message, 150)}",
+            )
 
     live = report.live
     if live is None:
@@ -795,8 +850,19 @@ def report_to_dict(report: StatusReport) -> dict[str, Any]:
     """The JSON document: stable keys, ISO local times with offset, paths as text. ``reasons`` are the
     same lines as the text shows, worst first; ``reason_levels`` gives each one's level."""
     body = {k: _plain(v) for k, v in asdict(report).items()}
-    order = ("passes", "mapping_sync", "auto_cleanup", "files", "errors", "live",
-             "database", "database_exists", "database_error", "log_file", "env_file")
+    order = (
+        "passes",
+        "mapping_sync",
+        "auto_cleanup",
+        "files",
+        "errors",
+        "live",
+        "database",
+        "database_exists",
+        "database_error",
+        "log_file",
+        "env_file",
+    )
     assert set(order) | {"generated_at", "health", "reasons"} == set(body)
     return {
         "generated_at": body["generated_at"],

@@ -189,8 +189,9 @@ class ClockOffset(NamedTuple):
     monotonic: float
 
     @classmethod
-    def from_date_header(cls, header: Optional[str], sent: datetime, received: datetime,
-                         monotonic: Optional[float] = None) -> Optional[ClockOffset]:
+    def from_date_header(
+        cls, header: Optional[str], sent: datetime, received: datetime, monotonic: Optional[float] = None
+    ) -> Optional[ClockOffset]:
         """None when there is no ``Date`` header or it cannot be read. ``monotonic``: the
         monotonic clock at ``received`` (default: now)."""
         if not header:
@@ -204,8 +205,9 @@ class ClockOffset(NamedTuple):
         half_trip = max(timedelta(0), received - sent) / 2
         mid_monotonic = (time.monotonic() if monotonic is None else monotonic) - half_trip.total_seconds()
         # The header truncates to the second: AtHoc's clock read somewhere in [stamped, +1 s).
-        return cls(as_utc(stamped) + _DATE_RESOLUTION / 2, sent + half_trip, half_trip + _DATE_RESOLUTION / 2,
-                   mid_monotonic)
+        return cls(
+            as_utc(stamped) + _DATE_RESOLUTION / 2, sent + half_trip, half_trip + _DATE_RESOLUTION / 2, mid_monotonic
+        )
 
     def offset_at(self, now: datetime, monotonic: Optional[float] = None) -> timedelta:
         """AtHoc's clock minus this machine's clock ``now`` (positive: this machine is behind).

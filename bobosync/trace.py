@@ -80,12 +80,19 @@ def collect_trace(settings: Settings, query: str, now: Optional[datetime] = None
         logins = {query, *mapped.values(), *(st.login_id for st in states.values() if st.login_id)}
         entries = [entry for row in db.audit_rows(employees, logins, since) for entry in _expand(row)]
         number = query.lstrip("0") or "0"
-        similar = [pair for pair in db.numeric_mappings([number]).get(number, []) if pair[0] != query] \
-            if query.isdigit() and query.isascii() else []
+        similar = (
+            [pair for pair in db.numeric_mappings([number]).get(number, []) if pair[0] != query]
+            if query.isdigit() and query.isascii()
+            else []
+        )
     seen = {row.employee_id for row in entries if row.employee_id}
     people = [
-        Person(e, mapped.get(e), states.get(e),
-               desired_value(states[e], now, settings.athoc_datetime_format, hours) if e in states else None)
+        Person(
+            e,
+            mapped.get(e),
+            states.get(e),
+            desired_value(states[e], now, settings.athoc_datetime_format, hours) if e in states else None,
+        )
         for e in employees
         if e in mapped or e in states or e in seen
     ]
@@ -96,9 +103,17 @@ def _expand(row: AuditRow) -> list[AuditRow]:
     """A ``superseded`` row as the events it lists, each an ``event`` row; others as they are."""
     if row.kind != "superseded" or not row.events:
         return [row]
-    return [row._replace(kind="event", transaction_type=transaction, event_at=datetime.fromisoformat(instant),
-                         source_file=name, source_row=number, events=None)
-            for transaction, instant, name, number in json.loads(row.events)]
+    return [
+        row._replace(
+            kind="event",
+            transaction_type=transaction,
+            event_at=datetime.fromisoformat(instant),
+            source_file=name,
+            source_row=number,
+            events=None,
+        )
+        for transaction, instant, name, number in json.loads(row.events)
+    ]
 
 
 def _local(value: Optional[datetime], zone: Optional[tzinfo] = None) -> str:
@@ -116,8 +131,10 @@ def _describe(row: AuditRow, zone: tzinfo) -> str:
     """One entry as a line of text (without its time)."""
     if row.kind == "event":
         place = f"{row.source_file} row {row.source_row}"
-        text = (f"event {row.transaction_type} of {_local(row.event_at, zone)} (employee {row.employee_id}, "
-                f"{place}): {_EVENT_OUTCOMES.get(row.outcome, row.outcome)}")
+        text = (
+            f"event {row.transaction_type} of {_local(row.event_at, zone)} (employee {row.employee_id}, "
+            f"{place}): {_EVENT_OUTCOMES.get(row.outcome, row.outcome)}"
+        )
         if row.login_id:
             text += f" (to {row.login_id})"
     elif row.kind == "write":
@@ -134,34 +151,50 @@ def _describe(row: AuditRow, zone: tzinfo) -> str:
 
 
 def render_text(trace: Trace, bobo_zone: tzinfo) -> str:
-    lines = [f"bobosync trace {trace.query}: the last {trace.retention_days} day(s), since {show(trace.since)} "
-             "(times are this machine's local time; event times BOBO_TIMEZONE's)"]
+    lines = [
+        f"bobosync trace {trace.query}: the last {trace.retention_days} day(s), since {show(trace.since)} "
+        "(times are this machine's local time; event times BOBO_TIMEZONE's)"
+    ]
     if not trace.known:
-        lines.append(f"{trace.query} is unknown: no employee ID or LOGIN_ID of that name is mapped, has a desired "
-                     "state or was seen in that time")
+        lines.append(
+            f"{trace.query} is unknown: no employee ID or LOGIN_ID of that name is mapped, has a desired "
+            "state or was seen in that time"
+        )
         if trace.similar:
-            lines.append("mapped collar numbers that are the same number written differently: "
-                         + ", ".join(f"{collar} ({login})" for collar, login in trace.similar))
+            lines.append(
+                "mapped collar numbers that are the same number written differently: "
+                + ", ".join(f"{collar} ({login})" for collar, login in trace.similar)
+            )
         return "\n".join(lines) + "\n"
     for person in trace.people:
         lines.append("")
         if person.login_id is None:
-            lines.append(f"employee {person.employee_id}: UNMAPPED: no AtHoc user has this collar number; its "
-                         "events are kept and sent once one has (after a mapping sync)")
+            lines.append(
+                f"employee {person.employee_id}: UNMAPPED: no AtHoc user has this collar number; its "
+                "events are kept and sent once one has (after a mapping sync)"
+            )
         else:
             lines.append(f"employee {person.employee_id}: mapped to AtHoc user {person.login_id}")
         state = person.state
         if state is None:
             lines.append("  desired now: nothing (no event of this employee has been kept)")
             continue
-        lines.append(f"  desired now: {_value(person.desired)} (from {state.transaction.value} of "
-                     f"{_local(state.event_at, bobo_zone)}, {state.source_file} row {state.order.row})")
-        lines.append(f"  last written: {_value(state.written_value)} to {state.login_id} at {show(state.written_at)}"
-                     if state.written_value is not None else "  last written: nothing AtHoc accepted")
+        lines.append(
+            f"  desired now: {_value(person.desired)} (from {state.transaction.value} of "
+            f"{_local(state.event_at, bobo_zone)}, {state.source_file} row {state.order.row})"
+        )
+        lines.append(
+            f"  last written: {_value(state.written_value)} to {state.login_id} at {show(state.written_at)}"
+            if state.written_value is not None
+            else "  last written: nothing AtHoc accepted"
+        )
         if state.last_answer:
             lines.append(f"  AtHoc's last answer: {state.last_answer} at {show(state.answered_at)}")
-        lines.append(f"  AtHoc held when last read: {_value(state.athoc_value)} at {show(state.athoc_read_at)}"
-                     if state.athoc_value is not None else "  AtHoc held when last read: never read back")
+        lines.append(
+            f"  AtHoc held when last read: {_value(state.athoc_value)} at {show(state.athoc_read_at)}"
+            if state.athoc_value is not None
+            else "  AtHoc held when last read: never read back"
+        )
     lines.append("")
     if not trace.entries:
         lines.append("nothing recorded in that time")
@@ -182,8 +215,12 @@ def render_json(trace: Trace) -> str:
             "mapped": p.login_id is not None,
             "login_id": p.login_id,
             "desired_value": p.desired,
-            "event": None if st is None else {
-                "transaction": st.transaction.value, "at": _iso(st.event_at), "file": st.source_file,
+            "event": None
+            if st is None
+            else {
+                "transaction": st.transaction.value,
+                "at": _iso(st.event_at),
+                "file": st.source_file,
                 "row": st.order.row,
             },
             "written_value": None if st is None else st.written_value,
@@ -203,17 +240,28 @@ def render_json(trace: Trace) -> str:
         "people": [person(p) for p in trace.people],
         "similar": [{"employee_id": collar, "login_id": login} for collar, login in trace.similar],
         "entries": [
-            {"recorded_at": _iso(r.recorded_at), "kind": r.kind, "outcome": r.outcome, "employee_id": r.employee_id,
-             "login_id": r.login_id, "transaction": r.transaction_type, "event_at": _iso(r.event_at),
-             "file": r.source_file, "row": r.source_row, "value": r.value, "detail": r.detail}
+            {
+                "recorded_at": _iso(r.recorded_at),
+                "kind": r.kind,
+                "outcome": r.outcome,
+                "employee_id": r.employee_id,
+                "login_id": r.login_id,
+                "transaction": r.transaction_type,
+                "event_at": _iso(r.event_at),
+                "file": r.source_file,
+                "row": r.source_row,
+                "value": r.value,
+                "detail": r.detail,
+            }
             for r in trace.entries
         ],
     }
     return json.dumps(data, indent=2) + "\n"
 
 
-def run_trace(settings: Settings, query: str, *, as_json: bool = False, out: TextIO = sys.stdout,
-              now: Optional[datetime] = None) -> int:
+def run_trace(
+    settings: Settings, query: str, *, as_json: bool = False, out: TextIO = sys.stdout, now: Optional[datetime] = None
+) -> int:
     """``bobosync trace``: 0 when ``query`` is known, 1 when it is not."""
     trace = collect_trace(settings, query, now)
     out.write(render_json(trace) if as_json else render_text(trace, settings.bobo_timezone))

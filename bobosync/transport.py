@@ -204,9 +204,7 @@ def _is_read_timeout(exc: BaseException) -> bool:
     return isinstance(_root_cause(exc), (urllib3.exceptions.TimeoutError, TimeoutError))
 
 
-def map_request_exception(
-    exc: ExceptionLike, method: str, path: str, secrets: tuple[str, ...] = ()
-) -> AtHocError:
+def map_request_exception(exc: ExceptionLike, method: str, path: str, secrets: tuple[str, ...] = ()) -> AtHocError:
     """THE mapping from a requests/urllib3 exception to the bobosync tree.
 
     Timeout -> AtHocTimeout; SSLError -> AtHocTransportError naming TLS/certificate (not
@@ -232,9 +230,7 @@ def map_request_exception(
             hint = "bobosync requires TLS 1.2 or later"
         else:
             hint = "check SSL_CERT_PATH and the server's TLS set-up"
-        error = AtHocTransportError(
-            f"{where}: TLS/certificate error: {cause} ({hint})", method=method, path=path
-        )
+        error = AtHocTransportError(f"{where}: TLS/certificate error: {cause} ({hint})", method=method, path=path)
         if _TLS_PERMANENT.search(cause):
             error.retryable = False
     elif isinstance(exc, requests.exceptions.ProxyError):
@@ -246,7 +242,8 @@ def map_request_exception(
         error = AtHocTransportError(
             f"{where}: the host name{host} does not resolve ({cause}): check the host in "
             "ATHOC_SERVER_URL (and HTTPS_PROXY if AtHoc is reached through a proxy)",
-            method=method, path=path,
+            method=method,
+            path=path,
         )
         error.retryable = False
     elif isinstance(exc, requests.ConnectionError) and isinstance(root, ConnectionRefusedError):
@@ -256,20 +253,15 @@ def map_request_exception(
         error = AtHocTransportError(
             f"{where}: connection refused{target} ({cause}): nothing accepts connections there; check "
             "the host and port in ATHOC_SERVER_URL, and that AtHoc is up",
-            method=method, path=path,
+            method=method,
+            path=path,
         )
     elif isinstance(exc, requests.ConnectionError):
-        error = AtHocTransportError(
-            f"{where}: connection failed: {cause}", method=method, path=path
-        )
+        error = AtHocTransportError(f"{where}: connection failed: {cause}", method=method, path=path)
     elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        error = AtHocTransportError(
-            f"{where}: response cut short: {cause}", method=method, path=path
-        )
+        error = AtHocTransportError(f"{where}: response cut short: {cause}", method=method, path=path)
     elif isinstance(exc, requests.exceptions.ContentDecodingError):
-        error = AtHocTransportError(
-            f"{where}: response could not be decoded: {cause}", method=method, path=path
-        )
+        error = AtHocTransportError(f"{where}: response could not be decoded: {cause}", method=method, path=path)
     else:
         error = AtHocTransportError(
             f"{where}: request failed ({type(exc).__name__}): {cause}", method=method, path=path
@@ -365,9 +357,7 @@ def error_for_response(
     if retry_after is not None:
         message += f" (Retry-After {retry_after:g} s)"
     cls = AtHocRateLimited if status == 429 else AtHocHTTPError
-    return cls(
-        message, method=method, path=path, status=status, excerpt=excerpt, retry_after=retry_after
-    )
+    return cls(message, method=method, path=path, status=status, excerpt=excerpt, retry_after=retry_after)
 
 
 # --------------------------------------------------------------------------- retry policy
@@ -610,18 +600,14 @@ class Transport:
             raise _NestedFailure(exc) from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             elapsed_ms = (time.monotonic() - started) * 1000
-            log.debug(
-                "%s %s failed after %.0f ms: %s", method, path, elapsed_ms, type(exc).__name__
-            )
+            log.debug("%s %s failed after %.0f ms: %s", method, path, elapsed_ms, type(exc).__name__)
             raise map_request_exception(exc, method, url, self._secrets) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         log.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
         self._note_date_header(response, sent_at)
         return response
 
-    def _parse_json(
-        self, response: requests.Response, method: str, path: str, *, show_body: bool
-    ) -> Any:
+    def _parse_json(self, response: requests.Response, method: str, path: str, *, show_body: bool) -> Any:
         try:
             return response.json()
         except ValueError:

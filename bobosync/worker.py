@@ -42,6 +42,7 @@ _SETTLE_MARGIN = 0.05
 
 _FileKey = tuple[str, int, int, int]
 
+
 class Worker:
     def __init__(
         self,
@@ -110,8 +111,13 @@ class Worker:
         try:
             if not watch:
                 return self.run_once().exit_code
-            log.info("watching %s: files as soon as they settle (a look every %g s), AtHoc checks every %g s "
-                     "(Ctrl-C to stop)", self.processor.settings.csv_directory, self.scan_seconds, self.interval)
+            log.info(
+                "watching %s: files as soon as they settle (a look every %g s), AtHoc checks every %g s "
+                "(Ctrl-C to stop)",
+                self.processor.settings.csv_directory,
+                self.scan_seconds,
+                self.interval,
+            )
             while not self.stop_requested:
                 self._sleep_until(self.monotonic() + self.step())
             log.info("stopped after %d pass(es)", self.passes)

@@ -107,14 +107,28 @@ class DutyWriter:
             self._count(write, result, counts, debug)
             if self.auditing:
                 lost = " (the answer was lost: it may have been applied)" if result.maybe_applied else ""
-                audit.append(AuditRow(now, "write", result.outcome.value, write.employee_id, write.login_id,
-                                      value=write.value, detail=f"{write.reason.value}: {result.detail}{lost}"))
+                audit.append(
+                    AuditRow(
+                        now,
+                        "write",
+                        result.outcome.value,
+                        write.employee_id,
+                        write.login_id,
+                        value=write.value,
+                        detail=f"{write.reason.value}: {result.detail}{lost}",
+                    )
+                )
             self._note_since_listing(write, result)
             employee_id = write.employee_id
             if employee_id is not None and employee_id in states:
                 states[employee_id] = answered(
-                    states[employee_id], write, result.outcome.value, result.detail, result.maybe_applied,
-                    now, self.window,
+                    states[employee_id],
+                    write,
+                    result.outcome.value,
+                    result.detail,
+                    result.maybe_applied,
+                    now,
+                    self.window,
                 )
                 touched.append(employee_id)
         self.save(states, touched, now)
@@ -148,8 +162,9 @@ class DutyWriter:
         elif outcome is UpdateOutcome.NOT_IN_ATHOC:
             counts.not_in_athoc += 1
             if write.employee_id is not None and write.reason is not WriteReason.STALE:
-                log.warning("employee %s: LOGIN_ID %s is not in AtHoc (%s)", write.employee_id, write.login_id,
-                            result.detail)
+                log.warning(
+                    "employee %s: LOGIN_ID %s is not in AtHoc (%s)", write.employee_id, write.login_id, result.detail
+                )
         elif outcome is UpdateOutcome.FAILED:
             counts.failed += 1
             log.warning("update of %s failed: %s", who, result.detail)

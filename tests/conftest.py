@@ -81,9 +81,7 @@ def sim_env(simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path) -> d
         "REQUEST_TIMEOUT_SECONDS": "5",
         "AUTO_CLEANUP_HOURS": "24",
     }
-    (tmp_path / ".env").write_text(
-        "".join(f"{key}={value}\n" for key, value in env.items()), encoding="utf-8"
-    )
+    (tmp_path / ".env").write_text("".join(f"{key}={value}\n" for key, value in env.items()), encoding="utf-8")
     return env
 
 

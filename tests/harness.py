@@ -74,9 +74,7 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> Path:
     return path
 
 
-def sim_env_file(
-    sim: AtHocSimulator, root: Path, ca_pem: Path, extra: Optional[Mapping[str, str]] = None
-) -> Path:
+def sim_env_file(sim: AtHocSimulator, root: Path, ca_pem: Path, extra: Optional[Mapping[str, str]] = None) -> Path:
     """A complete ``root/.env`` for a bobosync working on ``root`` (crown_files,
     processed_files, failed_files, logs, bobo_mapping.db) against ``sim``; ``extra`` adds or
     overrides settings. Creates the CSV folder; returns the .env path."""
@@ -122,8 +120,9 @@ def restricted_prefix() -> Optional[list[str]]:
         probe.write_bytes(b"x")
         probe.chmod(0)
         try:
-            result = subprocess.run([*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'rb')"],
-                                    capture_output=True, timeout=30)
+            result = subprocess.run(
+                [*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'rb')"], capture_output=True, timeout=30
+            )
         except OSError:
             return None
     return prefix if result.returncode != 0 and b"PermissionError" in result.stderr else None
@@ -219,9 +218,7 @@ def start_cli(
 ) -> subprocess.Popen[str]:
     """Start a CLI command (from :func:`cli_command` or :func:`wrapped_command`) without waiting."""
     pipe = subprocess.PIPE if capture else subprocess.DEVNULL
-    return subprocess.Popen(
-        list(command), cwd=cwd, env=child_env(extra), stdout=pipe, stderr=pipe, text=True
-    )
+    return subprocess.Popen(list(command), cwd=cwd, env=child_env(extra), stdout=pipe, stderr=pipe, text=True)
 
 
 def release_barrier(barrier: Path, children: int, timeout: float = 60) -> None:
@@ -664,9 +661,7 @@ def run_history_problems(
     return problems
 
 
-def backwards_sends(
-    sends: Iterable[tuple[str, str]], fmt: str = FMT, *, ignore: Iterable[str] = ()
-) -> list[str]:
+def backwards_sends(sends: Iterable[tuple[str, str]], fmt: str = FMT, *, ignore: Iterable[str] = ()) -> list[str]:
     """Book-on times sent to one user must never go back in time (a late or replayed file
     must not undo a newer status). Re-sending the same value is allowed. Users in ``ignore``
     (AtHoc refuses their updates, so nothing newer was ever applied) are not checked."""

@@ -65,15 +65,16 @@ class MailServer:
             kwargs["ssl_context" if security == "ssl" else "tls_context"] = context
         if login is not None:
             # auth_require_tls: aiosmtpd sees only STARTTLS, not implicit TLS, as TLS.
-            kwargs.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=security == "starttls")
+            kwargs.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=security == "starttls")
         else:
             kwargs["auth_require_tls"] = False
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                     server_hostname="localhost", **kwargs)
+        self.controller = Controller(
+            _Handler(self), hostname="127.0.0.1", port=self.port, server_hostname="localhost", **kwargs
+        )
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                      auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if isinstance(auth_data, LoginPassword) and self.login is not None:
             user, password = auth_data.login.decode(), auth_data.password.decode()
             with self.lock:
@@ -84,10 +85,13 @@ class MailServer:
 
     def settings(self) -> dict[str, str]:
         """The .env settings that point bobosync at this server."""
-        values = {"SMTP_HOST": "localhost" if self.security != "none" else "127.0.0.1",
-                  "SMTP_PORT": str(self.port), "SMTP_SECURITY": self.security,
-                  "NOTIFY_EMAIL_TO": "control-room@force.example, it-duty@force.example",
-                  "NOTIFY_EMAIL_FROM": "bobosync@force.example"}
+        values = {
+            "SMTP_HOST": "localhost" if self.security != "none" else "127.0.0.1",
+            "SMTP_PORT": str(self.port),
+            "SMTP_SECURITY": self.security,
+            "NOTIFY_EMAIL_TO": "control-room@force.example, it-duty@force.example",
+            "NOTIFY_EMAIL_FROM": "bobosync@force.example",
+        }
         if self.login is not None:
             values.update(SMTP_USERNAME=self.login[0], SMTP_PASSWORD=self.login[1])
         return values

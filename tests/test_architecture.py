@@ -73,7 +73,7 @@ def find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
 
     def visit(node: str) -> list[str]:
         if node in path:
-            return [*path[path.index(node):], node]
+            return [*path[path.index(node) :], node]
         if node in done:
             return []
         path.append(node)

@@ -144,9 +144,7 @@ def test_header_after_blank_lines_and_bom_is_skipped(tmp_path: Path) -> None:
 def test_header_row_later_in_the_file_is_a_bad_row(tmp_path: Path) -> None:
     items = read(tmp_path, row() + "\n" + HEADER + "\n")
     assert len(entries(items)) == 1
-    assert bad(items) == [
-        BadRow(2, "unknown transaction type 'Transaction_Type' (expected BON or BOF)")
-    ]
+    assert bad(items) == [BadRow(2, "unknown transaction type 'Transaction_Type' (expected BON or BOF)")]
 
 
 def test_blank_lines_are_skipped_and_row_numbers_are_physical_lines(tmp_path: Path) -> None:
@@ -203,7 +201,7 @@ def test_bom_character_in_cell_is_stripped(tmp_path: Path) -> None:
 
 
 def test_cp1252_file_is_read(tmp_path: Path) -> None:
-    content = (row(payroll="Zoë") + "\r\n" + row("BOF", emp="05990", payroll="Ærø") + "\r\n")
+    content = row(payroll="Zoë") + "\r\n" + row("BOF", emp="05990", payroll="Ærø") + "\r\n"
     data = content.encode("cp1252")
     assert b"\xeb" in data
     with pytest.raises(UnicodeDecodeError):
@@ -235,9 +233,7 @@ def test_bytes_invalid_in_cp1252_too_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as info:
         read_bobo_file(path)
     offset = data.index(b"\x81")
-    assert info.value.reason == (
-        f"not text: neither UTF-8 nor cp1252 (byte 0x81 at offset {offset})"
-    )
+    assert info.value.reason == (f"not text: neither UTF-8 nor cp1252 (byte 0x81 at offset {offset})")
     assert info.value.path == path
 
 
@@ -329,9 +325,7 @@ def fullwidth(text: str) -> str:
 
 @pytest.mark.parametrize("tx", ["XYZ", "BONX", "B0N", "BO", "ON", "OFF", fullwidth("BON"), "1"])
 def test_unknown_transaction_type_is_a_bad_row_never_book_off(tmp_path: Path, tx: str) -> None:
-    assert only_bad(tmp_path, row(tx)).reason == (
-        f"unknown transaction type {tx!r} (expected BON or BOF)"
-    )
+    assert only_bad(tmp_path, row(tx)).reason == (f"unknown transaction type {tx!r} (expected BON or BOF)")
 
 
 def test_missing_transaction_type(tmp_path: Path) -> None:
@@ -416,9 +410,7 @@ def test_long_values_are_cut_short_in_reasons(tmp_path: Path) -> None:
 def test_invalid_datetime_created(tmp_path: Path, created: str) -> None:
     line = f"BON,12345,PAY001,20240617,143000,{created},1,40.7,-74.0,5.0"
     shown = created if len(created) <= 40 else created[:40] + "..."
-    assert only_bad(tmp_path, line).reason == (
-        f"invalid DateTime_Created {shown!r} (expected YYYYMMDDHHMMSS)"
-    )
+    assert only_bad(tmp_path, line).reason == (f"invalid DateTime_Created {shown!r} (expected YYYYMMDDHHMMSS)")
 
 
 def test_missing_datetime_created(tmp_path: Path) -> None:
@@ -566,9 +558,7 @@ def test_big_file_with_late_bad_bytes_is_refused_before_any_row(tmp_path: Path) 
     data = ("".join(row(emp=str(n)) + "\n" for n in range(20000))).encode() + b"\x81\n"
     with pytest.raises(InputFileError) as info:
         read_bobo_file(write(tmp_path, data))
-    assert info.value.reason == (
-        f"not text: neither UTF-8 nor cp1252 (byte 0x81 at offset {len(data) - 2})"
-    )
+    assert info.value.reason == (f"not text: neither UTF-8 nor cp1252 (byte 0x81 at offset {len(data) - 2})")
     data = data[:-2] + b"\x00\n"
     with pytest.raises(InputFileError) as info:
         read_bobo_file(write(tmp_path, data))
@@ -623,12 +613,7 @@ def test_file_changed_to_undecodable_while_streaming(tmp_path: Path) -> None:
     ],
 )
 def test_simple_form(tmp_path: Path, header: str) -> None:
-    content = (
-        header
-        + "\r\n12345,On Duty,2024-06-17 14:30:00\r\n"
-        + "\r\n"
-        + "05990,Off Duty,2024-06-17 14:31:00\r\n"
-    )
+    content = header + "\r\n12345,On Duty,2024-06-17 14:30:00\r\n" + "\r\n" + "05990,Off Duty,2024-06-17 14:31:00\r\n"
     items = read(tmp_path, content)
     assert items == [
         BOBOEntry(Transaction.BOOK_ON, "12345", datetime(2024, 6, 17, 14, 30), 2),
@@ -681,9 +666,7 @@ def test_simple_trailing_empty_columns_and_padding(tmp_path: Path) -> None:
 
 
 def test_simple_form_needs_its_header(tmp_path: Path) -> None:
-    assert only_bad(tmp_path, "12345,On Duty,2024-06-17 14:30:00").reason == (
-        "expected 10 columns, found 3"
-    )
+    assert only_bad(tmp_path, "12345,On Duty,2024-06-17 14:30:00").reason == ("expected 10 columns, found 3")
 
 
 def test_simple_oversized_field(tmp_path: Path) -> None:
@@ -691,9 +674,7 @@ def test_simple_oversized_field(tmp_path: Path) -> None:
     content = f"Employee_ID,Status,Timestamp\n1,{big},x\n2,On Duty,2024-06-17 14:30:00\n"
     items = read(tmp_path, content)
     assert [b.row_number for b in bad(items)] == [2]
-    assert entries(items) == [
-        BOBOEntry(Transaction.BOOK_ON, "2", datetime(2024, 6, 17, 14, 30), 3)
-    ]
+    assert entries(items) == [BOBOEntry(Transaction.BOOK_ON, "2", datetime(2024, 6, 17, 14, 30), 3)]
 
 
 # -- from_csv_row ---------------------------------------------------------------------------
@@ -742,11 +723,42 @@ _CELL_CHARS = st.characters(
 )
 _SPECIAL = st.sampled_from(
     [
-        "", " ", ",", '"', "\r", "\n", "\r\n", "\ufeff", "BON", "BOF", "bon", " BOF ",
-        "XYZ", "05990", "=cmd|' /C calc'!A0", "20240617143000", "20240230143000",
-        "20240617250000", "2024-06-17 14:30:00", "On Duty", "off  duty", "Transaction_Type",
-        "Employee_ID", "Status", "Timestamp", "Zoë", "٢٠٢٤", "x" * 70, "=1+1", "+1", "-1",
-        "1.5", "a_b", "1 ", "BON ", "20240617143000 ",
+        "",
+        " ",
+        ",",
+        '"',
+        "\r",
+        "\n",
+        "\r\n",
+        "\ufeff",
+        "BON",
+        "BOF",
+        "bon",
+        " BOF ",
+        "XYZ",
+        "05990",
+        "=cmd|' /C calc'!A0",
+        "20240617143000",
+        "20240230143000",
+        "20240617250000",
+        "2024-06-17 14:30:00",
+        "On Duty",
+        "off  duty",
+        "Transaction_Type",
+        "Employee_ID",
+        "Status",
+        "Timestamp",
+        "Zoë",
+        "٢٠٢٤",
+        "x" * 70,
+        "=1+1",
+        "+1",
+        "-1",
+        "1.5",
+        "a_b",
+        "1 ",
+        "BON ",
+        "20240617143000 ",
     ]
 )
 _CELL = st.one_of(_SPECIAL, st.text(_CELL_CHARS, max_size=12))
@@ -847,9 +859,7 @@ def test_property_any_rows_give_entries_or_bad_rows(
         data = content.encode("utf-8")
     path = write(tmp_path, data, "prop.csv")
 
-    with mock.patch.object(bobo_csv, "_BLOCK_CHARS", block), mock.patch.object(
-        bobo_csv, "_CHUNK", chunk
-    ):
+    with mock.patch.object(bobo_csv, "_BLOCK_CHARS", block), mock.patch.object(bobo_csv, "_CHUNK", chunk):
         try:
             items = list(read_bobo_file(path))
         except InputFileError:
@@ -902,7 +912,9 @@ def test_utf16_with_bom_is_read_whole_or_streamed(tmp_path: Path, codec: str, bi
     with mock.patch.object(bobo_csv, "_CHUNK", 16 if big else bobo_csv._CHUNK):
         items = read(tmp_path, text.encode(codec))
     assert [(e.transaction, e.employee_id, e.row_number) for e in items if isinstance(e, BOBOEntry)] == [
-        (Transaction.BOOK_ON, "05990", 1), (Transaction.BOOK_OFF, "12345", 2)]
+        (Transaction.BOOK_ON, "05990", 1),
+        (Transaction.BOOK_OFF, "12345", 2),
+    ]
     assert len(items) == 2
 
 
@@ -933,4 +945,5 @@ def test_only_an_unterminated_last_record_is_open_ended(tmp_path: Path) -> None:
     simple = read(tmp_path, "Employee_ID,Status,Timestamp\r\n12345,On Duty,2024-06-17 14:30:00\r\n1,On")
     assert isinstance(simple[-1], BadRow) and simple[-1].open_end and simple[-1].row_number == 3
     assert [b for b in read(tmp_path, "Employee_ID,Status,Timestamp\r\n1,On\r\n") if isinstance(b, BadRow)] == [
-        BadRow(2, "expected 3 columns, found 2")]
+        BadRow(2, "expected 3 columns, found 2")
+    ]

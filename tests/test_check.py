@@ -139,20 +139,38 @@ def _simulator(tls_certs: TLSCerts, users: list[dict[str, str]], **kwargs: Any) 
 # --------------------------------------------------------------------------- all OK
 
 
-def test_all_ok_against_the_simulator(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_all_ok_against_the_simulator(simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path) -> None:
     before = tree(tmp_path)
     outcome = check(tmp_path, sim_env)
     assert outcome.code == 0
     all_ok(outcome)
     names = [line.name for line in outcome.lines]
     assert names == [
-        "configuration", "unknown settings", "environment overrides", "DISABLE_SSL_VERIFY",
-        "CSV_DIRECTORY", "PROCESSED_DIRECTORY", "FAILED_FILES_DIRECTORY", "LOG_DIRECTORY",
-        "DB_PATH folder", "file moves", "database", "lock", "proxy", "DNS", "TCP", "TLS",
-        "certificate", "authentication", "clock", "users", "COLLAR_ID_FIELD", "DUTY_STATUS_FIELD",
-        "shared collars", "e-mail", "METRICS_FILE",
+        "configuration",
+        "unknown settings",
+        "environment overrides",
+        "DISABLE_SSL_VERIFY",
+        "CSV_DIRECTORY",
+        "PROCESSED_DIRECTORY",
+        "FAILED_FILES_DIRECTORY",
+        "LOG_DIRECTORY",
+        "DB_PATH folder",
+        "file moves",
+        "database",
+        "lock",
+        "proxy",
+        "DNS",
+        "TCP",
+        "TLS",
+        "certificate",
+        "authentication",
+        "clock",
+        "users",
+        "COLLAR_ID_FIELD",
+        "DUTY_STATUS_FIELD",
+        "shared collars",
+        "e-mail",
+        "METRICS_FILE",
     ]
     assert f"read from {tmp_path / '.env'} (--env-file)" in outcome.one("configuration").detail
     clock = outcome.one("clock").detail  # the simulator's Date header: the same clock
@@ -193,8 +211,7 @@ def test_lines_are_aligned_and_fixes_indented(
 
 
 def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.upper().endswith("_PROXY") and not k.startswith("BOBO_")}
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and not k.startswith("BOBO_")}
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -202,7 +219,11 @@ def child_env() -> dict[str, str]:
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bobosync", *args],
-        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -242,11 +263,10 @@ def test_cli_check_reports_a_run_in_progress(
 # --------------------------------------------------------------------------- configuration
 
 
-def test_invalid_configuration_lists_every_problem_and_skips_the_rest(
-    sim_env: dict[str, str], tmp_path: Path
-) -> None:
-    outcome = check(tmp_path, sim_env, ORG_CODE=None, BATCH_SIZE="-3", ATHOC_SERVER_URL="http://athoc.example",
-                    LOG_LEVEL="LOUD")
+def test_invalid_configuration_lists_every_problem_and_skips_the_rest(sim_env: dict[str, str], tmp_path: Path) -> None:
+    outcome = check(
+        tmp_path, sim_env, ORG_CODE=None, BATCH_SIZE="-3", ATHOC_SERVER_URL="http://athoc.example", LOG_LEVEL="LOUD"
+    )
     assert outcome.code == 1
     problems = outcome.named("configuration")
     assert [p.status for p in problems] == ["FAIL"] * 4
@@ -255,8 +275,17 @@ def test_invalid_configuration_lists_every_problem_and_skips_the_rest(
         assert word in text
     assert all(str(tmp_path / ".env") in p.fix for p in problems)
     skipped = outcome.with_status("SKIP")
-    assert [s.name for s in skipped] == ["folders", "database", "lock", "network", "TLS", "authentication", "users",
-                                        "e-mail", "metrics"]
+    assert [s.name for s in skipped] == [
+        "folders",
+        "database",
+        "lock",
+        "network",
+        "TLS",
+        "authentication",
+        "users",
+        "e-mail",
+        "metrics",
+    ]
     assert all(s.detail == "not checked: configuration failed" for s in skipped)
 
 
@@ -270,8 +299,15 @@ def test_missing_env_file(tmp_path: Path) -> None:
 def test_unknown_and_overridden_settings_warn(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
-    outcome = check_in(tmp_path, sim_env, {"LOG_LEVEL": "DEBUG", "BATCH_SIZE": "10"},
-                       COLLAR_ID_FEILD="Collar-Number", batch_size="5", LOG_LEVEL="INFO", BATCH_SIZE="10")
+    outcome = check_in(
+        tmp_path,
+        sim_env,
+        {"LOG_LEVEL": "DEBUG", "BATCH_SIZE": "10"},
+        COLLAR_ID_FEILD="Collar-Number",
+        batch_size="5",
+        LOG_LEVEL="INFO",
+        BATCH_SIZE="10",
+    )
     assert outcome.code == 0
     unknown = outcome.one("unknown settings")
     assert unknown.status == "WARN" and "2 setting(s)" in unknown.detail
@@ -317,19 +353,16 @@ def test_csv_folder_missing_fails_but_athoc_is_still_checked(
     assert "file moves" not in outcome.statuses()
 
 
-def test_csv_folder_counts_waiting_files(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_csv_folder_counts_waiting_files(simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path) -> None:
     for name in ("a.csv", "b.CSV", "notes.txt"):
         (tmp_path / "crown_files" / name).write_text("x", encoding="utf-8")
     assert "2 CSV file(s) waiting" in check(tmp_path, sim_env).one("CSV_DIRECTORY").detail
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
-                    reason="needs POSIX permissions that apply (not root)")
-def test_folder_not_writable_fails(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
-) -> None:
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0, reason="needs POSIX permissions that apply (not root)"
+)
+def test_folder_not_writable_fails(simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path) -> None:
     failed = tmp_path / "failed_files"
     failed.mkdir()
     failed.chmod(0o555)
@@ -350,8 +383,13 @@ def test_folder_not_writable_fails(
 def test_folders_on_a_read_only_file_system_fail(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
-    outcome = check(tmp_path, sim_env, CSV_DIRECTORY="/proc", FAILED_FILES_DIRECTORY="/proc/self",
-                    LOG_DIRECTORY="/proc/bobosync-check-logs")
+    outcome = check(
+        tmp_path,
+        sim_env,
+        CSV_DIRECTORY="/proc",
+        FAILED_FILES_DIRECTORY="/proc/self",
+        LOG_DIRECTORY="/proc/bobosync-check-logs",
+    )
     csv = outcome.one("CSV_DIRECTORY")
     assert csv.status == "FAIL" and "readable but not writable" in csv.detail and "modify" in csv.fix
     failed = outcome.one("FAILED_FILES_DIRECTORY")
@@ -361,13 +399,16 @@ def test_folders_on_a_read_only_file_system_fail(
     assert outcome.code == 1
 
 
-def test_a_file_where_a_folder_should_be(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_file_where_a_folder_should_be(simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path) -> None:
     blocker = tmp_path / "blocker.txt"
     blocker.write_text("not a folder", encoding="utf-8")
-    outcome = check(tmp_path, sim_env, FAILED_FILES_DIRECTORY=str(blocker),
-                    LOG_DIRECTORY=str(blocker / "logs"), DB_PATH=str(blocker / "db" / "bobo.db"))
+    outcome = check(
+        tmp_path,
+        sim_env,
+        FAILED_FILES_DIRECTORY=str(blocker),
+        LOG_DIRECTORY=str(blocker / "logs"),
+        DB_PATH=str(blocker / "db" / "bobo.db"),
+    )
     assert outcome.code == 1
     failed = outcome.one("FAILED_FILES_DIRECTORY")
     assert failed.status == "FAIL" and "is a file, not a folder" in failed.detail
@@ -397,8 +438,12 @@ def test_moves_to_another_volume_are_explained(
     shm = Path("/dev/shm")
     if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
         pytest.skip("no second volume to try")
-    outcome = check(tmp_path, sim_env, MOVE_PROCESSED_FILES="true",
-                    FAILED_FILES_DIRECTORY=str(shm / f"bobosync-check-test-{os.getpid()}"))
+    outcome = check(
+        tmp_path,
+        sim_env,
+        MOVE_PROCESSED_FILES="true",
+        FAILED_FILES_DIRECTORY=str(shm / f"bobosync-check-test-{os.getpid()}"),
+    )
     moves = outcome.one("file moves")
     assert moves.status == "OK"
     assert "PROCESSED_DIRECTORY on the same volume" in moves.detail
@@ -414,8 +459,9 @@ def test_existing_database_is_described_read_only(
 ) -> None:
     db_path = tmp_path / "bobo_mapping.db"
     with BOBODatabase(db_path) as db:
-        db.replace_mappings({"00001": "user00001@force.example", "00002": "user00002@force.example"},
-                            datetime(2025, 6, 1, 20, 0))
+        db.replace_mappings(
+            {"00001": "user00001@force.example", "00002": "user00002@force.example"}, datetime(2025, 6, 1, 20, 0)
+        )
         db.record_sync("success", datetime(2025, 6, 1, 20, 0), 2)
     before = db_path.read_bytes()
     outcome = check(tmp_path, sim_env)
@@ -430,8 +476,9 @@ def test_the_originals_database_is_described_without_being_upgraded(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
     db_path = tmp_path / "bobo_mapping.db"
-    create_legacy_database(db_path, {"00001": "user00001@force.example"},
-                           last_sync=(datetime(2025, 6, 1, 20, 0, 0, 5), "completed"))
+    create_legacy_database(
+        db_path, {"00001": "user00001@force.example"}, last_sync=(datetime(2025, 6, 1, 20, 0, 0, 5), "completed")
+    )
     original_track_file_retry(db_path, "stuck.csv")
     before = db_path.read_bytes()
     outcome = check(tmp_path, sim_env)
@@ -444,9 +491,7 @@ def test_the_originals_database_is_described_without_being_upgraded(
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
 
 
-def test_unreadable_or_newer_database_fails(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_unreadable_or_newer_database_fails(simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path) -> None:
     db_path = tmp_path / "bobo_mapping.db"
     db_path.write_bytes(b"this is not an SQLite database, just some text" * 100)
     garbage = check(tmp_path, sim_env).one("database")
@@ -483,7 +528,10 @@ def test_unreachable_server_fails_tcp_and_skips_the_rest(
     tcp = outcome.one("TCP")
     assert tcp.status == "FAIL" and "cannot connect" in tcp.detail and "firewall" in tcp.fix
     assert {n: outcome.one(n).status for n in ("TLS", "authentication", "users")} == {
-        "TLS": "SKIP", "authentication": "SKIP", "users": "SKIP"}
+        "TLS": "SKIP",
+        "authentication": "SKIP",
+        "users": "SKIP",
+    }
     assert outcome.one("users").detail == "not checked: TCP failed"
 
 
@@ -494,9 +542,7 @@ def test_unknown_host_fails_dns(sim_env: dict[str, str], tmp_path: Path) -> None
     assert "TCP" not in outcome.statuses()
 
 
-def test_everything_through_a_connect_proxy(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_everything_through_a_connect_proxy(simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path) -> None:
     proxy = _ConnectProxy()
     thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -578,8 +624,9 @@ def test_certificate_expiring_soon_warns_and_expired_fails(
     assert cert.status == "WARN" and "(10 days left)" in cert.detail and "renew" in cert.fix
     assert outcome.code == 0
 
-    expired = _server_with_cert(tls_certs, tmp_path, "127.0.0.1", not_before=now - timedelta(days=30),
-                                not_after=now - timedelta(days=2))
+    expired = _server_with_cert(
+        tls_certs, tmp_path, "127.0.0.1", not_before=now - timedelta(days=30), not_after=now - timedelta(days=2)
+    )
     try:
         outcome = check(tmp_path, sim_env, ATHOC_SERVER_URL=expired.url, SSL_CERT_PATH=str(tmp_path / "ca2.pem"))
     finally:
@@ -615,9 +662,10 @@ def test_tls11_only_server_fails(tls_certs: TLSCerts, sim_env: dict[str, str], t
 def test_certificate_decoder_agrees_with_the_ssl_module(simulator: AtHocSimulator, tls_certs: TLSCerts) -> None:
     host, port = simulator.url.split("://", 1)[1].rsplit(":", 1)
     context = ssl.create_default_context(cafile=str(tls_certs.ca_pem))
-    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(
-        raw, server_hostname=host
-    ) as tls:
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
         decoded = tls.getpeercert()
     assert der is not None and decoded is not None
@@ -647,8 +695,12 @@ def test_certificate_decoder_agrees_with_the_ssl_module(simulator: AtHocSimulato
     ],
 )
 def test_authentication_refused(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path,
-    change: dict[str, str], error: str, first: str,
+    simulator: AtHocSimulator,
+    sim_env: dict[str, str],
+    tmp_path: Path,
+    change: dict[str, str],
+    error: str,
+    first: str,
 ) -> None:
     outcome = check(tmp_path, sim_env, **change)
     assert outcome.code == 1
@@ -666,8 +718,9 @@ def test_authentication_refused(
 def test_operator_without_permission_to_read_users(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
-    simulator.fail_next(status=403, path_contains="search/basic",
-                        body='{"Message": "Authorization has been denied for this request."}')
+    simulator.fail_next(
+        status=403, path_contains="search/basic", body='{"Message": "Authorization has been denied for this request."}'
+    )
     outcome = check(tmp_path, sim_env)
     users = outcome.one("users")
     assert users.status == "FAIL" and "403" in users.detail and "User Manager" in users.fix
@@ -677,8 +730,9 @@ def test_operator_without_permission_to_read_users(
 # --------------------------------------------------------------------------- the page of users
 
 
-def _users_check(tls_certs: TLSCerts, sim_env: dict[str, str], tmp_path: Path,
-                 users: list[dict[str, str]], **changes: Optional[str]) -> Outcome:
+def _users_check(
+    tls_certs: TLSCerts, sim_env: dict[str, str], tmp_path: Path, users: list[dict[str, str]], **changes: Optional[str]
+) -> Outcome:
     sim = _simulator(tls_certs, users).start()
     try:
         return check(tmp_path, sim_env, ATHOC_SERVER_URL=sim.url, **changes)
@@ -720,9 +774,7 @@ def test_odd_collar_values_warn(tls_certs: TLSCerts, sim_env: dict[str, str], tm
     assert outcome.code == 0
 
 
-def test_shared_collar_numbers_warn_with_examples(
-    tls_certs: TLSCerts, sim_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_shared_collar_numbers_warn_with_examples(tls_certs: TLSCerts, sim_env: dict[str, str], tmp_path: Path) -> None:
     users = make_users(10)
     users[4]["Collar-Number"] = "00001"
     users[7]["Collar-Number"] = "00001"
@@ -731,8 +783,7 @@ def test_shared_collar_numbers_warn_with_examples(
     shared = outcome.one("shared collars")
     assert shared.status == "WARN"
     assert "2 collar number(s) belong to several users" in shared.detail
-    assert ("'00001' held by user00001@force.example, user00005@force.example, user00008@force.example"
-            in shared.detail)
+    assert "'00001' held by user00001@force.example, user00005@force.example, user00008@force.example" in shared.detail
     assert "'00003' held by user00003@force.example, user00010@force.example" in shared.detail
     assert "only the first" in shared.fix
     assert outcome.code == 0

@@ -93,9 +93,16 @@ def test_a_setting_written_twice_is_a_warning(
 
 def record_book_on(db_path: Path, applied_at: datetime) -> None:
     when = as_utc(applied_at)
-    state = DesiredState("00001", EventOrder(when, 0, "f.csv", 1), Transaction.BOOK_ON, applied_at, when,
-                         login_id="user00001@force.example", written_value=f"{applied_at:%d/%m/%Y %H:%M:%S}",
-                         written_at=when)
+    state = DesiredState(
+        "00001",
+        EventOrder(when, 0, "f.csv", 1),
+        Transaction.BOOK_ON,
+        applied_at,
+        when,
+        login_id="user00001@force.example",
+        written_value=f"{applied_at:%d/%m/%Y %H:%M:%S}",
+        written_at=when,
+    )
     with BOBODatabase(db_path) as db:
         db.save_desired_states([(state, state.written_value or "")])
 

@@ -69,9 +69,7 @@ class FakeClock:
 # --------------------------------------------------------------------------- token
 
 
-def test_connect_fetches_token_with_documented_form(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_connect_fetches_token_with_documented_form(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     with AtHocClient(sim_settings) as c:
         assert c.request_count == 1
     (entry,) = simulator.journal
@@ -90,7 +88,9 @@ def test_connect_fetches_token_with_documented_form(
 
 
 def test_settings_none_loads_settings(
-    sim_env: dict[str, str], simulator: AtHocSimulator, tmp_path: Path,
+    sim_env: dict[str, str],
+    simulator: AtHocSimulator,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BOBO_ENV_FILE", str(tmp_path / ".env"))
@@ -99,9 +99,7 @@ def test_settings_none_loads_settings(
     assert simulator.tokens_issued == 1
 
 
-def test_authenticate_false_sends_nothing(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_authenticate_false_sends_nothing(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     with AtHocClient(sim_settings, authenticate=False) as c:
         assert c.request_count == 0
         assert simulator.journal == []
@@ -125,43 +123,41 @@ def test_bad_credentials_raise_auth_error_without_secrets(
         AtHocClient(settings)
     text = str(info.value)
     assert words in text
-    for secret in ("wrong-password-123", "wrong-secret-456", SIM_CREDENTIALS["password"],
-                   SIM_CREDENTIALS["client_secret"]):
+    for secret in (
+        "wrong-password-123",
+        "wrong-secret-456",
+        SIM_CREDENTIALS["password"],
+        SIM_CREDENTIALS["client_secret"],
+    ):
         assert secret not in text
         assert secret not in repr(info.value.args)
     assert len(simulator.requests_to("connect/token")) == 1  # 400/401: never retried
 
 
-def test_token_response_without_access_token(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
-    simulator.fail_next(1, 200, body='{"token_type": "Bearer", "expires_in": 3600}',
-                        path_contains="connect/token")
+def test_token_response_without_access_token(sim_settings: Settings, simulator: AtHocSimulator) -> None:
+    simulator.fail_next(1, 200, body='{"token_type": "Bearer", "expires_in": 3600}', path_contains="connect/token")
     with pytest.raises(AtHocAuthError) as info:
         AtHocClient(sim_settings)
     assert "access_token" in str(info.value)
 
 
 def test_token_response_not_json(sim_settings: Settings, simulator: AtHocSimulator) -> None:
-    simulator.fail_next(1, 200, body="access_token=abcdef&expires_in=3600",
-                        content_type="text/plain", path_contains="connect/token")
+    simulator.fail_next(
+        1, 200, body="access_token=abcdef&expires_in=3600", content_type="text/plain", path_contains="connect/token"
+    )
     with pytest.raises(AtHocResponseError) as info:
         AtHocClient(sim_settings)
     assert "abcdef" not in str(info.value)  # the token body is never quoted
 
 
-def test_token_endpoint_transient_failure_is_retried(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_token_endpoint_transient_failure_is_retried(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     simulator.fail_next(2, 503, path_contains="connect/token")
     with AtHocClient(sim_settings) as c:
         assert c.request_count == 3
     assert simulator.tokens_issued == 1
 
 
-def test_token_renewed_shortly_before_expiry(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_token_renewed_shortly_before_expiry(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     clock = FakeClock()
     with AtHocClient(sim_settings, authenticate=False) as c:
         c.transport.auth.clock = clock
@@ -178,14 +174,15 @@ def test_token_renewed_shortly_before_expiry(
     assert all(e.auth_ok for e in simulator.journal)
 
 
-def test_short_lived_tokens_renewed_using_minimum_margin(
-    tls_certs: object, sim_settings: Settings
-) -> None:
-    sim = AtHocSimulator(make_users(5), certfile=tls_certs.certfile,  # type: ignore[attr-defined]
-                         keyfile=tls_certs.keyfile, token_lifetime=100)  # type: ignore[attr-defined]
+def test_short_lived_tokens_renewed_using_minimum_margin(tls_certs: object, sim_settings: Settings) -> None:
+    sim = AtHocSimulator(
+        make_users(5),
+        certfile=tls_certs.certfile,  # type: ignore[attr-defined]
+        keyfile=tls_certs.keyfile,  # type: ignore[attr-defined]
+        token_lifetime=100,
+    )
     clock = FakeClock()
-    with sim, AtHocClient(replace(sim_settings, athoc_server_url=sim.url),
-                          authenticate=False) as c:
+    with sim, AtHocClient(replace(sim_settings, athoc_server_url=sim.url), authenticate=False) as c:
         c.transport.auth.clock = clock
         c.authenticate()
         clock.now += 69  # 31 s left > 30 s minimum margin
@@ -218,23 +215,17 @@ def test_401_mid_session_gets_one_new_token_and_retries_once(
     assert any("401" in r.getMessage() for r in caplog.records)
 
 
-def test_401_on_post_resends_the_same_body(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_401_on_post_resends_the_same_body(client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.expire_tokens()
     results = client.batch_update_duty_status({uid(1): "18/06/2025 08:00:00"})
     assert results[uid(1)].outcome is UpdateOutcome.APPLIED
     syncs = simulator.requests_to("SyncByCommonNames")
     assert [e.status for e in syncs] == [401, 200]
-    assert syncs[0].json_body == syncs[1].json_body == [
-        {"LOGIN_ID": uid(1), FIELD: "18/06/2025 08:00:00"}
-    ]
+    assert syncs[0].json_body == syncs[1].json_body == [{"LOGIN_ID": uid(1), FIELD: "18/06/2025 08:00:00"}]
     assert simulator.users[uid(1)][FIELD] == "18/06/2025 08:00:00"
 
 
-def test_persistent_401_surfaces_as_http_error(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_persistent_401_surfaces_as_http_error(client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.fail_next(5, 401, path_contains="search/basic")
     with pytest.raises(AtHocHTTPError) as info:
         client.get_all_users_with_attributes()
@@ -244,9 +235,7 @@ def test_persistent_401_surfaces_as_http_error(
     assert simulator.pending_faults == 3
 
 
-def test_credentials_revoked_mid_session_raise_auth_error(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_credentials_revoked_mid_session_raise_auth_error(client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.credentials["password"] = "changed-by-admin"
     simulator.expire_tokens()
     with pytest.raises(AtHocAuthError):
@@ -281,8 +270,7 @@ def test_secrets_never_logged_nor_in_errors(
     assert len(set(tokens)) == 3 and all(len(t) > 20 for t in tokens)
     text = "\n".join([r.getMessage() for r in caplog.records] + errors)
     assert "GET /api/v2/orgs/SIMORG/users/search/basic -> 200" in text  # DEBUG was captured
-    for secret in [SIM_CREDENTIALS["password"], SIM_CREDENTIALS["client_secret"], "Wr0ng-Pa55",
-                   *tokens]:
+    for secret in [SIM_CREDENTIALS["password"], SIM_CREDENTIALS["client_secret"], "Wr0ng-Pa55", *tokens]:
         assert secret not in text
     assert "Bearer " not in text
 
@@ -290,9 +278,7 @@ def test_secrets_never_logged_nor_in_errors(
 # --------------------------------------------------------------------------- listing users
 
 
-def test_listing_returns_requested_fields_as_text(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_listing_returns_requested_fields_as_text(client: AtHocClient, simulator: AtHocSimulator) -> None:
     users = client.get_all_users_with_attributes()
     assert len(users) == 50
     first = next(u for u in users if u["LOGIN_ID"] == uid(1))
@@ -304,23 +290,23 @@ def test_listing_returns_requested_fields_as_text(
     }
     (search,) = simulator.requests_to("search/basic")
     assert search.query == {
-        "Fields": "LOGIN_ID,Collar-Number,FIRSTNAME,LASTNAME", "Limit": "1000", "Offset": "0",
+        "Fields": "LOGIN_ID,Collar-Number,FIRSTNAME,LASTNAME",
+        "Limit": "1000",
+        "Offset": "0",
     }
 
 
-def test_listing_missing_and_numeric_values_normalised(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_listing_missing_and_numeric_values_normalised(client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.omit_empty_fields = True
     users = client.get_all_users_with_attributes(["LOGIN_ID", FIELD])
     assert all(u[FIELD] == "" for u in users)
     simulator.fail_next(
-        1, 200, path_contains="search/basic",
+        1,
+        200,
+        path_contains="search/basic",
         body='{"Users": [{"LOGIN_ID": "a@x", "N": 5, "M": null}], "TotalUsers": 1}',
     )
-    assert client.get_all_users_with_attributes(["N", "M"]) == [
-        {"LOGIN_ID": "a@x", "N": "5", "M": ""}
-    ]
+    assert client.get_all_users_with_attributes(["N", "M"]) == [{"LOGIN_ID": "a@x", "N": "5", "M": ""}]
 
 
 def test_paging_over_2500_users(big_client: AtHocClient, big_sim: AtHocSimulator) -> None:
@@ -332,9 +318,7 @@ def test_paging_over_2500_users(big_client: AtHocClient, big_sim: AtHocSimulator
     assert {e.query["Limit"] for e in searches} == {"1000"}
 
 
-def test_paging_without_total_users_reads_until_empty_page(
-    big_client: AtHocClient, big_sim: AtHocSimulator
-) -> None:
+def test_paging_without_total_users_reads_until_empty_page(big_client: AtHocClient, big_sim: AtHocSimulator) -> None:
     big_sim.omit_total_users = True
     big_sim.max_limit = 300  # short pages are not the end
     users = big_client.get_all_users_with_attributes()
@@ -343,9 +327,7 @@ def test_paging_without_total_users_reads_until_empty_page(
     assert offsets == list(range(10))  # 9 pages of up to 300, then the empty page
 
 
-def test_server_capping_limit_with_total_users(
-    big_client: AtHocClient, big_sim: AtHocSimulator
-) -> None:
+def test_server_capping_limit_with_total_users(big_client: AtHocClient, big_sim: AtHocSimulator) -> None:
     big_sim.max_limit = 700
     assert len(big_client.get_all_users_with_attributes()) == 2500
     assert len(big_sim.requests_to("search/basic")) == 4  # stops once TotalUsers seen
@@ -363,11 +345,8 @@ def test_server_ignoring_offset_raises_incomplete_listing(
     assert len(big_sim.requests_to("search/basic")) == 2
 
 
-def test_empty_page_before_total_users_raises(
-    big_client: AtHocClient, big_sim: AtHocSimulator
-) -> None:
-    big_sim.fail_next(1, 200, body='{"Users": [], "TotalUsers": 2500}',
-                      path_contains="Offset=1")
+def test_empty_page_before_total_users_raises(big_client: AtHocClient, big_sim: AtHocSimulator) -> None:
+    big_sim.fail_next(1, 200, body='{"Users": [], "TotalUsers": 2500}', path_contains="Offset=1")
     with pytest.raises(IncompleteListing) as info:
         big_client.get_all_users_with_attributes()
     assert "1000" in str(info.value) and "2500" in str(info.value)
@@ -381,30 +360,37 @@ def test_page_cap(big_client: AtHocClient, big_sim: AtHocSimulator) -> None:
     assert len(big_sim.requests_to("search/basic")) == 2
 
 
-def test_duplicates_across_pages_are_deduplicated(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
-    simulator.fail_next(1, 200, path_contains="Offset=0", body=(
-        '{"Users": [{"LOGIN_ID": "a@x"}, {"LOGIN_ID": "b@x"}, {"LOGIN_ID": "a@x"}], '
-        '"TotalUsers": 3}'))
-    simulator.fail_next(1, 200, path_contains="Offset=1", body=(
-        '{"Users": [{"LOGIN_ID": "b@x"}, {"LOGIN_ID": "c@x"}], "TotalUsers": 3}'))
+def test_duplicates_across_pages_are_deduplicated(client: AtHocClient, simulator: AtHocSimulator) -> None:
+    simulator.fail_next(
+        1,
+        200,
+        path_contains="Offset=0",
+        body=('{"Users": [{"LOGIN_ID": "a@x"}, {"LOGIN_ID": "b@x"}, {"LOGIN_ID": "a@x"}], "TotalUsers": 3}'),
+    )
+    simulator.fail_next(
+        1,
+        200,
+        path_contains="Offset=1",
+        body=('{"Users": [{"LOGIN_ID": "b@x"}, {"LOGIN_ID": "c@x"}], "TotalUsers": 3}'),
+    )
     users = client.get_all_users_with_attributes(["LOGIN_ID"])
     assert [u["LOGIN_ID"] for u in users] == ["a@x", "b@x", "c@x"]
 
 
 @pytest.mark.parametrize(
     "body",
-    ['[{"LOGIN_ID": "a"}]', '{"users": []}', '{"Users": {"a": 1}}', '{"Users": ["a@x"]}',
-     '{"Users": [], "TotalUsers": "many"}'],
+    [
+        '[{"LOGIN_ID": "a"}]',
+        '{"users": []}',
+        '{"Users": {"a": 1}}',
+        '{"Users": ["a@x"]}',
+        '{"Users": [], "TotalUsers": "many"}',
+    ],
 )
-def test_bad_listing_shape_is_response_error(
-    body: str, client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_bad_listing_shape_is_response_error(body: str, client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.fail_next(1, 200, body=body, path_contains="search/basic")
     with pytest.raises(AtHocResponseError):
         client.get_all_users_with_attributes()
-
 
 
 def test_read_users_asks_by_name_in_short_requests(client: AtHocClient, simulator: AtHocSimulator) -> None:
@@ -467,20 +453,14 @@ def test_not_in_athoc_variants(client: AtHocClient, simulator: AtHocSimulator) -
     assert results[uid(2)].outcome is UpdateOutcome.NOT_IN_ATHOC
 
 
-def test_rows_missing_from_response_are_failed(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_rows_missing_from_response_are_failed(client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.drop_response_rows = 2
     results = client.batch_update_duty_status({uid(i): "" for i in range(1, 6)})
-    assert [results[uid(i)].outcome for i in range(1, 6)] == [UpdateOutcome.APPLIED] * 3 + [
-        UpdateOutcome.FAILED
-    ] * 2
+    assert [results[uid(i)].outcome for i in range(1, 6)] == [UpdateOutcome.APPLIED] * 3 + [UpdateOutcome.FAILED] * 2
     assert results[uid(5)].detail == "missing from AtHoc's response"
 
 
-def test_response_rows_matched_by_login_id_case_insensitively(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_response_rows_matched_by_login_id_case_insensitively(client: AtHocClient, simulator: AtHocSimulator) -> None:
     body = (
         '[{"LOGIN_ID": "B@X", ":SyncStatus": "OK", ":SyncDetails": "Updated"},'
         ' {"LOGIN_ID": "a@x", ":SyncStatus": "Error", ":SyncDetails": "boom"},'
@@ -496,13 +476,10 @@ def test_response_rows_matched_by_login_id_case_insensitively(
 
 
 @pytest.mark.parametrize("body", ['{"Result": "ok"}', "null", '"OK"'])
-def test_response_not_a_list_fails_the_chunk(
-    body: str, client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_response_not_a_list_fails_the_chunk(body: str, client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.fail_next(1, 200, body=body, path_contains="SyncByCommonNames")
     results = client.batch_update_duty_status({uid(1): "", uid(2): ""})
     assert {r.outcome for r in results.values()} == {UpdateOutcome.FAILED}
-
 
 
 @pytest.mark.parametrize(
@@ -512,15 +489,17 @@ def test_response_not_a_list_fails_the_chunk(
         ({"status": 200, "truncate": True}, UpdateOutcome.UNANSWERED, True),  # applied, answer cut
         ({"status": 503}, UpdateOutcome.UNANSWERED, True),  # AtHoc failed after receiving it
         ({"status": 500, "body": "<html>boom</html>", "content_type": "text/html"}, UpdateOutcome.UNANSWERED, True),
-        ({"status": 200, "body": "<html>portal</html>", "content_type": "text/html"},
-         UpdateOutcome.UNANSWERED, True),
+        ({"status": 200, "body": "<html>portal</html>", "content_type": "text/html"}, UpdateOutcome.UNANSWERED, True),
         ({"status": 429}, UpdateOutcome.UNANSWERED, False),  # throttled: not carried out
         ({"status": 403}, UpdateOutcome.UNANSWERED, False),  # refused outright
         ({"status": 400}, UpdateOutcome.FAILED, False),
     ],
 )
 def test_lost_answers_are_marked_maybe_applied(
-    fault: dict[str, Any], outcome: UpdateOutcome, suspect: bool, sim_settings: Settings,
+    fault: dict[str, Any],
+    outcome: UpdateOutcome,
+    suspect: bool,
+    sim_settings: Settings,
     simulator: AtHocSimulator,
 ) -> None:
     with AtHocClient(replace(sim_settings, max_users_per_request=1, http_retry_attempts=1)) as c:
@@ -533,9 +512,7 @@ def test_lost_answers_are_marked_maybe_applied(
         assert results[uid(2)].detail.startswith("not attempted")
 
 
-def test_rows_missing_from_the_answer_may_have_been_applied(
-    client: AtHocClient, simulator: AtHocSimulator
-) -> None:
+def test_rows_missing_from_the_answer_may_have_been_applied(client: AtHocClient, simulator: AtHocSimulator) -> None:
     simulator.drop_response_rows = 1
     results = client.batch_update_duty_status({uid(1): "x", uid(2): "y"})
     assert [results[uid(1)].maybe_applied, results[uid(2)].maybe_applied] == [False, True]
@@ -544,9 +521,7 @@ def test_rows_missing_from_the_answer_may_have_been_applied(
     assert all(r.maybe_applied for r in client.batch_update_duty_status({uid(1): ""}).values())
 
 
-def test_chunking_by_max_users_per_request(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_chunking_by_max_users_per_request(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     with AtHocClient(replace(sim_settings, max_users_per_request=10)) as c:
         updates = {uid(i): f"18/06/2025 08:{i:02d}:00" for i in range(1, 26)}
         results = c.batch_update_duty_status(updates)
@@ -580,9 +555,7 @@ def test_unreachable_marks_remaining_chunks_not_attempted(
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
 
-def test_server_down_marks_everything_failed(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_server_down_marks_everything_failed(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     with AtHocClient(replace(sim_settings, max_users_per_request=2)) as c:
         simulator.stop()
         results = c.batch_update_duty_status({uid(i): "" for i in range(1, 6)})
@@ -591,15 +564,11 @@ def test_server_down_marks_everything_failed(
     assert "not attempted" in results[uid(5)].detail
 
 
-def test_non_retryable_chunk_error_fails_that_chunk_only(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_non_retryable_chunk_error_fails_that_chunk_only(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     with AtHocClient(replace(sim_settings, max_users_per_request=2)) as c:
         simulator.fail_next(1, 400, path_contains="SyncByCommonNames")
         results = c.batch_update_duty_status({uid(i): "" for i in range(1, 6)})
-    assert [results[uid(i)].outcome for i in range(1, 6)] == [UpdateOutcome.FAILED] * 2 + [
-        UpdateOutcome.APPLIED
-    ] * 3
+    assert [results[uid(i)].outcome for i in range(1, 6)] == [UpdateOutcome.FAILED] * 2 + [UpdateOutcome.APPLIED] * 3
     assert "HTTP 400" in results[uid(1)].detail
     assert len(simulator.requests_to("SyncByCommonNames")) == 3
 
@@ -632,7 +601,9 @@ def _stale_fixture(sim: AtHocSimulator) -> None:
 
 @pytest.mark.parametrize("as_text", [True, False])
 def test_stale_query_checks_every_value(
-    as_text: bool, client: AtHocClient, simulator: AtHocSimulator,
+    as_text: bool,
+    client: AtHocClient,
+    simulator: AtHocSimulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _stale_fixture(simulator)
@@ -675,19 +646,18 @@ def test_clear_old_duty_status(client: AtHocClient, simulator: AtHocSimulator) -
     assert all(r[FIELD] == "" for r in sync.json_body)
 
 
-def test_clear_with_other_field_hours_and_format(
-    sim_settings: Settings, tls_certs: object
-) -> None:
+def test_clear_with_other_field_hours_and_format(sim_settings: Settings, tls_certs: object) -> None:
     sim = AtHocSimulator(
-        make_users(5), certfile=tls_certs.certfile,  # type: ignore[attr-defined]
+        make_users(5),
+        certfile=tls_certs.certfile,  # type: ignore[attr-defined]
         keyfile=tls_certs.keyfile,  # type: ignore[attr-defined]
-        datetime_format="%Y-%m-%d %H:%M", datetime_attributes=("Last-Seen",),
+        datetime_format="%Y-%m-%d %H:%M",
+        datetime_attributes=("Last-Seen",),
     )
     with sim:
         sim.users[uid(1)]["Last-Seen"] = "2025-07-01 01:59"
         sim.users[uid(2)]["Last-Seen"] = "2025-07-01 02:00"
-        settings = replace(sim_settings, athoc_server_url=sim.url,
-                           athoc_datetime_format="%Y-%m-%d %H:%M")
+        settings = replace(sim_settings, athoc_server_url=sim.url, athoc_datetime_format="%Y-%m-%d %H:%M")
         with AtHocClient(settings) as c:
             assert c.clear_old_duty_status(field="Last-Seen", hours=12, now=NOW) == 1
         (sync,) = sim.requests_to("SyncByCommonNames")
@@ -703,9 +673,7 @@ def test_nothing_stale_sends_no_update(client: AtHocClient, simulator: AtHocSimu
 # --------------------------------------------------------------------------- TLS verification
 
 
-def test_certificate_not_trusted_without_ssl_cert_path(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_certificate_not_trusted_without_ssl_cert_path(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     with pytest.raises(AtHocTransportError) as info:
         AtHocClient(replace(sim_settings, ssl_cert_path=None))
     assert "certificate" in str(info.value).lower()
@@ -722,17 +690,14 @@ def test_disable_ssl_verify_works_and_warns_once(
         with caplog.at_level(logging.WARNING, logger="bobosync"), AtHocClient(settings) as c:
             assert len(c.get_all_users_with_attributes()) == 50
             c.batch_update_duty_status({uid(1): ""})
-    disabled = [r for r in caplog.records if "SSL certificate verification is DISABLED" in
-                r.getMessage()]
+    disabled = [r for r in caplog.records if "SSL certificate verification is DISABLED" in r.getMessage()]
     assert len(disabled) == 1 and disabled[0].levelno == logging.WARNING
     assert disabled[0].name == "bobosync.client"
     assert [w for w in caught if "Unverified HTTPS" in str(w.message)] == []
     assert simulator.tokens_issued == 1
 
 
-def test_given_session_is_used_and_left_open(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_given_session_is_used_and_left_open(sim_settings: Settings, simulator: AtHocSimulator) -> None:
 
     from bobosync.transport import build_session
 

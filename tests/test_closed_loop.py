@@ -281,8 +281,11 @@ def test_case_8_a_manual_edit_is_repaired_at_the_next_reconcile(
     assert report.exit_code == 0 and (report.counts.drift, report.counts.repaired) == (2, 2)
     assert (duty(simulator, 8), duty(simulator, 9)) == (on.strftime(FMT), "")
     assert duty(simulator, 30) == on.strftime(FMT)  # never touched by the reconcile
-    assert any(f"drift: employee 00008, LOGIN_ID {login(8)}: AtHoc holds '', the desired value is "
-               f"'{on.strftime(FMT)}'; repairing" in m for m in caplog.messages)
+    assert any(
+        f"drift: employee 00008, LOGIN_ID {login(8)}: AtHoc holds '', the desired value is "
+        f"'{on.strftime(FMT)}'; repairing" in m
+        for m in caplog.messages
+    )
     with BOBODatabase(loop.settings.db_path, read_only=True) as db:
         (run,) = db.recent_runs("reconcile", limit=1)
     assert run.counts == {"drift": 2, "repaired": 2, "systematic": 0}
@@ -321,8 +324,12 @@ def test_reconcile_command_dry_run_lists_the_drift_and_changes_nothing(
 ) -> None:
     env = sim_env_file(simulator, tmp_path / "site", tls_certs.ca_pem)
     root = env.parent
-    write_bobo_file(root / "crown_files", [export_row("BON", "00014", NOW - timedelta(minutes=3))],
-                    NOW - timedelta(minutes=3), name="a.csv")
+    write_bobo_file(
+        root / "crown_files",
+        [export_row("BON", "00014", NOW - timedelta(minutes=3))],
+        NOW - timedelta(minutes=3),
+        name="a.csv",
+    )
     assert run_cli(env).returncode == 0
     clean = run_cli(env, "reconcile", "--dry-run")
     assert clean.returncode == 0, clean.stderr
@@ -359,8 +366,11 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=examples(12), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=examples(12),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(script=steps)
 def test_after_a_reconcile_athoc_holds_the_desired_state_whatever_happened(
     simulator: AtHocSimulator, sim_settings: Settings, script: list[Step]
@@ -373,11 +383,19 @@ def test_after_a_reconcile_athoc_holds_the_desired_state_whatever_happened(
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         (root / "crown_files").mkdir()
-        loop = Loop(dataclasses.replace(
-            sim_settings, csv_directory=root / "crown_files", processed_directory=root / "processed",
-            failed_files_directory=root / "failed", db_path=root / "db.sqlite", log_directory=root / "logs",
-            move_processed_files=True, http_retry_attempts=1,
-        ), simulator)
+        loop = Loop(
+            dataclasses.replace(
+                sim_settings,
+                csv_directory=root / "crown_files",
+                processed_directory=root / "processed",
+                failed_files_directory=root / "failed",
+                db_path=root / "db.sqlite",
+                log_directory=root / "logs",
+                move_processed_files=True,
+                http_retry_attempts=1,
+            ),
+            simulator,
+        )
         latest: dict[str, tuple[datetime, str]] = {}
         clock = NOW - timedelta(hours=2)
         for kind, index, flavour in script:

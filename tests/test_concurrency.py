@@ -88,12 +88,17 @@ def _check_outcome(sim: AtHocSimulator, book: InputBook, root: Path) -> None:
     sent = {login for login, _ in sync_sends(sim)}
     expected_logins = {f"user{int(e.employee_id):05d}@force.example" for e in book.events()}
     assert sent == expected_logins
-    assert folder_problems(book.files, root / "crown_files", root / "processed_files", root / "failed_files",
-                           move_processed=True) == []
+    assert (
+        folder_problems(
+            book.files, root / "crown_files", root / "processed_files", root / "failed_files", move_processed=True
+        )
+        == []
+    )
     logged = Counter(str(r[0]) for r in query(root / "bobo_mapping.db", "SELECT filename FROM processing_log"))
     assert logged == Counter(f.name for f in book.files)
-    expected = expected_duty_values(book.events(), collar_map(sim), {login: "" for login in duty_values(sim)},
-                                    now=datetime.now(), cleanup_hours=0)
+    expected = expected_duty_values(
+        book.events(), collar_map(sim), {login: "" for login in duty_values(sim)}, now=datetime.now(), cleanup_hours=0
+    )
     assert duty_values(sim) == expected
 
 
@@ -101,8 +106,9 @@ def test_five_passes_started_at_the_same_instant_one_works_the_others_leave_at_o
     slow_sim: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
     root = tmp_path / "work"
-    env_file = sim_env_file(slow_sim, root, tls_certs.ca_pem,
-                            {"MOVE_PROCESSED_FILES": "true", "BATCH_SIZE": "3", "AUTO_CLEANUP_HOURS": "0"})
+    env_file = sim_env_file(
+        slow_sim, root, tls_certs.ca_pem, {"MOVE_PROCESSED_FILES": "true", "BATCH_SIZE": "3", "AUTO_CLEANUP_HOURS": "0"}
+    )
     book = InputBook(root / "crown_files")
     _write_files(book, 1, files=20, per_file=5)
     slow_sim.latency = 0.1  # the winner's pass takes a second or more: the others meet the lock
@@ -140,8 +146,9 @@ def test_passes_started_by_hand_beside_watch_never_send_anything_twice(
     slow_sim: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
     root = tmp_path / "work"
-    env_file = sim_env_file(slow_sim, root, tls_certs.ca_pem,
-                            {"MOVE_PROCESSED_FILES": "true", "BATCH_SIZE": "2", "AUTO_CLEANUP_HOURS": "0"})
+    env_file = sim_env_file(
+        slow_sim, root, tls_certs.ca_pem, {"MOVE_PROCESSED_FILES": "true", "BATCH_SIZE": "2", "AUTO_CLEANUP_HOURS": "0"}
+    )
     book = InputBook(root / "crown_files")
     slow_sim.latency = 0.02
     watch = start_cli(wrapped_command(env_file, "--watch", "--interval", "0.2"), root)
@@ -177,8 +184,9 @@ def test_a_pass_killed_while_others_wait_lets_the_next_one_finish_the_work(
     """A dead process's lock is gone with it: the next pass takes it at once and completes
     what the dead one left, without sending what was already recorded as applied."""
     root = tmp_path / "work"
-    env_file = sim_env_file(slow_sim, root, tls_certs.ca_pem,
-                            {"MOVE_PROCESSED_FILES": "true", "BATCH_SIZE": "2", "AUTO_CLEANUP_HOURS": "0"})
+    env_file = sim_env_file(
+        slow_sim, root, tls_certs.ca_pem, {"MOVE_PROCESSED_FILES": "true", "BATCH_SIZE": "2", "AUTO_CLEANUP_HOURS": "0"}
+    )
     book = InputBook(root / "crown_files")
     _write_files(book, 1, files=8, per_file=4)
     slow_sim.latency = 0.05
@@ -191,8 +199,9 @@ def test_a_pass_killed_while_others_wait_lets_the_next_one_finish_the_work(
     second = run_cli(env_file)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "holds the lock" not in second.stderr
-    statuses = dict((r[0], r[1]) for r in query(root / "bobo_mapping.db", "SELECT pid, status FROM run_history "
-                                                                           "WHERE kind = 'pass'"))
+    statuses = dict(
+        (r[0], r[1]) for r in query(root / "bobo_mapping.db", "SELECT pid, status FROM run_history WHERE kind = 'pass'")
+    )
     assert statuses[first.pid] == "interrupted"
     # Files settled before the kill were never sent again; at most the batch in flight was.
     sent = Counter(login for login, _ in sync_sends(slow_sim))
@@ -200,5 +209,9 @@ def test_a_pass_killed_while_others_wait_lets_the_next_one_finish_the_work(
     slow_sim.clear_journal()
     assert run_cli(env_file).returncode == 0
     assert sync_sends(slow_sim) == []
-    assert folder_problems(book.files, root / "crown_files", root / "processed_files", root / "failed_files",
-                           move_processed=True) == []
+    assert (
+        folder_problems(
+            book.files, root / "crown_files", root / "processed_files", root / "failed_files", move_processed=True
+        )
+        == []
+    )

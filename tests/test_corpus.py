@@ -45,8 +45,17 @@ DUTY = "On-Duty-DTG"
 USERS = 100  # collars 00001..00100; the corpus uses 00001..00075 and some unmapped IDs
 OUTCOMES = ("processed", "failed", "retry", "left", "waiting", "ignored")
 KEYS = {
-    "about", "outcome", "rows", "bad_rows", "failed_reason_contains", "athoc_before", "updates",
-    "log_contains", "pass_error_contains", "generate", "mtime",
+    "about",
+    "outcome",
+    "rows",
+    "bad_rows",
+    "failed_reason_contains",
+    "athoc_before",
+    "updates",
+    "log_contains",
+    "pass_error_contains",
+    "generate",
+    "mtime",
 }
 
 
@@ -155,7 +164,8 @@ def test_corpus_is_complete_and_readable() -> None:
     readme = (CORPUS / "README.md").read_text(encoding="utf-8").splitlines()
     stale = [line for line in map(index_line, sorted(CORPUS.glob("*" + SUFFIX))) if line not in readme]
     assert not stale, "tests/corpus/README.md: the table of cases is out of date (make_corpus.py --index):\n" + (
-        "\n".join(stale))
+        "\n".join(stale)
+    )
     for case in cases:
         if case.static is not None:
             assert case.static.stat().st_size < 64 * 1024, f"{case.name}: big inputs are generated"
@@ -265,7 +275,11 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
 
     result = subprocess.run(
         [*(wrapper or []), sys.executable, "-m", "bobosync", "--env-file", str(tmp_path / ".env")],
-        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=180,
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     for item in installed:  # let the test's clean-up remove it wherever it went
         for folder in (csv_dir, processed, failed):
@@ -289,9 +303,11 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
     check("Traceback" not in result.stderr and "Logging error" not in result.stderr, "a traceback in stderr")
     moved = [i for i in installed if i.case.outcome in ("processed", "failed")]
     read = [i for i in installed if i.case.outcome in ("processed", "failed", "retry", "left")]
-    summary = (f"files {len(read)} (done {outcomes.count('processed')}, retry {outcomes.count('retry')}, "
-               f"failed {outcomes.count('failed')}), rows {sum(i.case.rows or 0 for i in read)}, "
-               f"bad rows {sum(len(i.case.bad_rows) for i in read)}")
+    summary = (
+        f"files {len(read)} (done {outcomes.count('processed')}, retry {outcomes.count('retry')}, "
+        f"failed {outcomes.count('failed')}), rows {sum(i.case.rows or 0 for i in read)}, "
+        f"bad rows {sum(len(i.case.bad_rows) for i in read)}"
+    )
     check(summary in log_text, f"no summary line with {summary!r}")
 
     with sqlite3.connect(tmp_path / "bobo_mapping.db") as conn:
@@ -306,10 +322,18 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
     # -- each file
     for item in installed:
         case, name = item.case, item.path.name
-        where = {label: in_folder(folder, name) for label, folder in
-                 (("csv", csv_dir), ("processed", processed), ("failed", failed))}
-        target = {"processed": "processed", "failed": "failed", "retry": "csv", "left": "csv", "waiting": "csv",
-                  "ignored": "csv"}[case.outcome]
+        where = {
+            label: in_folder(folder, name)
+            for label, folder in (("csv", csv_dir), ("processed", processed), ("failed", failed))
+        }
+        target = {
+            "processed": "processed",
+            "failed": "failed",
+            "retry": "csv",
+            "left": "csv",
+            "waiting": "csv",
+            "ignored": "csv",
+        }[case.outcome]
         here = [label for label, entry in where.items() if entry is not None]
         check(here == [target], f"{name}: found in {here}, expected in {target} ({case.about})")
         entry = where[target]
@@ -322,28 +346,40 @@ def test_whole_corpus_in_one_pass(corpus_simulator: AtHocSimulator, tls_certs: T
         if case.outcome == "processed":
             status = "partial" if case.bad_rows else "success"
             error = f"{len(case.bad_rows)} bad row(s)" if case.bad_rows else None
-            check(rows == [(case.rows, status, error)], f"{name}: processing_log {rows}, expected "
-                  f"{[(case.rows, status, error)]}")
+            check(
+                rows == [(case.rows, status, error)],
+                f"{name}: processing_log {rows}, expected {[(case.rows, status, error)]}",
+            )
             check(f"{name}: {case.rows} rows, {len(case.bad_rows)} bad" in log_text, f"{name}: no done line")
         elif case.outcome == "failed":
             reason = case.failed_reason_contains or ""
-            check(len(rows) == 1 and rows[0][:2] == (case.rows, "failed") and reason in str(rows[0][2]),
-                  f"{name}: processing_log {rows}, expected failed with {reason!r}")
-            check(note.is_file() and reason in note.read_text(encoding="utf-8"),
-                  f"{name}: {note.name} missing or without {reason!r}")
-            check(re.search(rf"ERROR .*{re.escape(name)}: moved to .*{re.escape(reason)}", log_text) is not None,
-                  f"{name}: no ERROR line saying why it failed")
+            check(
+                len(rows) == 1 and rows[0][:2] == (case.rows, "failed") and reason in str(rows[0][2]),
+                f"{name}: processing_log {rows}, expected failed with {reason!r}",
+            )
+            check(
+                note.is_file() and reason in note.read_text(encoding="utf-8"),
+                f"{name}: {note.name} missing or without {reason!r}",
+            )
+            check(
+                re.search(rf"ERROR .*{re.escape(name)}: moved to .*{re.escape(reason)}", log_text) is not None,
+                f"{name}: no ERROR line saying why it failed",
+            )
         else:
             check(rows == [], f"{name}: in processing_log although it was not processed: {rows}")
             check(not note.exists(), f"{name}: has an error note")
             attempts = 1 if case.outcome == "retry" else 0
-            check(retries.get(nfc(name), 0) == attempts, f"{name}: {retries.get(nfc(name), 0)} attempts counted, "
-                  f"expected {attempts}")
+            check(
+                retries.get(nfc(name), 0) == attempts,
+                f"{name}: {retries.get(nfc(name), 0)} attempts counted, expected {attempts}",
+            )
         # Bad rows: one WARNING line each, naming the file, the row and the reason; no others.
         reported = re.findall(rf": {re.escape(name)} row (\d+): (.*)", log_text)
         expected_rows = [r for r, _ in case.bad_rows]
-        check([int(r) for r, _ in reported] == expected_rows,
-              f"{name}: bad rows reported {reported}, expected rows {expected_rows}")
+        check(
+            [int(r) for r, _ in reported] == expected_rows,
+            f"{name}: bad rows reported {reported}, expected rows {expected_rows}",
+        )
         for (row, contains), (_, reason) in zip(case.bad_rows, reported):
             check(contains in reason, f"{name} row {row}: reason {reason!r} lacks {contains!r}")
         for text in case.log_contains:

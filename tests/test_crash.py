@@ -105,9 +105,25 @@ PHASES: dict[str, tuple[int, int]] = {
 
 
 #: Phases that certainly fall after a pass recorded its start and before it recorded its end.
-MID_PASS = frozenset({"parse", "athoc_before", "athoc_after", "move_start", "move_linked", "move_unlinked",
-                      "copy_synced", "error_note", "unchanged_checked", "mapping_listed", "mapping_written",
-                      "cleanup_queried", "cleanup_cleared", "read_back", "judged"})
+MID_PASS = frozenset(
+    {
+        "parse",
+        "athoc_before",
+        "athoc_after",
+        "move_start",
+        "move_linked",
+        "move_unlinked",
+        "copy_synced",
+        "error_note",
+        "unchanged_checked",
+        "mapping_listed",
+        "mapping_written",
+        "cleanup_queried",
+        "cleanup_cleared",
+        "read_back",
+        "judged",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -121,13 +137,44 @@ class Variant:
 
 VARIANTS = [
     Variant("moved", True, False, tuple(p for p in PHASES if p != "copy_synced"), 0.45),
-    Variant("left-in-place", False, False,
-            ("parse", "request", "athoc_after", "db_uncommitted", "db_committed", "move_linked",
-             "error_note", "unchanged_checked", "mapping_written", "cleanup_cleared", "read_back", "judged",
-             "time"), 0.3),
-    Variant("cross-volume", True, True,
-            ("move_start", "move_linked", "move_unlinked", "copy_synced", "athoc_after", "db_committed",
-             "error_note", "unchanged_checked", "time"), 0.25),
+    Variant(
+        "left-in-place",
+        False,
+        False,
+        (
+            "parse",
+            "request",
+            "athoc_after",
+            "db_uncommitted",
+            "db_committed",
+            "move_linked",
+            "error_note",
+            "unchanged_checked",
+            "mapping_written",
+            "cleanup_cleared",
+            "read_back",
+            "judged",
+            "time",
+        ),
+        0.3,
+    ),
+    Variant(
+        "cross-volume",
+        True,
+        True,
+        (
+            "move_start",
+            "move_linked",
+            "move_unlinked",
+            "copy_synced",
+            "athoc_after",
+            "db_committed",
+            "error_note",
+            "unchanged_checked",
+            "time",
+        ),
+        0.25,
+    ),
 ]
 
 
@@ -162,14 +209,19 @@ class Campaign:
         self.db_path = self.root / "bobo_mapping.db"
         self.book = InputBook(self.csv_dir)
         self.initial = duty_values(self.sim)
-        self.env_file = sim_env_file(self.sim, self.root, self.root.parent / "ca.pem", {
-            "MOVE_PROCESSED_FILES": "true" if self.variant.move_processed else "false",
-            "BATCH_SIZE": "2",
-            "MAX_USERS_PER_REQUEST": "3",
-            "MAX_RETRY_ATTEMPTS": str(MAX_RETRY_ATTEMPTS),
-            "AUTO_CLEANUP_HOURS": str(CLEANUP_HOURS),
-            "LOG_LEVEL": "INFO",
-        })
+        self.env_file = sim_env_file(
+            self.sim,
+            self.root,
+            self.root.parent / "ca.pem",
+            {
+                "MOVE_PROCESSED_FILES": "true" if self.variant.move_processed else "false",
+                "BATCH_SIZE": "2",
+                "MAX_USERS_PER_REQUEST": "3",
+                "MAX_RETRY_ATTEMPTS": str(MAX_RETRY_ATTEMPTS),
+                "AUTO_CLEANUP_HOURS": str(CLEANUP_HOURS),
+                "LOG_LEVEL": "INFO",
+            },
+        )
 
     # ------------------------------------------------------------------ input
 
@@ -192,8 +244,9 @@ class Campaign:
         waiting = [f for f in self.book.files if not f.bad and (self.csv_dir / f.name).exists()]
         if self.variant.move_processed and waiting:
             item = waiting[self.rng.randrange(len(waiting))]
-            self.book.append(item, [Event("BON", EMPLOYEES[self.rng.randrange(len(EMPLOYEES))],
-                                          self.book.clock.fresh())])
+            self.book.append(
+                item, [Event("BON", EMPLOYEES[self.rng.randrange(len(EMPLOYEES))], self.book.clock.fresh())]
+            )
 
     def add_bad_file(self) -> None:
         if self.rng.random() < 0.5:
@@ -251,8 +304,11 @@ class Campaign:
             self.sim.fail_next(2, drop=True, hold=True, path_contains=SYNC_PATH_PART)
         if rng.random() < 0.85:
             self.add_files(rng.randint(1, 3))
-        if phase == "error_note" or (phase.startswith("move") and not self.variant.move_processed) \
-                or rng.random() < 0.1:
+        if (
+            phase == "error_note"
+            or (phase.startswith("move") and not self.variant.move_processed)
+            or rng.random() < 0.1
+        ):
             self.add_bad_file()
         if phase.startswith("mapping"):
             self.force_mapping_sync()
@@ -299,12 +355,20 @@ class Campaign:
             return any(e.employee_id in refused_employees for e in item.events)
 
         problems = folder_problems(
-            self.book.files, self.csv_dir, self.processed_dir, self.failed_dir,
-            move_processed=self.variant.move_processed, may_fail=may_fail,
+            self.book.files,
+            self.csv_dir,
+            self.processed_dir,
+            self.failed_dir,
+            move_processed=self.variant.move_processed,
+            may_fail=may_fail,
         )
         expected = expected_duty_values(
-            self.book.events(), collar_map(self.sim), self.initial_with_external(),
-            now=datetime.now(), cleanup_hours=CLEANUP_HOURS, rejected=REFUSED,
+            self.book.events(),
+            collar_map(self.sim),
+            self.initial_with_external(),
+            now=datetime.now(),
+            cleanup_hours=CLEANUP_HOURS,
+            rejected=REFUSED,
         )
         actual = duty_values(self.sim)
         for login in sorted(set(expected) | set(actual)):
@@ -364,8 +428,12 @@ def _campaign(variant: Variant, tls_certs: TLSCerts, root: Path, kills: int, see
         problems = campaign.problems()
         log.info(
             "crash campaign %s: %d kills in %d runs, %.1f s; landed: %s; missed: %s",
-            variant.name, landed, len(campaign.outcomes), time.monotonic() - started,
-            campaign.landed, campaign.missed,
+            variant.name,
+            landed,
+            len(campaign.outcomes),
+            time.monotonic() - started,
+            campaign.landed,
+            campaign.missed,
         )
         assert landed >= kills, f"only {landed} of {kills} kills landed ({campaign.missed} missed)"
         assert not problems, "\n".join(problems[:40])
@@ -456,8 +524,10 @@ def test_a_file_grown_after_a_kill_around_its_move_is_read_again_not_moved_unrea
         book.append(item, [Event("BOF", "00004", late), Event("BON", "00005", late)])
         campaign.settle()
         assert campaign.problems() == []
-        assert sim.get_user("user00005@force.example") == {**(sim.get_user("user00005@force.example") or {}),
-                                                            DUTY: late.strftime(FMT)}
+        assert sim.get_user("user00005@force.example") == {
+            **(sim.get_user("user00005@force.example") or {}),
+            DUTY: late.strftime(FMT),
+        }
     finally:
         sim.stop()
 
@@ -485,8 +555,10 @@ def test_after_a_kill_an_older_event_is_never_sent_over_a_newer_one_already_appl
         book.add([Event("BON", "00011", newer)])
         killed = campaign.run(KillPlan("athoc_after", 1))
         assert killed.killed, killed.stderr[-2000:]
-        assert sim.get_user("user00011@force.example") == {**(sim.get_user("user00011@force.example") or {}),
-                                                            DUTY: newer.strftime(FMT)}
+        assert sim.get_user("user00011@force.example") == {
+            **(sim.get_user("user00011@force.example") or {}),
+            DUTY: newer.strftime(FMT),
+        }
         campaign.settle()
         sent = [value for login, value in sync_sends(sim) if login == "user00011@force.example"]
         assert sent[0] == newer.strftime(FMT)
@@ -496,9 +568,7 @@ def test_after_a_kill_an_older_event_is_never_sent_over_a_newer_one_already_appl
         sim.stop()
 
 
-def test_a_failed_first_mapping_sync_keeps_every_file_for_the_next_pass(
-    tls_certs: TLSCerts, tmp_path: Path
-) -> None:
+def test_a_failed_first_mapping_sync_keeps_every_file_for_the_next_pass(tls_certs: TLSCerts, tmp_path: Path) -> None:
     """No mapping at all (the first sync failed, e.g. a pass killed or AtHoc failing during
     it): no employee can be mapped, and that must not make every row "unmapped" and every
     file done. The files wait; the next pass maps and applies them."""

@@ -43,8 +43,11 @@ FMT = "%d/%m/%Y %H:%M:%S"
 
 
 def desired(employee_id: str, transaction: str = "BON") -> DesiredState:
-    return DesiredState(employee_id, EventOrder(T0, 5, "f.csv", 2), Transaction(transaction),
-                        datetime(2025, 6, 17, 21, 1, 2), T0)
+    return DesiredState(
+        employee_id, EventOrder(T0, 5, "f.csv", 2), Transaction(transaction), datetime(2025, 6, 17, 21, 1, 2), T0
+    )
+
+
 NEW_TABLES = ("run_history", "remembered_files", "pending_moves", "desired_state", "duty_value_warnings", "audit_log")
 
 
@@ -142,9 +145,7 @@ def test_closed_database_raises_database_error(db_path: Path) -> None:
 
 def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> None:
     when = datetime(2025, 6, 17, 20, 1, 2, 123456)
-    create_legacy_database(
-        db_path, {"05990": "jsmith", "12345": "adoe"}, last_sync=(when, "completed")
-    )
+    create_legacy_database(db_path, {"05990": "jsmith", "12345": "adoe"}, last_sync=(when, "completed"))
     original_log_processing(db_path, "BOBO_20250617_134615_output.csv", 12, 3, 0)
     original_log_processing(db_path, "bad.csv", 0, 0, 1, "'utf-8' codec can't decode byte 0xe9")
     original_update_sync_tracking(db_path, datetime(2025, 6, 16, 8, 0, 0, 500000), "error")
@@ -177,22 +178,25 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
     assert user_version(db_path) == SCHEMA_VERSION
     assert NEW_TABLES and set(NEW_TABLES) <= tables(db_path)
     # The original's tables keep the original's columns and formats, filled for bobosync's rows too.
-    assert raw(db_path, "SELECT filename, entries_processed, success_count, error_count, errors "
-               "FROM processing_log ORDER BY id") == [
+    assert raw(
+        db_path,
+        "SELECT filename, entries_processed, success_count, error_count, errors FROM processing_log ORDER BY id",
+    ) == [
         ("BOBO_20250617_134615_output.csv", 12, 3, 0, ""),
         ("bad.csv", 0, 0, 1, "'utf-8' codec can't decode byte 0xe9"),
         ("mine.csv", 4, 4, 0, ""),
     ]
     assert raw(db_path, "SELECT employee_id, username, collar_id FROM worker_mapping ORDER BY employee_id") == [
-        ("05990", "jsmith", "05990"), ("12345", "adoe", "12345"), ("777", "newbie", "777"),
+        ("05990", "jsmith", "05990"),
+        ("12345", "adoe", "12345"),
+        ("777", "newbie", "777"),
     ]
     assert raw(db_path, "SELECT retry_count, first_seen IS NOT NULL, last_retry FROM file_retry_tracking") == [
         (4, 1, format_sqlite_utc(T0)),
     ]
     assert raw(
         db_path,
-        "SELECT last_sync_time, status, last_success_time FROM sync_tracking "
-        "WHERE sync_type = 'user_mapping'",
+        "SELECT last_sync_time, status, last_success_time FROM sync_tracking WHERE sync_type = 'user_mapping'",
     ) == [(when.isoformat(), "completed", format_datetime(when))]  # bobosync's own column: the instant
 
 
@@ -222,8 +226,9 @@ def test_original_runs_again_after_an_upgrade_and_bobosync_after_that(db_path: P
         assert db.retry_counts()["b.csv"][0] == 2
         db.log_processing("d.csv", 1, "failed", "bad header", T0)
         assert db.last_failure_reason("d.csv") == "bad header"
-    assert raw(db_path, "SELECT filename, entries_processed, success_count, error_count FROM processing_log "
-               "ORDER BY id") == [("a.csv", 2, 2, 0), ("c.csv", 5, 5, 0), ("d.csv", 1, 0, 1)]
+    assert raw(
+        db_path, "SELECT filename, entries_processed, success_count, error_count FROM processing_log ORDER BY id"
+    ) == [("a.csv", 2, 2, 0), ("c.csv", 5, 5, 0), ("d.csv", 1, 0, 1)]
 
 
 def test_legacy_tables_missing_columns_get_them_and_extra_columns_are_kept(
@@ -231,14 +236,9 @@ def test_legacy_tables_missing_columns_get_them_and_extra_columns_are_kept(
 ) -> None:
     db_path.parent.mkdir(parents=True)
     with closing(sqlite3.connect(str(db_path))) as conn, conn:
-        conn.execute(
-            "CREATE TABLE worker_mapping (employee_id TEXT PRIMARY KEY, username TEXT NOT NULL, "
-            "site TEXT)"
-        )
+        conn.execute("CREATE TABLE worker_mapping (employee_id TEXT PRIMARY KEY, username TEXT NOT NULL, site TEXT)")
         conn.execute("INSERT INTO worker_mapping VALUES ('05990', 'jsmith', 'north')")
-        conn.execute(
-            "CREATE TABLE sync_tracking (sync_type TEXT PRIMARY KEY, last_sync_time TIMESTAMP)"
-        )
+        conn.execute("CREATE TABLE sync_tracking (sync_type TEXT PRIMARY KEY, last_sync_time TIMESTAMP)")
         conn.execute("INSERT INTO sync_tracking VALUES ('user_mapping', '2025-06-17 20:01:02')")
         conn.execute("CREATE TABLE file_retry_tracking (filename TEXT PRIMARY KEY)")
     with BOBODatabase(db_path) as db:
@@ -258,9 +258,7 @@ def test_legacy_tables_missing_columns_get_them_and_extra_columns_are_kept(
         "records_synced",
         "last_success_time",
     }
-    assert raw(db_path, "SELECT site FROM worker_mapping WHERE employee_id = '05990'") == [
-        ("north",)
-    ]
+    assert raw(db_path, "SELECT site FROM worker_mapping WHERE employee_id = '05990'") == [("north",)]
 
 
 def test_legacy_table_without_its_key_column_is_refused(db_path: Path) -> None:
@@ -415,9 +413,7 @@ def test_locked_legacy_database_cannot_be_opened(db_path: Path) -> None:
         assert db.schema_version == SCHEMA_VERSION
 
 
-def test_sqlite_errors_inside_a_write_become_database_errors_and_roll_back(
-    db: BOBODatabase, db_path: Path
-) -> None:
+def test_sqlite_errors_inside_a_write_become_database_errors_and_roll_back(db: BOBODatabase, db_path: Path) -> None:
     db.replace_mappings({"1": "a", "2": "b"}, T0)
     with closing(sqlite3.connect(str(db_path))) as conn, conn:
         conn.execute(
@@ -478,8 +474,7 @@ def test_log_processing_writes_a_row(db: BOBODatabase, db_path: Path) -> None:
     db.log_processing("b.csv", 0, "error", "unreadable")
     rows = raw(
         db_path,
-        "SELECT filename, processed_at, records_processed, status, "
-        "error_message FROM processing_log ORDER BY id",
+        "SELECT filename, processed_at, records_processed, status, error_message FROM processing_log ORDER BY id",
     )
     assert rows[0] == ("a.csv", "2025-06-17 20:01:02", 5, "success", None)  # the original's UTC text
     assert rows[1][0] == "b.csv" and rows[1][3:] == ("error", "unreadable")
@@ -522,9 +517,7 @@ def test_record_sync_keeps_last_success_on_failure(db: BOBODatabase, db_path: Pa
         (None, None),
     ],
 )
-def test_tolerant_parsing_of_legacy_time_formats(
-    db_path: Path, text: str | None, expected: datetime | None
-) -> None:
+def test_tolerant_parsing_of_legacy_time_formats(db_path: Path, text: str | None, expected: datetime | None) -> None:
     assert parse_datetime(text) == (None if expected is None else as_utc(expected))  # naive text: local time
     create_legacy_database(db_path, {})
     with closing(sqlite3.connect(str(db_path))) as conn, conn:
@@ -538,9 +531,7 @@ def test_tolerant_parsing_of_legacy_time_formats(
     assert state is not None
     assert state.last_sync_time == (None if expected is None else as_utc(expected))
     assert state.last_sync_date == (None if expected is None else expected.date())
-    assert state.last_success_time == (
-        None if expected is None else as_utc(expected.replace(microsecond=0))
-    )
+    assert state.last_success_time == (None if expected is None else as_utc(expected.replace(microsecond=0)))
 
 
 def test_file_retry_tracking(db: BOBODatabase, db_path: Path) -> None:
@@ -559,9 +550,21 @@ def test_file_retry_tracking(db: BOBODatabase, db_path: Path) -> None:
 
 def test_desired_state_round_trip(db: BOBODatabase, db_path: Path) -> None:
     full = dataclasses.replace(
-        desired("2", "BOF"), login_id="U2", written_value="", written_at=T0, last_answer="applied: Updated",
-        answered_at=T0, athoc_value="x", athoc_read_at=T0, sending_login="U2", sending_value="", sent_at=T0,
-        suspect_login="U2", suspect_until=T0 + timedelta(minutes=30), stale_login="OLD", stale_value="v",
+        desired("2", "BOF"),
+        login_id="U2",
+        written_value="",
+        written_at=T0,
+        last_answer="applied: Updated",
+        answered_at=T0,
+        athoc_value="x",
+        athoc_read_at=T0,
+        sending_login="U2",
+        sending_value="",
+        sent_at=T0,
+        suspect_login="U2",
+        suspect_until=T0 + timedelta(minutes=30),
+        stale_login="OLD",
+        stale_value="v",
         repaired_at=T0,
     )
     db.save_desired_states([(desired("1"), "17/06/2025 21:01:02"), (full, "")])
@@ -570,7 +573,8 @@ def test_desired_state_round_trip(db: BOBODatabase, db_path: Path) -> None:
     assert db.watched_states().keys() == {"2"} and db.sending_states().keys() == {"2"}
     assert db.replay_candidates(None).keys() == {"1", "2"}  # never written; a write in flight
     assert raw(db_path, "SELECT event_at, event_local, desired_value FROM desired_state WHERE employee_id = '1'") == [
-        ("2025-06-17T20:01:02+00:00", "2025-06-17T21:01:02", "17/06/2025 21:01:02")]
+        ("2025-06-17T20:01:02+00:00", "2025-06-17T21:01:02", "17/06/2025 21:01:02")
+    ]
     db.save_desired_states([])  # nothing to do is fine
 
 
@@ -582,10 +586,12 @@ def test_last_applied_events_are_carried_over_into_the_desired_state(db_path: Pa
         for migrate in (_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3):
             migrate(conn)
         conn.execute("PRAGMA user_version = 3")
-        conn.execute("INSERT INTO employee_last_event (employee_id, event_time, transaction_type, login_id, "
-                     "source_file, applied_at, source_mtime_ns, source_row) VALUES "
-                     "('1', '2025-06-17T20:01:02+00:00', 'BON', 'U1', 'f.csv', '2025-06-17T20:02:00+00:00', 7, 3), "
-                     "('2', '2025-06-17T20:01:02+00:00', 'BOF', 'U2', 'f.csv', '2025-06-17T20:02:00+00:00', 7, 4)")
+        conn.execute(
+            "INSERT INTO employee_last_event (employee_id, event_time, transaction_type, login_id, "
+            "source_file, applied_at, source_mtime_ns, source_row) VALUES "
+            "('1', '2025-06-17T20:01:02+00:00', 'BON', 'U1', 'f.csv', '2025-06-17T20:02:00+00:00', 7, 3), "
+            "('2', '2025-06-17T20:01:02+00:00', 'BOF', 'U2', 'f.csv', '2025-06-17T20:02:00+00:00', 7, 4)"
+        )
     london = ZoneInfo("Europe/London")
     with BOBODatabase(db_path) as db:
         assert {"employee_last_event", "events_in_flight"}.isdisjoint(tables(db_path))
@@ -715,10 +721,12 @@ def test_a_schema_5_database_gains_the_audit_and_the_audit_round_trips(db_path: 
     with BOBODatabase(db_path) as db:
         assert db.schema_version == 6 and "audit_log" in tables(db_path)
         assert db.get_username_by_employee_id("05990") == "J.Doe@force.example"  # kept
-        event = AuditRow(T0, "event", "sent", "05990", "J.Doe@force.example", "BON", T0 - timedelta(minutes=1),
-                         "f.csv", 3)
-        clear = AuditRow(T0 + timedelta(days=2), "write", "applied", None, "J.DOE@force.example", value="",
-                         detail="cleanup: OK")
+        event = AuditRow(
+            T0, "event", "sent", "05990", "J.Doe@force.example", "BON", T0 - timedelta(minutes=1), "f.csv", 3
+        )
+        clear = AuditRow(
+            T0 + timedelta(days=2), "write", "applied", None, "J.DOE@force.example", value="", detail="cleanup: OK"
+        )
         with db.transaction():
             db.record_audit([event, clear])
         db.record_audit([])  # nothing to do is fine

@@ -45,8 +45,15 @@ def snippets() -> list[Snippet]:
         text = path.read_text(encoding="utf-8")
         for match in FENCE.finditer(text):
             words = match.group(1).split()
-            found.append(Snippet(guide, text.count("\n", 0, match.start()) + 1, words[0] if words else "",
-                                 "runnable" in words, match.group(2)))
+            found.append(
+                Snippet(
+                    guide,
+                    text.count("\n", 0, match.start()) + 1,
+                    words[0] if words else "",
+                    "runnable" in words,
+                    match.group(2),
+                )
+            )
     return found
 
 
@@ -83,8 +90,9 @@ def shell_env(folder: Path) -> dict[str, str]:
 
 
 def run_shell(folder: Path, code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-e", "-c", code], cwd=folder, env=shell_env(folder),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", "-e", "-c", code], cwd=folder, env=shell_env(folder), capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.skipif(os.name == "nt", reason="bash snippets")
@@ -94,8 +102,14 @@ def test_runnable_snippet_runs_as_written(snippet: Snippet, workdir: Path) -> No
         result = run_shell(workdir, snippet.code)
         assert result.returncode == 0, f"{snippet}: {result.stderr[-2000:]}"
     elif snippet.language == "python":
-        result = subprocess.run([sys.executable, "-c", snippet.code], cwd=workdir, env=shell_env(workdir),
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", snippet.code],
+            cwd=workdir,
+            env=shell_env(workdir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, f"{snippet}: {result.stderr[-2000:]}"
     elif snippet.language == "sql":
         with sqlite3.connect(f"file:{workdir / 'bobo_mapping.db'}?mode=ro", uri=True) as conn:

@@ -40,11 +40,16 @@ def child_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
     return env
 
 
-def run_cli(tmp_path: Path, *args: str, extra: Optional[dict[str, str]] = None,
-            timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    tmp_path: Path, *args: str, extra: Optional[dict[str, str]] = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bobosync", "--env-file", str(tmp_path / ".env"), *args],
-        cwd=tmp_path, env=child_env(extra), capture_output=True, text=True, timeout=timeout,
+        cwd=tmp_path,
+        env=child_env(extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -78,12 +83,16 @@ def test_first_pass_syncs_mapping_applies_latest_event_and_moves_files(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
     t = now()
-    f1 = write_bobo_file(csv_dir(tmp_path), [export_row("BON", "00001", t - timedelta(minutes=10)),
-                                             export_row("BON", "00002", t - timedelta(minutes=10))],
-                         t - timedelta(minutes=9))
-    f2 = write_bobo_file(csv_dir(tmp_path), [export_row("BOF", "00001", t - timedelta(minutes=5)),
-                                             export_row("bon", "00003", t - timedelta(minutes=5))],
-                         t - timedelta(minutes=4))
+    f1 = write_bobo_file(
+        csv_dir(tmp_path),
+        [export_row("BON", "00001", t - timedelta(minutes=10)), export_row("BON", "00002", t - timedelta(minutes=10))],
+        t - timedelta(minutes=9),
+    )
+    f2 = write_bobo_file(
+        csv_dir(tmp_path),
+        [export_row("BOF", "00001", t - timedelta(minutes=5)), export_row("bon", "00003", t - timedelta(minutes=5))],
+        t - timedelta(minutes=4),
+    )
     os.utime(f1, (time.time() - 60, time.time() - 60))
     result = run_cli(tmp_path, extra={"MOVE_PROCESSED_FILES": "true"})
     assert result.returncode == 0, result.stderr
@@ -132,11 +141,19 @@ def test_bad_rows_are_reported_and_the_rest_used_bad_files_fail_with_reason(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
     t = now() - timedelta(minutes=3)
-    mixed = write_bobo_file(csv_dir(tmp_path), [export_row("BON", "00004", t),
-                                                ["XYZ", "00005", "P", "", "", f"{t:%Y%m%d%H%M%S}", "", "", "", ""],
-                                                export_row("BON", "00006", t)], t, name="mixed.csv")
-    all_bad = write_bobo_file(csv_dir(tmp_path), [["BON", "00007", "P", "", "", "20240230143000", "", "", "", ""]],
-                              t, name="all_bad.csv")
+    mixed = write_bobo_file(
+        csv_dir(tmp_path),
+        [
+            export_row("BON", "00004", t),
+            ["XYZ", "00005", "P", "", "", f"{t:%Y%m%d%H%M%S}", "", "", "", ""],
+            export_row("BON", "00006", t),
+        ],
+        t,
+        name="mixed.csv",
+    )
+    all_bad = write_bobo_file(
+        csv_dir(tmp_path), [["BON", "00007", "P", "", "", "20240230143000", "", "", "", ""]], t, name="all_bad.csv"
+    )
     (csv_dir(tmp_path) / "binary.csv").write_bytes(b"\x00\x01garbage")
     (csv_dir(tmp_path) / "empty.csv").write_bytes(b"")
     result = run_cli(tmp_path, extra={"MOVE_PROCESSED_FILES": "true"})
@@ -194,20 +211,23 @@ def test_unmapped_id_triggers_one_resync_when_the_mapping_is_over_an_hour_old(
 ) -> None:
     assert run_cli(tmp_path, "--sync-users").returncode == 0
     simulator.add_user({"LOGIN_ID": "new.starter@force.example", "Collar-Number": "07777", DUTY: ""})
-    write_bobo_file(csv_dir(tmp_path), [export_row("BON", "07777", now()), export_row("BON", "88888", now())],
-                    now(), name="f.csv")
+    write_bobo_file(
+        csv_dir(tmp_path), [export_row("BON", "07777", now()), export_row("BON", "88888", now())], now(), name="f.csv"
+    )
     # Fresh mapping: the unknown IDs are reported, not synced for.
     simulator.clear_journal()
     result = run_cli(tmp_path, extra={"MOVE_PROCESSED_FILES": "true"})
     assert result.returncode == 0, result.stderr
-    assert simulator.requests_to("users/search/basic") == [e for e in simulator.requests_to("users/search/basic")
-                                                           if "Criteria" in e.query]
+    assert simulator.requests_to("users/search/basic") == [
+        e for e in simulator.requests_to("users/search/basic") if "Criteria" in e.query
+    ]
     assert "employee 07777 has no AtHoc user" in result.stderr and "unmapped 2" in result.stderr
     # An hour later: one resync in the pass, and the new starter is found.
     two_hours_ago = (datetime.now() - timedelta(hours=2)).isoformat(timespec="seconds")
     query(tmp_path, "UPDATE sync_tracking SET last_sync_time=? WHERE sync_type='user_mapping'", two_hours_ago)
-    write_bobo_file(csv_dir(tmp_path), [export_row("BON", "07777", now()), export_row("BON", "88888", now())],
-                    now(), name="g.csv")
+    write_bobo_file(
+        csv_dir(tmp_path), [export_row("BON", "07777", now()), export_row("BON", "88888", now())], now(), name="g.csv"
+    )
     result = run_cli(tmp_path, extra={"MOVE_PROCESSED_FILES": "true"})
     assert result.returncode == 0, result.stderr
     assert duty_of(simulator, "new.starter@force.example") == now_like()
@@ -268,8 +288,12 @@ def test_not_in_athoc_is_done_and_a_failing_update_is_retried_then_failed(
         simulator.users.pop(user(30))  # gone from AtHoc since the mapping sync
     simulator.row_errors[user(31)] = "Attribute value rejected"
     write_bobo_file(csv_dir(tmp_path), [export_row("BON", "00030", now())], now(), name="gone.csv")
-    write_bobo_file(csv_dir(tmp_path), [export_row("BON", "00031", now()), export_row("BON", "00032", now())],
-                    now(), name="rejected.csv")
+    write_bobo_file(
+        csv_dir(tmp_path),
+        [export_row("BON", "00031", now()), export_row("BON", "00032", now())],
+        now(),
+        name="rejected.csv",
+    )
     extra = {"MOVE_PROCESSED_FILES": "true", "MAX_RETRY_ATTEMPTS": "2", "SYNC_MAPPINGS": "false"}
     first = run_cli(tmp_path, extra=extra)
     assert first.returncode == 1
@@ -368,7 +392,10 @@ def test_watch_mode_processes_arriving_files_and_stops_on_sigterm(
 ) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bobosync", "--env-file", str(tmp_path / ".env"), "--watch", "--interval", "0.3"],
-        cwd=tmp_path, env=child_env({"MOVE_PROCESSED_FILES": "true"}), stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=child_env({"MOVE_PROCESSED_FILES": "true"}),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -396,8 +423,15 @@ def test_configuration_error_exits_2_naming_every_setting(tmp_path: Path) -> Non
     (tmp_path / ".env").write_text("ATHOC_SERVER_URL=http://athoc.example\nBATCH_SIZE=lots\n", encoding="utf-8")
     result = run_cli(tmp_path)
     assert result.returncode == 2
-    for name in ("ATHOC_SERVER_URL", "BATCH_SIZE='lots'", "CLIENT_ID", "CLIENT_SECRET", "APIUSER", "PASSWORD",
-                 "ORG_CODE"):
+    for name in (
+        "ATHOC_SERVER_URL",
+        "BATCH_SIZE='lots'",
+        "CLIENT_ID",
+        "CLIENT_SECRET",
+        "APIUSER",
+        "PASSWORD",
+        "ORG_CODE",
+    ):
         assert name in result.stderr
 
 
@@ -429,8 +463,14 @@ def test_secrets_never_reach_logs_output_or_database_even_at_debug(
     ],
 )
 def test_entry_points_do_the_same_thing(cwd_part: str, argv: list[str]) -> None:
-    result = subprocess.run([sys.executable, *argv, "--version"], cwd=REPO / cwd_part,
-                            env=child_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, *argv, "--version"],
+        cwd=REPO / cwd_part,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("bobosync 2.")
 
@@ -445,29 +485,58 @@ def test_console_script_is_installed() -> None:
 
 def test_repl_imports_from_root_and_from_inside_the_package() -> None:
     root = subprocess.run(
-        [sys.executable, "-c", "from bobosync import AtHocClient, BOBOProcessor; print(AtHocClient.__name__, "
-         "BOBOProcessor.__name__)"], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "from bobosync import AtHocClient, BOBOProcessor; print(AtHocClient.__name__, BOBOProcessor.__name__)",
+        ],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert root.stdout.split() == ["AtHocClient", "BOBOProcessor"], root.stderr
     inside = subprocess.run(
-        [sys.executable, "-c", "from athoc_client import AtHocClient; from bobo_processor import BOBOProcessor, "
-         "BOBOEntry, BOBODatabase; print(AtHocClient.get_all_users_with_attributes.__name__, "
-         "BOBOProcessor.sync_worker_mappings.__name__, BOBOEntry.from_csv_row.__name__, "
-         "BOBODatabase.update_mapping.__name__)"],
-        cwd=REPO / "bobosync", env=child_env(), capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "from athoc_client import AtHocClient; from bobo_processor import BOBOProcessor, "
+            "BOBOEntry, BOBODatabase; print(AtHocClient.get_all_users_with_attributes.__name__, "
+            "BOBOProcessor.sync_worker_mappings.__name__, BOBOEntry.from_csv_row.__name__, "
+            "BOBODatabase.update_mapping.__name__)",
+        ],
+        cwd=REPO / "bobosync",
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert inside.returncode == 0, inside.stderr
-    assert inside.stdout.split() == ["get_all_users_with_attributes", "sync_worker_mappings", "from_csv_row",
-                                     "update_mapping"]
+    assert inside.stdout.split() == [
+        "get_all_users_with_attributes",
+        "sync_worker_mappings",
+        "from_csv_row",
+        "update_mapping",
+    ]
 
 
 def test_athoc_client_with_no_arguments_is_a_connection_test(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
     code = "from bobosync import AtHocClient\nclient = AtHocClient(); print('Connection successful!')"
-    ok = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(),
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60
+    )
     assert ok.stdout.strip() == "Connection successful!", ok.stderr
-    bad = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env({"PASSWORD": "wrong-pass"}),
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=child_env({"PASSWORD": "wrong-pass"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0 and "Connection successful!" not in bad.stdout
     assert "AtHocAuthError" in bad.stderr and "invalid_grant" in bad.stderr
     assert "wrong-pass" not in bad.stderr
@@ -475,8 +544,14 @@ def test_athoc_client_with_no_arguments_is_a_connection_test(
 
 def test_demo_runs_a_real_pass_on_the_simulator_and_exits_zero(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "bobosync", "demo", "--dir", str(folder), "--users", "120"],
-                            cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bobosync", "demo", "--dir", str(folder), "--users", "120"],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "On duty in AtHoc now:" in result.stdout
     assert "BOBO_corrupt_output.csv: binary content" in result.stdout
@@ -495,7 +570,10 @@ def test_watch_waits_for_a_run_in_progress_instead_of_exiting(
     lock.acquire()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bobosync", "--env-file", str(tmp_path / ".env"), "--watch", "--interval", "0.3"],
-        cwd=tmp_path, env=child_env({"MOVE_PROCESSED_FILES": "true"}), stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=child_env({"MOVE_PROCESSED_FILES": "true"}),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(1.5)

@@ -223,16 +223,25 @@ class FaultSpec:
 
 
 def transient(status: int, count: int, retried_as: str, **kwargs: object) -> FaultSpec:
-    return FaultSpec(queued(status, count, **kwargs), retried_as=retried_as, count=count,
-                     env=TIMEOUT_ENV if "delay" in kwargs else {})
+    return FaultSpec(
+        queued(status, count, **kwargs),
+        retried_as=retried_as,
+        count=count,
+        env=TIMEOUT_ENV if "delay" in kwargs else {},
+    )
 
 
 def persistent(status: int, cause: str, count: int = ATTEMPTS, **kwargs: object) -> FaultSpec:
     env = dict(TIMEOUT_ENV) if "delay" in kwargs else {}
     if count != ATTEMPTS and status in (0, 429, 500, 502, 503, 504):
         env["HTTP_RETRY_ATTEMPTS"] = str(count)
-    return FaultSpec(queued(status, count, **kwargs), cause=cause, requests=count, env=env,
-                     applied_anyway=bool(kwargs.get("truncate")))
+    return FaultSpec(
+        queued(status, count, **kwargs),
+        cause=cause,
+        requests=count,
+        env=env,
+        applied_anyway=bool(kwargs.get("truncate")),
+    )
 
 
 FAULTS: dict[str, FaultSpec] = {
@@ -250,8 +259,9 @@ FAULTS: dict[str, FaultSpec] = {
     "500 x2": transient(500, 2, "HTTP 500"),
     "500 persistent": persistent(500, "HTTP 500 Internal Server Error"),
     "502 HTML x2": transient(502, 2, "HTTP 502", body=HTML, content_type="text/html"),
-    "502 HTML persistent": persistent(502, "HTTP 502 Bad Gateway: Service unavailable",
-                                      body=HTML, content_type="text/html"),
+    "502 HTML persistent": persistent(
+        502, "HTTP 502 Bad Gateway: Service unavailable", body=HTML, content_type="text/html"
+    ),
     "503 x2": transient(503, 2, "HTTP 503"),
     "503 persistent": persistent(503, "HTTP 503 Service Unavailable"),
     "504 x2": transient(504, 2, "HTTP 504"),
@@ -261,15 +271,18 @@ FAULTS: dict[str, FaultSpec] = {
     # Every token refused by the API: the request and its one re-send with a new token.
     "401 persistent": persistent(401, "HTTP 401 Unauthorized", count=2),
     # The token endpoint's own refusals, from the simulator's real credential checks.
-    "401 invalid_client": FaultSpec(no_injection, cause="(HTTP 401): invalid_client", requests=1,
-                                    env={"CLIENT_SECRET": "not-the-secret"}),
-    "400 invalid_grant": FaultSpec(no_injection, cause="(HTTP 400): invalid_grant", requests=1,
-                                   env={"PASSWORD": "not-the-password"}),
+    "401 invalid_client": FaultSpec(
+        no_injection, cause="(HTTP 401): invalid_client", requests=1, env={"CLIENT_SECRET": "not-the-secret"}
+    ),
+    "400 invalid_grant": FaultSpec(
+        no_injection, cause="(HTTP 400): invalid_grant", requests=1, env={"PASSWORD": "not-the-password"}
+    ),
     "400": persistent(400, "HTTP 400 Bad Request", count=1),
     "403": persistent(403, "HTTP 403 Forbidden", count=1),
     "404": persistent(404, "HTTP 404 Not Found", count=1),
-    "non-JSON 200": persistent(200, "HTTP 200 but the body is not JSON (Content-Type text/html)", count=1,
-                               body=HTML, content_type="text/html"),
+    "non-JSON 200": persistent(
+        200, "HTTP 200 but the body is not JSON (Content-Type text/html)", count=1, body=HTML, content_type="text/html"
+    ),
     "wrong-shape 200": FaultSpec(wrong_shape, requests=1),
     "missing rows": FaultSpec(drop_rows, cause="missing from AtHoc's response", requests=1, applied_anyway=True),
 }
@@ -282,8 +295,7 @@ class Outcome(enum.Enum):
     KEPT_COUNTED = "file kept, retry count + 1"
 
 
-OK, FAILS, OUTAGE, REJECTED = (Outcome.RETRIED_OK, Outcome.FAILS_CLEANLY, Outcome.KEPT_UNCOUNTED,
-                               Outcome.KEPT_COUNTED)
+OK, FAILS, OUTAGE, REJECTED = (Outcome.RETRIED_OK, Outcome.FAILS_CLEANLY, Outcome.KEPT_UNCOUNTED, Outcome.KEPT_COUNTED)
 CORE, HEAVY = True, False  # failing cells run by default / only with BOBOSYNC_FULL_FAULTS=1
 
 # --------------------------------------------------------------------------- THE MATRIX
@@ -425,9 +437,10 @@ def test_the_matrix_is_complete() -> None:
     assert len(cells) == len(set(cells))
     for call in CALLS[:4]:
         faults = {f for c, f, _, _ in MATRIX if c == call}
-        not_for_call = {"token": {"401 expired token", "401 persistent", "400", "missing rows"},
-                        "sync": {"401 invalid_client", "400 invalid_grant"}}.get(
-            call, {"401 invalid_client", "400 invalid_grant", "missing rows"})
+        not_for_call = {
+            "token": {"401 expired token", "401 persistent", "400", "missing rows"},
+            "sync": {"401 invalid_client", "400 invalid_grant"},
+        }.get(call, {"401 invalid_client", "400 invalid_grant", "missing rows"})
         assert faults == set(FAULTS) - not_for_call, call
     core = {(c, f) for c, f, _, is_core in MATRIX if is_core}
     assert {f for _, f in core} == set(FAULTS)
@@ -468,9 +481,12 @@ def prepare(sim: AtHocSimulator, tmp_path: Path, *, listing_due: bool = False, w
         sim.set_attribute(user(1), DUTY, on_at.strftime(FMT))
         sim.set_attribute(user(2), DUTY, "")
         return Folder(tmp_path, None, b"", on_at.strftime(FMT), "", stale)
-    path = write_bobo_file(csv_dir(tmp_path), [export_row("BON", "00001", on_at),
-                                               export_row("BOF", "00002", t - timedelta(minutes=5))],
-                           t - timedelta(minutes=4), name=FILE_NAME)
+    path = write_bobo_file(
+        csv_dir(tmp_path),
+        [export_row("BON", "00001", on_at), export_row("BOF", "00002", t - timedelta(minutes=5))],
+        t - timedelta(minutes=4),
+        name=FILE_NAME,
+    )
     return Folder(tmp_path, path, path.read_bytes(), on_at.strftime(FMT), was_on, stale)
 
 
@@ -543,10 +559,17 @@ def next_pass_completes(sim: AtHocSimulator, f: Folder, **extra: str) -> subproc
 def test_simulator_cut_mid_body_sends_the_headers_and_half_the_body() -> None:
     """``fail_next(truncate=True)``: the request is served (here a token is issued), the status
     line and headers promise the whole body, half of it comes, then the connection closes."""
-    form = urlencode({"grant_type": "password", "client_id": SIM_CREDENTIALS["client_id"],
-                      "client_secret": SIM_CREDENTIALS["client_secret"], "username": SIM_CREDENTIALS["username"],
-                      "password": SIM_CREDENTIALS["password"], "scope": SIM_CREDENTIALS["scope"],
-                      "acr_values": f"tenant:{SIM_CREDENTIALS['org_code']}"})
+    form = urlencode(
+        {
+            "grant_type": "password",
+            "client_id": SIM_CREDENTIALS["client_id"],
+            "client_secret": SIM_CREDENTIALS["client_secret"],
+            "username": SIM_CREDENTIALS["username"],
+            "password": SIM_CREDENTIALS["password"],
+            "scope": SIM_CREDENTIALS["scope"],
+            "acr_values": f"tenant:{SIM_CREDENTIALS['org_code']}",
+        }
+    )
     with AtHocSimulator(make_users(3)) as sim:
         sim.fail_next(1, 200, truncate=True, path_contains="connect/token")
         sim.fail_next(1, 503, body='{"Message": "' + "x" * 100 + '"}', truncate=True)
@@ -554,8 +577,12 @@ def test_simulator_cut_mid_body_sends_the_headers_and_half_the_body() -> None:
         for status in (200, 503):
             conn = http.client.HTTPConnection(str(parts.hostname), parts.port, timeout=10)
             try:
-                conn.request("POST", "/AuthServices/Auth/connect/token", body=form,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+                conn.request(
+                    "POST",
+                    "/AuthServices/Auth/connect/token",
+                    body=form,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
                 response = conn.getresponse()
                 assert response.status == status
                 length = int(response.getheader("Content-Length") or 0)
@@ -573,8 +600,9 @@ def test_simulator_cut_mid_body_sends_the_headers_and_half_the_body() -> None:
 BASE_ENV = {"MOVE_PROCESSED_FILES": "true"}
 
 
-@pytest.mark.parametrize(("fault", "clear"), RETRIED,
-                         ids=[f.replace(" ", "_") + ("-cleanup" if c else "") for f, c in RETRIED])
+@pytest.mark.parametrize(
+    ("fault", "clear"), RETRIED, ids=[f.replace(" ", "_") + ("-cleanup" if c else "") for f, c in RETRIED]
+)
 def test_retried_faults_are_survived_by_every_call_in_one_pass(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path, fault: str, clear: bool
 ) -> None:
@@ -678,7 +706,11 @@ def run_patched(
     code = f"{prelude}\nfrom bobosync.cli import main\nraise SystemExit(main())\n"
     return subprocess.run(
         [sys.executable, "-c", code, "--env-file", str(tmp_path / ".env")],
-        cwd=tmp_path, env=child_env({**BASE_ENV, **(extra or {})}), capture_output=True, text=True, timeout=90,
+        cwd=tmp_path,
+        env=child_env({**BASE_ENV, **(extra or {})}),
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
 
 
@@ -708,7 +740,10 @@ def test_database_locked_for_a_moment_the_pass_waits_and_completes(
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bobosync", "--env-file", str(tmp_path / ".env")],
-            cwd=tmp_path, env=child_env(BASE_ENV), stderr=subprocess.PIPE, text=True,
+            cwd=tmp_path,
+            env=child_env(BASE_ENV),
+            stderr=subprocess.PIPE,
+            text=True,
         )
         time.sleep(2.0)
         assert proc.poll() is None  # still waiting for the database...
@@ -731,8 +766,9 @@ def test_database_locked_longer_than_the_busy_timeout_fails_cleanly(
         release(conn)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    error_line(result.stderr, "bobo_mapping.db is locked: another process holds the database",
-               "still busy after waiting 1 s")
+    error_line(
+        result.stderr, "bobo_mapping.db is locked: another process holds the database", "still busy after waiting 1 s"
+    )
     assert_file_kept(folder)
     assert simulator.journal == []  # AtHoc untouched
     next_pass_completes(simulator, folder)
@@ -762,7 +798,8 @@ def test_database_locked_mid_pass_after_athoc_applied_nothing_is_lost(
     next_pass_completes(simulator, folder)
     (sent,) = [e for e in simulator.requests_to("SyncByCommonNames") if user(1) in str(e.json_body)]
     assert sorted(sent.json_body, key=str) == sorted(
-        [{"LOGIN_ID": user(1), DUTY: folder.on_since}, {"LOGIN_ID": user(2), DUTY: ""}], key=str)
+        [{"LOGIN_ID": user(1), DUTY: folder.on_since}, {"LOGIN_ID": user(2), DUTY: ""}], key=str
+    )
 
 
 @pytest.mark.parametrize("how", ["missing", "a file in its place", "no permission"])
@@ -786,8 +823,11 @@ def test_csv_folder_missing_or_unreadable_fails_cleanly(
             csv_dir(tmp_path).chmod(0o755)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    cause = {"missing": "No such file or directory", "a file in its place": "Not a directory",
-             "no permission": "Permission denied"}[how]
+    cause = {
+        "missing": "No such file or directory",
+        "a file in its place": "Not a directory",
+        "no permission": "Permission denied",
+    }[how]
     error_line(result.stderr, f"cannot list CSV_DIRECTORY {csv_dir(tmp_path)}", cause)
     assert duties(simulator) == ("", folder.was_on, "")  # the cleanup still ran
     if how != "no permission":
@@ -856,8 +896,9 @@ TMPFS_SIZE = 64 * 1024
 def tiny_volume(where: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs (root on Linux only)."""
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(where)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -909,8 +950,12 @@ def test_disk_full_while_moving_keeps_the_file_and_leaves_no_partial_copy(
             result = run_patched(tmp_path, DISK_FULL_PATCH, extra)
         assert result.returncode == 1, result.stderr
         assert "Traceback" not in result.stderr, result.stderr
-        error_line(result.stderr, f"{FILE_NAME}: could not move to {processed}", "No space left on device",
-                   "it stays for the next pass")
+        error_line(
+            result.stderr,
+            f"{FILE_NAME}: could not move to {processed}",
+            "No space left on device",
+            "it stays for the next pass",
+        )
         assert folder.file is not None and folder.file.read_bytes() == folder.content
         assert names(csv_dir(tmp_path)) == [FILE_NAME]
         assert not processed.exists() or list(processed.iterdir()) == []  # no partial copy left
@@ -939,9 +984,12 @@ def test_clock_going_backwards_is_reported_and_keeps_event_order_schedule_and_ru
     # the pass's; a late file books user 1 off at a time BEFORE the book-on applied.
     aging = (t - timedelta(hours=25)).strftime(FMT)
     simulator.set_attribute(user(41), DUTY, aging)
-    write_bobo_file(csv_dir(tmp_path), [export_row("BOF", "00001", t - timedelta(minutes=20)),
-                                        export_row("BON", "00003", t - timedelta(minutes=2))],
-                    t - timedelta(minutes=1), name="late.csv")
+    write_bobo_file(
+        csv_dir(tmp_path),
+        [export_row("BOF", "00001", t - timedelta(minutes=20)), export_row("BON", "00003", t - timedelta(minutes=2))],
+        t - timedelta(minutes=1),
+        name="late.csv",
+    )
     simulator.clear_journal()
     back = run_patched(tmp_path, CLOCK_BACK)
     # AtHoc's Date header says this clock is 3 h behind: ERROR, exit 1, and the pass skips what
@@ -957,8 +1005,9 @@ def test_clock_going_backwards_is_reported_and_keeps_event_order_schedule_and_ru
     assert aging_now is not None and aging_now[DUTY] == aging  # no cleanup by a clock AtHoc contradicts
     assert call_requests(simulator, "listing") == 1  # the last mapping sync is "in the future": due
     assert names(tmp_path / "processed_files") == sorted([FILE_NAME, "late.csv"]) and names(csv_dir(tmp_path)) == []
-    runs = query(tmp_path, "SELECT id, started_at, status, duration_seconds FROM run_history "
-                           "WHERE kind = 'pass' ORDER BY id")
+    runs = query(
+        tmp_path, "SELECT id, started_at, status, duration_seconds FROM run_history WHERE kind = 'pass' ORDER BY id"
+    )
     assert [r[2] for r in runs] == ["ok", "partial"]
     assert str(runs[1][1]) < str(runs[0][1])  # it started "before" the first pass...
     assert all(r[3] is not None and float(str(r[3])) >= 0 for r in runs)

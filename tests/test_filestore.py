@@ -37,8 +37,9 @@ def db(tmp_path: Path) -> Iterator[BOBODatabase]:
     database.close()
 
 
-def make(path: Path, content: bytes = b"BON,00001,P,20250617,140000,20250617140000,1,0,0,0\n",
-         mtime: float | None = None) -> Path:
+def make(
+    path: Path, content: bytes = b"BON,00001,P,20250617,140000,20250617140000,1,0,0,0\n", mtime: float | None = None
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     if mtime is not None:
@@ -138,6 +139,7 @@ def test_move_failure_leaves_the_source_and_drops_the_journal(tmp_path: Path, db
 
 # Recovery: each test builds the state a crash at one instant leaves behind.
 
+
 def journalled(tmp_path: Path, db: BOBODatabase) -> tuple[FileMover, Path, Path, str]:
     mover = FileMover(db, lambda: NOW)
     src = make(tmp_path / "in" / "f.csv")
@@ -218,16 +220,19 @@ def _windows_error(winerror: int) -> PermissionError:
     return exc
 
 
-@pytest.mark.parametrize("exc, transient", [
-    (PermissionError(13, "Permission denied"), True),
-    (_windows_error(32), True),
-    (_windows_error(33), True),
-    (OSError(16, "Device or resource busy"), True),
-    (FileNotFoundError(2, "No such file"), False),
-    (IsADirectoryError(21, "Is a directory"), False),
-    (OSError(5, "Input/output error"), False),
-    (ValueError("not an OS error"), False),
-])
+@pytest.mark.parametrize(
+    "exc, transient",
+    [
+        (PermissionError(13, "Permission denied"), True),
+        (_windows_error(32), True),
+        (_windows_error(33), True),
+        (OSError(16, "Device or resource busy"), True),
+        (FileNotFoundError(2, "No such file"), False),
+        (IsADirectoryError(21, "Is a directory"), False),
+        (OSError(5, "Input/output error"), False),
+        (ValueError("not an OS error"), False),
+    ],
+)
 def test_which_read_errors_are_transient(exc: BaseException, transient: bool) -> None:
     assert is_transient(exc) is transient
 

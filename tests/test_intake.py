@@ -155,8 +155,11 @@ def during_athoc_call(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None
 
 @pytest.mark.parametrize("winerror", [32, 33], ids=["sharing-violation", "lock-violation"])
 def test_a_file_locked_for_one_pass_stays_with_one_attempt_counted_and_is_processed_next_pass(
-    simulator: AtHocSimulator, settings: Settings, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, winerror: int,
+    simulator: AtHocSimulator,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    winerror: int,
 ) -> None:
     path = bobo(settings, "locked.csv", export_row("BON", "00001", T1))
     bobo(settings, "free.csv", export_row("BON", "00002", T1))
@@ -170,8 +173,10 @@ def test_a_file_locked_for_one_pass_stays_with_one_attempt_counted_and_is_proces
     assert retry_count(settings, "locked.csv") == 1
     assert duty(simulator, "00001") == "" and duty(simulator, "00002") == T1.strftime(FMT)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("locked.csv" in m and "another process" in m and f"Windows error {winerror}" in m
-               and "attempt 1 of 3" in m for m in errors), errors
+    assert any(
+        "locked.csv" in m and "another process" in m and f"Windows error {winerror}" in m and "attempt 1 of 3" in m
+        for m in errors
+    ), errors
 
     second = run(settings)
     assert second.exit_code == 0 and second.counts.files_done == 1
@@ -230,16 +235,26 @@ def restricted_or_skip() -> list[str]:
 
 
 def run_restricted(prefix: list[str], env_file: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, *cli_command(env_file)], cwd=env_file.parent, env=child_env(),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*prefix, *cli_command(env_file)],
+        cwd=env_file.parent,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_permission_denied_for_a_non_root_user_keeps_the_file_until_it_is_readable(
     simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
     prefix = restricted_or_skip()
-    env_file = sim_env_file(simulator, tmp_path, tls_certs.ca_pem,
-                            {"MOVE_PROCESSED_FILES": "true", "AUTO_CLEANUP_HOURS": "0", "MAX_RETRY_ATTEMPTS": "3"})
+    env_file = sim_env_file(
+        simulator,
+        tmp_path,
+        tls_certs.ca_pem,
+        {"MOVE_PROCESSED_FILES": "true", "AUTO_CLEANUP_HOURS": "0", "MAX_RETRY_ATTEMPTS": "3"},
+    )
     csv_dir = tmp_path / "crown_files"
     path = write_bobo_file(csv_dir, [export_row("BON", "00003", T1)], T1, name="acl.csv")
     path.chmod(0)
@@ -251,7 +266,8 @@ def test_permission_denied_for_a_non_root_user_keeps_the_file_until_it_is_readab
     assert "ERROR" in first.stderr and "acl.csv: cannot read: Permission denied" in first.stderr
     assert entries(csv_dir) == ["acl.csv"] and entries(tmp_path / "failed_files") == []
     assert rows_for(tmp_path / "bobo_mapping.db", "SELECT filename, retry_count FROM file_retry_tracking") == [
-        ("acl.csv", 1)]
+        ("acl.csv", 1)
+    ]
     assert duty(simulator, "00003") == ""
 
     second = run_restricted(prefix, env_file)  # the ACL was fixed
@@ -466,8 +482,9 @@ def test_a_remembered_file_a_non_root_user_may_not_read_does_not_stop_the_pass(
     simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
     prefix = restricted_or_skip()
-    env_file = sim_env_file(simulator, tmp_path, tls_certs.ca_pem,
-                            {"MOVE_PROCESSED_FILES": "false", "AUTO_CLEANUP_HOURS": "0"})
+    env_file = sim_env_file(
+        simulator, tmp_path, tls_certs.ca_pem, {"MOVE_PROCESSED_FILES": "false", "AUTO_CLEANUP_HOURS": "0"}
+    )
     csv_dir = tmp_path / "crown_files"
     seen = write_bobo_file(csv_dir, [export_row("BON", "00018", T1)], T1, name="seen.csv")
     assert run_restricted(prefix, env_file).returncode == 0

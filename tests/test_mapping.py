@@ -92,8 +92,9 @@ def test_database_numeric_mappings(tmp_path: Path) -> None:
 
 
 def test_collar_match_setting_is_validated(tmp_path: Path) -> None:
-    required = ("ATHOC_SERVER_URL=https://athoc.example\nCLIENT_ID=c\nCLIENT_SECRET=s\nAPIUSER=u\n"
-                "PASSWORD=p\nORG_CODE=O\n")
+    required = (
+        "ATHOC_SERVER_URL=https://athoc.example\nCLIENT_ID=c\nCLIENT_SECRET=s\nAPIUSER=u\nPASSWORD=p\nORG_CODE=O\n"
+    )
     env = tmp_path / ".env"
     env.write_text(required, encoding="utf-8")
     assert load_settings(env_file=env, environ={}).collar_match == "exact"
@@ -120,25 +121,36 @@ def test_case_6_collar_stored_without_its_leading_zero_is_matched_with_numeric(
     simulator.set_attribute(login(8), COLLAR, "612")
     simulator.set_attribute(login(9), COLLAR, "0612")
     t = NOW - timedelta(minutes=5)
-    write_bobo_file(settings.csv_directory, [export_row("BON", "05990", t), export_row("BON", "00612", t)],
-                    t, name="a.csv")
+    write_bobo_file(
+        settings.csv_directory, [export_row("BON", "05990", t), export_row("BON", "00612", t)], t, name="a.csv"
+    )
     with caplog.at_level(logging.WARNING, logger="bobosync"):
         assert run_pass(settings) == 0
     assert duty(simulator, 7) == ""
-    assert any("employee 05990 has no AtHoc user" in m and "AtHoc has 5990 (user00007@force.example)" in m
-               and "COLLAR_MATCH=numeric" in m for m in caplog.messages)
+    assert any(
+        "employee 05990 has no AtHoc user" in m
+        and "AtHoc has 5990 (user00007@force.example)" in m
+        and "COLLAR_MATCH=numeric" in m
+        for m in caplog.messages
+    )
 
     caplog.clear()
     numeric = dataclasses.replace(settings, collar_match="numeric")
-    write_bobo_file(settings.csv_directory, [export_row("BON", "05990", t + timedelta(minutes=1)),
-                                             export_row("BON", "00612", t + timedelta(minutes=1))],
-                    t, name="b.csv")
+    write_bobo_file(
+        settings.csv_directory,
+        [export_row("BON", "05990", t + timedelta(minutes=1)), export_row("BON", "00612", t + timedelta(minutes=1))],
+        t,
+        name="b.csv",
+    )
     with caplog.at_level(logging.WARNING, logger="bobosync"):
         assert run_pass(numeric) == 0
     assert duty(simulator, 7) == (t + timedelta(minutes=1)).strftime(FMT)
     assert duty(simulator, 8) == duty(simulator, 9) == ""
-    assert any("employee 00612 matches several AtHoc users with COLLAR_MATCH=numeric (0612: "
-               "user00009@force.example, 612: user00008@force.example)" in m for m in caplog.messages)
+    assert any(
+        "employee 00612 matches several AtHoc users with COLLAR_MATCH=numeric (0612: "
+        "user00009@force.example, 612: user00008@force.example)" in m
+        for m in caplog.messages
+    )
 
 
 def test_the_numeric_sync_reports_numbers_written_twice(
@@ -210,8 +222,9 @@ def test_first_sync_on_the_originals_table_drops_its_leavers_and_the_stop_then_g
     no record of a previous complete listing, a complete one is accepted (removals at WARNING);
     after that the safety stop compares with the listing bobosync recorded."""
     leavers = {f"L{i:03d}": f"gone{i}" for i in range(120)}
-    create_legacy_database(settings.db_path, {**leavers, "00001": login(1)},
-                           last_sync=(datetime(2025, 6, 1, 20, 0), "completed"))
+    create_legacy_database(
+        settings.db_path, {**leavers, "00001": login(1)}, last_sync=(datetime(2025, 6, 1, 20, 0), "completed")
+    )
     proc = BOBOProcessor(settings)
     try:
         with caplog.at_level(logging.WARNING, logger="bobosync"):

@@ -41,13 +41,20 @@ def test_every_pass_writes_the_figures_and_the_health(
     root = tmp_path / "site"
     metrics_file = tmp_path / "textfile" / "bobosync.prom"
     metrics_file.parent.mkdir()
-    env = sim_env_file(simulator, root, tls_certs.ca_pem,
-                       {"METRICS_FILE": str(metrics_file), "MOVE_PROCESSED_FILES": "true"})
+    env = sim_env_file(
+        simulator, root, tls_certs.ca_pem, {"METRICS_FILE": str(metrics_file), "MOVE_PROCESSED_FILES": "true"}
+    )
     now = datetime.now().replace(microsecond=0)
     csv = root / "crown_files"
-    write_bobo_file(csv, [export_row("BON", "00001", now - timedelta(minutes=3)),
-                          export_row("BON", "00002", now - timedelta(minutes=2)),
-                          export_row("BOF", "00001", now - timedelta(minutes=1))], now)
+    write_bobo_file(
+        csv,
+        [
+            export_row("BON", "00001", now - timedelta(minutes=3)),
+            export_row("BON", "00002", now - timedelta(minutes=2)),
+            export_row("BOF", "00001", now - timedelta(minutes=1)),
+        ],
+        now,
+    )
     (csv / "BOBO_corrupt_output.csv").write_bytes(b"\x00\x01binary")
 
     result = run_cli(env)
@@ -94,8 +101,7 @@ def test_a_dry_run_writes_no_metrics_and_a_missing_folder_is_a_warning(
     simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
     metrics_file = tmp_path / "missing-folder" / "bobosync.prom"
-    env = sim_env_file(simulator, tmp_path / "site", tls_certs.ca_pem,
-                       {"METRICS_FILE": str(metrics_file)})
+    env = sim_env_file(simulator, tmp_path / "site", tls_certs.ca_pem, {"METRICS_FILE": str(metrics_file)})
     assert run_cli(env, "--dry-run").returncode == 0
     result = run_cli(env)
     assert result.returncode == 0  # the pass is not failed by its metrics
@@ -134,8 +140,8 @@ def test_the_file_is_replaced_in_one_step_even_when_windows_refuses_at_first(
 
 def test_labels_and_help_are_escaped_as_the_format_requires() -> None:
     writer = metrics._Writer()
-    writer.gauge("x", 'help with \\ and\nnewline', [({"org": 'quo"te\\back\nline'}, 1.5)])
+    writer.gauge("x", "help with \\ and\nnewline", [({"org": 'quo"te\\back\nline'}, 1.5)])
     text = writer.text()
     [family] = list(text_string_to_metric_families(text))
-    assert family.documentation == 'help with \\ and\nnewline'
+    assert family.documentation == "help with \\ and\nnewline"
     assert family.samples[0].labels == {"org": 'quo"te\\back\nline'} and family.samples[0].value == 1.5

@@ -31,8 +31,14 @@ def site(simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path, **extra
 
 
 def bobosync(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bobosync", *args], cwd=cwd, env=child_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bobosync", *args],
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # ---------------------------------------------------------------- the simulator
@@ -44,8 +50,13 @@ def test_generated_files_end_about_now_so_no_event_is_held_as_future(
     env = site(simulator, tls_certs, tmp_path)
     folder = env.parent / "crown_files"
     started = datetime.now().replace(microsecond=0)
-    result = subprocess.run([sys.executable, "-m", "bobosync.simulator", "generate", str(folder), "--files", "70"],
-                            env=child_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "bobosync.simulator", "generate", str(folder), "--files", "70"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     stamps = []
     for path in folder.glob("*.csv"):
@@ -60,8 +71,13 @@ def test_generated_files_end_about_now_so_no_event_is_held_as_future(
 
 
 def test_simulator_tls_makes_a_throwaway_ca_and_prints_it(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "bobosync.simulator", "--tls", "--tls-dir", str(tmp_path / "tls")],
-                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bobosync.simulator", "--tls", "--tls-dir", str(tmp_path / "tls")],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         block = {}
@@ -73,11 +89,20 @@ def test_simulator_tls_makes_a_throwaway_ca_and_prints_it(tmp_path: Path) -> Non
                 block[key] = value
         assert block["ATHOC_SERVER_URL"].startswith("https://127.0.0.1:")
         assert Path(block["SSL_CERT_PATH"]) == tmp_path / "tls" / "ca.pem"
-        answer = requests.post(block["ATHOC_SERVER_URL"] + TOKEN_PATH, verify=block["SSL_CERT_PATH"], timeout=10, data={
-            "grant_type": "password", "client_id": SIM_CREDENTIALS["client_id"],
-            "client_secret": SIM_CREDENTIALS["client_secret"], "username": SIM_CREDENTIALS["username"],
-            "password": SIM_CREDENTIALS["password"], "acr_values": f"tenant:{SIM_CREDENTIALS['org_code']}",
-            "scope": "athoc.iws.web.api"})
+        answer = requests.post(
+            block["ATHOC_SERVER_URL"] + TOKEN_PATH,
+            verify=block["SSL_CERT_PATH"],
+            timeout=10,
+            data={
+                "grant_type": "password",
+                "client_id": SIM_CREDENTIALS["client_id"],
+                "client_secret": SIM_CREDENTIALS["client_secret"],
+                "username": SIM_CREDENTIALS["username"],
+                "password": SIM_CREDENTIALS["password"],
+                "acr_values": f"tenant:{SIM_CREDENTIALS['org_code']}",
+                "scope": "athoc.iws.web.api",
+            },
+        )
         assert answer.status_code == 200 and "access_token" in answer.json()
         with pytest.raises(requests.exceptions.SSLError):  # not trusted by default: it is throwaway
             requests.get(block["ATHOC_SERVER_URL"], timeout=10)
@@ -100,8 +125,11 @@ def test_demo_shows_everyone_on_duty_who_booked_off_and_refuses_an_old_folder(tm
     booked_off = re.search(r"--- a second pass, after (\d{5}) and (\d{5}) booked off ---", out)
     assert booked_off is not None
     assert f"Booked off by the second pass: {booked_off[1]} (off duty), {booked_off[2]} (off duty)" in out
-    assert re.search(r"BOBO_late_arrival_output\.csv: 1 rows, 0 bad, 0 update\(s\), 1 superseded "
-                     r"\(a newer event for the same person exists\): done", first.stderr)
+    assert re.search(
+        r"BOBO_late_arrival_output\.csv: 1 rows, 0 bad, 0 update\(s\), 1 superseded "
+        r"\(a newer event for the same person exists\): done",
+        first.stderr,
+    )
     assert "left for you to look at" not in out  # a folder the user chose is theirs
 
     again = bobosync("demo", "--dir", str(folder), cwd=tmp_path)
@@ -111,8 +139,14 @@ def test_demo_shows_everyone_on_duty_who_booked_off_and_refuses_an_old_folder(tm
 
 
 def test_a_temporary_demo_folder_is_named_as_left_behind(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "bobosync", "demo", "--users", "80"], cwd=tmp_path,
-                            env=child_env({"TMPDIR": str(tmp_path)}), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bobosync", "demo", "--users", "80"],
+        cwd=tmp_path,
+        env=child_env({"TMPDIR": str(tmp_path)}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     [folder] = list(tmp_path.glob("bobosync-demo-*"))
     assert f"The demo folder {folder} is left for you to look at; delete it when you are done." in result.stdout
@@ -129,8 +163,13 @@ def test_a_watch_waiting_for_the_lock_stops_cleanly_on_the_first_signal(
     env = site(simulator, tls_certs, tmp_path)
     log_file = env.parent / "logs" / "bobo_processor.log"
     with SingleInstanceLock(env.parent / "bobo_mapping.db.lock"):
-        proc = subprocess.Popen([sys.executable, "-m", "bobosync", "--env-file", str(env), "--watch"],
-                                cwd=env.parent, env=child_env(), stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bobosync", "--env-file", str(env), "--watch"],
+            cwd=env.parent,
+            env=child_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 30
             while not (log_file.exists() and "waiting for it to finish" in log_file.read_text(encoding="utf-8")):
@@ -180,8 +219,14 @@ def test_unknown_and_repeated_settings_are_warned_about_once_per_pass(
 def test_a_misspelt_host_is_named_and_not_retried(
     simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path
 ) -> None:
-    env = site(simulator, tls_certs, tmp_path, ATHOC_SERVER_URL="https://athoc.exmaple.invalid",
-               HTTP_RETRY_ATTEMPTS="4", HTTP_RETRY_BACKOFF_SECONDS="2")
+    env = site(
+        simulator,
+        tls_certs,
+        tmp_path,
+        ATHOC_SERVER_URL="https://athoc.exmaple.invalid",
+        HTTP_RETRY_ATTEMPTS="4",
+        HTTP_RETRY_BACKOFF_SECONDS="2",
+    )
     started = time.monotonic()
     result = run_cli(env)
     assert result.returncode == 1
@@ -191,9 +236,7 @@ def test_a_misspelt_host_is_named_and_not_retried(
     assert "retrying" not in result.stderr
 
 
-def test_a_refused_connection_names_the_setting(
-    simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path
-) -> None:
+def test_a_refused_connection_names_the_setting(simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path) -> None:
     with socketless_port() as port:
         env = site(simulator, tls_certs, tmp_path, ATHOC_SERVER_URL=f"https://127.0.0.1:{port}")
         result = run_cli(env)
@@ -230,10 +273,12 @@ def test_log_level_any_case_interval_only_with_watch_and_an_optional_command(
 
 @pytest.mark.parametrize(
     ("command", "expected"),
-    [("status", "Exit codes: 0 healthy, 1 warning, 2 unhealthy"),
-     ("check", "Exit codes: 0 nothing FAILed (read any WARN lines), 1 at least one check FAILed"),
-     ("set-secret", "Store a secret in the operating system's credential store"),
-     ("notify-test", "Exit codes: 0 sent, 1 not sent")],
+    [
+        ("status", "Exit codes: 0 healthy, 1 warning, 2 unhealthy"),
+        ("check", "Exit codes: 0 nothing FAILed (read any WARN lines), 1 at least one check FAILed"),
+        ("set-secret", "Store a secret in the operating system's credential store"),
+        ("notify-test", "Exit codes: 0 sent, 1 not sent"),
+    ],
 )
 def test_help_of_each_command_says_what_it_needs_to(tmp_path: Path, command: str, expected: str) -> None:
     result = bobosync(command, "--help", cwd=tmp_path)
@@ -245,8 +290,12 @@ def test_events_held_back_as_future_are_named_as_held(
 ) -> None:
     env = site(simulator, tls_certs, tmp_path)
     now = datetime.now().replace(microsecond=0)
-    write_bobo_file(env.parent / "crown_files", [export_row("BON", "00001", now + timedelta(hours=3)),
-                                                 export_row("BON", "00002", now)], now, name="ahead.csv")
+    write_bobo_file(
+        env.parent / "crown_files",
+        [export_row("BON", "00001", now + timedelta(hours=3)), export_row("BON", "00002", now)],
+        now,
+        name="ahead.csv",
+    )
     result = run_cli(env)
     assert result.returncode == 1
     assert "ahead.csv: 1 event(s) held back as dated in the future; kept for retry (attempt 1 of 5)" in result.stderr

@@ -47,7 +47,9 @@ def mail(request: pytest.FixtureRequest, tls_certs: TLSCerts) -> Iterator[MailSe
 
 
 @pytest.mark.parametrize(
-    "mail", [("none", None), ("none", LOGIN), ("starttls", LOGIN), ("ssl", LOGIN), ("ssl", None)], indirect=True,
+    "mail",
+    [("none", None), ("none", LOGIN), ("starttls", LOGIN), ("ssl", LOGIN), ("ssl", None)],
+    indirect=True,
     ids=["plain", "plain+login", "starttls+login", "ssl+login", "ssl"],
 )
 def test_a_mail_goes_out_over_each_kind_of_connection(
@@ -205,7 +207,10 @@ def test_a_first_pass_that_is_unhealthy_mails_at_once(
 
 
 def test_a_failing_mail_server_is_a_warning_and_is_tried_again_later(
-    simulator: AtHocSimulator, sim_env: dict[str, str], tls_certs: TLSCerts, tmp_path: Path,
+    simulator: AtHocSimulator,
+    sim_env: dict[str, str],
+    tls_certs: TLSCerts,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = MailServer(security="starttls", certs=tls_certs, login=LOGIN)
@@ -278,15 +283,21 @@ def test_notify_health_tells_nothing_new_twice(mail: MailServer, sim_env: dict[s
 
 
 def notify_test(env_file: Path, extra: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bobosync", "--env-file", str(env_file), "notify-test"],
-                          env=child_env(extra), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bobosync", "--env-file", str(env_file), "notify-test"],
+        env=child_env(extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_notify_test_sends_one_mail_and_says_so(mail: MailServer, sim_env: dict[str, str], tmp_path: Path) -> None:
     result = notify_test(tmp_path / ".env", mail.settings())
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("notify-test: test e-mail sent to control-room@force.example, "
-                                    f"it-duty@force.example via localhost:{mail.port}")
+    assert result.stdout.startswith(
+        f"notify-test: test e-mail sent to control-room@force.example, it-duty@force.example via localhost:{mail.port}"
+    )
     assert len(mail.messages) == 1
     assert str(mail.messages[0]["Subject"]).startswith("bobosync SIMORG: test e-mail (health now ")
 
@@ -303,21 +314,43 @@ def test_notify_test_exit_codes_when_off_or_failing(mail: MailServer, sim_env: d
 
 def test_settings_name_every_e_mail_problem(sim_env: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        settings_for(tmp_path, {"NOTIFY_EMAIL_TO": "it@force.example, not-an-address", "SMTP_SECURITY": "tls",
-                                "SMTP_PORT": "99999", "NOTIFY_REPEAT_HOURS": "-1"})
+        settings_for(
+            tmp_path,
+            {
+                "NOTIFY_EMAIL_TO": "it@force.example, not-an-address",
+                "SMTP_SECURITY": "tls",
+                "SMTP_PORT": "99999",
+                "NOTIFY_REPEAT_HOURS": "-1",
+            },
+        )
     problems = "\n".join(caught.value.problems)
-    for expected in ("NOTIFY_EMAIL_TO: 'not-an-address' is not an e-mail address", "SMTP_SECURITY='tls'",
-                     "NOTIFY_EMAIL_FROM: required when NOTIFY_EMAIL_TO is set",
-                     "SMTP_HOST: required when NOTIFY_EMAIL_TO is set", "SMTP_PORT=99999", "NOTIFY_REPEAT_HOURS=-1.0"):
+    for expected in (
+        "NOTIFY_EMAIL_TO: 'not-an-address' is not an e-mail address",
+        "SMTP_SECURITY='tls'",
+        "NOTIFY_EMAIL_FROM: required when NOTIFY_EMAIL_TO is set",
+        "SMTP_HOST: required when NOTIFY_EMAIL_TO is set",
+        "SMTP_PORT=99999",
+        "NOTIFY_REPEAT_HOURS=-1.0",
+    ):
         assert expected in problems
     with pytest.raises(ConfigError, match="SMTP_PASSWORD: set, but SMTP_USERNAME is not"):
-        settings_for(tmp_path, {"NOTIFY_EMAIL_TO": "it@force.example", "NOTIFY_EMAIL_FROM": "b@force.example",
-                                "SMTP_HOST": "relay", "SMTP_PASSWORD": "x"})
+        settings_for(
+            tmp_path,
+            {
+                "NOTIFY_EMAIL_TO": "it@force.example",
+                "NOTIFY_EMAIL_FROM": "b@force.example",
+                "SMTP_HOST": "relay",
+                "SMTP_PASSWORD": "x",
+            },
+        )
 
 
 def test_smtp_port_defaults_follow_the_security(sim_env: dict[str, str], tmp_path: Path) -> None:
-    base = {"NOTIFY_EMAIL_TO": "Control Room <cr@force.example>", "NOTIFY_EMAIL_FROM": "b@force.example",
-            "SMTP_HOST": "relay.force.example"}
+    base = {
+        "NOTIFY_EMAIL_TO": "Control Room <cr@force.example>",
+        "NOTIFY_EMAIL_FROM": "b@force.example",
+        "SMTP_HOST": "relay.force.example",
+    }
     assert settings_for(tmp_path, base).smtp_port == 25
     assert settings_for(tmp_path, base).smtp_security == "starttls"
     assert settings_for(tmp_path, {**base, "SMTP_SECURITY": "SSL"}).smtp_port == 465
@@ -331,8 +364,11 @@ def test_smtp_password_can_live_in_the_credential_store(
         values = {**mail.settings(), "SMTP_PASSWORD": "keyring"}
         with pytest.raises(ConfigError, match=r"SMTP_PASSWORD=keyring: no entry .*/SMTP_PASSWORD'"):
             settings_for(tmp_path, values)
-        store.set_password(SERVICE, entry_name("SMTP_PASSWORD", sim_env["ATHOC_SERVER_URL"],
-                                               sim_env["ORG_CODE"], sim_env["APIUSER"]), LOGIN[1])
+        store.set_password(
+            SERVICE,
+            entry_name("SMTP_PASSWORD", sim_env["ATHOC_SERVER_URL"], sim_env["ORG_CODE"], sim_env["APIUSER"]),
+            LOGIN[1],
+        )
         settings = settings_for(tmp_path, values)
         assert settings.smtp_password.reveal() == LOGIN[1]
         assert LOGIN[1] in settings.secret_values()

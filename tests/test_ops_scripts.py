@@ -268,8 +268,14 @@ def test_install_paths_that_point_into_the_checkout_exist() -> None:
     for path in (UNIT, CRON, DEPLOY_README):
         named.update(re.findall(r"/opt/bobosync/([\w./-]+)", text(path)))
     checked = {n.rstrip("./") for n in named if n.split("/")[0] not in created}
-    assert {"run_bobo_windows.ps1", "run_bobo_windows.bat", ".env_safe", "deploy/bobosync.service",
-            "deploy/cron.example", "deploy/README.md"} <= checked
+    assert {
+        "run_bobo_windows.ps1",
+        "run_bobo_windows.bat",
+        ".env_safe",
+        "deploy/bobosync.service",
+        "deploy/cron.example",
+        "deploy/README.md",
+    } <= checked
     for name in checked:
         assert (REPO / name).exists(), name
 
@@ -330,12 +336,19 @@ def test_the_documented_settings_paths_are_writable_under_the_unit(tmp_path: Pat
     env = tmp_path / "bobosync.env"
     env.write_text(
         "ATHOC_SERVER_URL=https://athoc.example\nCLIENT_ID=c\nCLIENT_SECRET=s\nAPIUSER=u\nPASSWORD=p\n"
-        "ORG_CODE=O\n" + block.group(1), encoding="utf-8",
+        "ORG_CODE=O\n" + block.group(1),
+        encoding="utf-8",
     )
     settings = load_settings(env_file=env, environ={})
     writable = writable_paths()
-    for path in (settings.csv_directory, settings.processed_directory, settings.failed_files_directory,
-                 settings.db_path.parent, settings.lock_path.parent, settings.log_directory):
+    for path in (
+        settings.csv_directory,
+        settings.processed_directory,
+        settings.failed_files_directory,
+        settings.db_path.parent,
+        settings.lock_path.parent,
+        settings.log_directory,
+    ):
         assert path.is_absolute()
         assert any(path == w or w in path.parents for w in writable), f"{path} is read-only under the unit"
     assert unit_value("RequiresMountsFor") == unit_value("ReadWritePaths")
@@ -356,7 +369,8 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
 
 def cron_line() -> tuple[list[str], str, str]:
     lines = [
-        line for line in text(CRON).splitlines()
+        line
+        for line in text(CRON).splitlines()
         if line.strip() and not line.startswith("#") and not re.match(r"^[A-Z_]+=", line)
     ]
     assert len(lines) == 1
@@ -380,10 +394,12 @@ def test_the_cron_command_runs_a_pass(simulator: AtHocSimulator, sim_env: dict[s
     _, _, command = cron_line()
     logs = tmp_path / "cronlogs"
     logs.mkdir()
-    for installed, here in (("/opt/bobosync/.venv/bin/python", sys.executable),
-                            ("/etc/bobosync/bobosync.env", str(tmp_path / ".env")),
-                            ("/var/log/bobosync", str(logs)),
-                            ("/opt/bobosync", str(REPO))):
+    for installed, here in (
+        ("/opt/bobosync/.venv/bin/python", sys.executable),
+        ("/etc/bobosync/bobosync.env", str(tmp_path / ".env")),
+        ("/var/log/bobosync", str(logs)),
+        ("/opt/bobosync", str(REPO)),
+    ):
         assert installed in command
         command = command.replace(installed, shlex.quote(here))
     result = subprocess.run(["sh", "-c", command], env=child_env(), capture_output=True, text=True, timeout=90)
@@ -399,15 +415,20 @@ LEGACY_PS1 = REPO / "bobosync" / "run_bobo_windows.ps1"
 LEGACY_BAT = REPO / "bobosync" / "run_bobo_windows.bat"
 #: The original bobosync\run_bobo_windows.ps1's parameters with their defaults, as scheduled
 #: tasks made for it may pass them.
-ORIGINAL_PS1_PARAMETERS = {"ScriptPath": "[string]$PSScriptRoot", "LogPath": '[string]"../logs"',
-                           "TimeoutMinutes": "[int]30"}
+ORIGINAL_PS1_PARAMETERS = {
+    "ScriptPath": "[string]$PSScriptRoot",
+    "LogPath": '[string]"../logs"',
+    "TimeoutMinutes": "[int]30",
+}
 
 
 def typed_parameters(path: Path) -> dict[str, str]:
     block = re.search(r"^param\((.*?)^\)", text(path), flags=re.S | re.M)
     assert block is not None, path
-    return {name: f"[{kind}]{default}"
-            for kind, name, default in re.findall(r"\[(\w+)\]\$(\w+)\s*=\s*([^\s,]+)", block.group(1))}
+    return {
+        name: f"[{kind}]{default}"
+        for kind, name, default in re.findall(r"\[(\w+)\]\$(\w+)\s*=\s*([^\s,]+)", block.group(1))
+    }
 
 
 def test_legacy_ps1_takes_the_originals_parameters() -> None:
@@ -442,6 +463,8 @@ def test_legacy_bat_calls_the_top_level_bat_and_returns_its_code() -> None:
 
 @pytest.mark.skipif(shutil.which("pwsh") is None, reason="PowerShell (pwsh) is not installed")
 def test_legacy_ps1_parses_under_pwsh() -> None:
-    check = ("$errors = $null; [System.Management.Automation.Language.Parser]::ParseFile("
-             f"'{LEGACY_PS1}', [ref]$null, [ref]$errors) | Out-Null; exit $errors.Count")
+    check = (
+        "$errors = $null; [System.Management.Automation.Language.Parser]::ParseFile("
+        f"'{LEGACY_PS1}', [ref]$null, [ref]$errors) | Out-Null; exit $errors.Count"
+    )
     assert subprocess.run(["pwsh", "-NoProfile", "-Command", check], timeout=120).returncode == 0

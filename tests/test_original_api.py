@@ -13,8 +13,14 @@ from tests.test_e2e import REPO, child_env, csv_dir, duty, now, query, user
 
 
 def run_inside(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO / "bobosync",
-                          env=child_env(env), capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO / "bobosync",
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_the_original_readme_manual_testing_snippets_run_as_written(
@@ -42,12 +48,15 @@ def test_the_original_readme_manual_testing_snippets_run_as_written(
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["Connection successful!", "Found 50 users", "Found 1 files to process"]
     # And "Manual User Mapping Sync", which worked on the original.
-    sync = run_inside("""
+    sync = run_inside(
+        """
         from bobo_processor import BOBOProcessor
         processor = BOBOProcessor()
         processor.connect_athoc()
         processor.sync_worker_mappings()
-    """, sim_env)
+    """,
+        sim_env,
+    )
     assert sync.returncode == 0, sync.stderr
     assert query(tmp_path, "SELECT COUNT(*) FROM worker_mapping WHERE collar_id = employee_id") == [(50,)]
 
@@ -98,8 +107,11 @@ def test_the_original_methods_keep_their_signatures_and_return_shapes(
     assert duty(simulator, 5) == "02/01/2026 03:04:05"
     assert duty(simulator, 6) == "02/01/2026 07:00:00"
     # What the original wrote for log_processing('f.csv', 3, 3, 0), not status='3'.
-    assert query(tmp_path, "SELECT filename, entries_processed, success_count, error_count, errors, status "
-                           "FROM processing_log ORDER BY id") == [
+    assert query(
+        tmp_path,
+        "SELECT filename, entries_processed, success_count, error_count, errors, status "
+        "FROM processing_log ORDER BY id",
+    ) == [
         ("f.csv", 3, 3, 0, "", "success"),
         ("g.csv", 2, 0, 2, "Retry attempt 1/5: Some users failed to update", "failed"),
     ]

@@ -49,8 +49,12 @@ def test_ties_go_to_the_later_file_then_the_later_row(simulator: AtHocSimulator,
     # Same second: file a says ON, file b (later) says OFF -> OFF. Within c: ON then OFF then ON -> ON.
     write_bobo_file(csv, [export_row("BON", "00001", t)], t, name="a.csv")
     write_bobo_file(csv, [export_row("BOF", "00001", t)], t, name="b.csv")
-    write_bobo_file(csv, [export_row("BON", "00002", t), export_row("BOF", "00002", t), export_row("BON", "00002", t)],
-                    t, name="c.csv")
+    write_bobo_file(
+        csv,
+        [export_row("BON", "00002", t), export_row("BOF", "00002", t), export_row("BON", "00002", t)],
+        t,
+        name="c.csv",
+    )
     simulator.set_attribute("user00001@force.example", DUTY, "x")
     proc = processor_for(settings)
     try:
@@ -63,14 +67,13 @@ def test_ties_go_to_the_later_file_then_the_later_row(simulator: AtHocSimulator,
     assert report.counts.superseded == 3
 
 
-def test_a_backlog_sends_each_latest_state_once_and_order_holds(
-    simulator: AtHocSimulator, settings: Settings
-) -> None:
+def test_a_backlog_sends_each_latest_state_once_and_order_holds(simulator: AtHocSimulator, settings: Settings) -> None:
     csv = settings.csv_directory
     for minute in range(5):
         t = NOW - timedelta(minutes=10 - minute)
-        path = write_bobo_file(csv, [export_row("BON" if minute % 2 == 0 else "BOF", "00003", t)], t,
-                               name=f"f{minute}.csv")
+        path = write_bobo_file(
+            csv, [export_row("BON" if minute % 2 == 0 else "BOF", "00003", t)], t, name=f"f{minute}.csv"
+        )
         stamp = (NOW - timedelta(minutes=20 - minute)).timestamp()
         import os
 
@@ -136,9 +139,12 @@ def test_two_employee_ids_mapped_to_one_user_send_only_the_latest(
     try:
         proc.db.update_mapping("A1", "user00004@force.example")
         proc.db.update_mapping("B2", "user00004@force.example")
-        write_bobo_file(settings.csv_directory, [export_row("BON", "A1", NOW - timedelta(minutes=1)),
-                                                 export_row("BOF", "B2", NOW - timedelta(minutes=2))],
-                        NOW, name="f.csv")
+        write_bobo_file(
+            settings.csv_directory,
+            [export_row("BON", "A1", NOW - timedelta(minutes=1)), export_row("BOF", "B2", NOW - timedelta(minutes=2))],
+            NOW,
+            name="f.csv",
+        )
         simulator.clear_journal()
         assert proc.run_pass(NOW).exit_code == 0
     finally:
@@ -151,8 +157,9 @@ def test_unmapped_ids_are_reported_once_per_pass_across_batches(
     simulator: AtHocSimulator, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     for i in range(3):
-        write_bobo_file(settings.csv_directory, [export_row("BON", "99999", NOW - timedelta(minutes=3 - i))], NOW,
-                        name=f"f{i}.csv")
+        write_bobo_file(
+            settings.csv_directory, [export_row("BON", "99999", NOW - timedelta(minutes=3 - i))], NOW, name=f"f{i}.csv"
+        )
     proc = processor_for(dataclasses.replace(settings, batch_size=1))
     try:
         with caplog.at_level(logging.WARNING, logger="bobosync"):
@@ -306,9 +313,15 @@ def test_pass_purges_old_logs_processed_files_and_forgets_only_files_that_are_go
 def test_an_event_dated_far_in_the_future_is_held_back_not_applied(
     simulator: AtHocSimulator, settings: Settings
 ) -> None:
-    write_bobo_file(settings.csv_directory, [export_row("BON", "00010", NOW + timedelta(days=400)),
-                                             export_row("BON", "00011", NOW + timedelta(minutes=30))],
-                    NOW, name="f.csv")
+    write_bobo_file(
+        settings.csv_directory,
+        [
+            export_row("BON", "00010", NOW + timedelta(days=400)),
+            export_row("BON", "00011", NOW + timedelta(minutes=30)),
+        ],
+        NOW,
+        name="f.csv",
+    )
     proc = processor_for(dataclasses.replace(settings, max_retry_attempts=2))
     try:
         first = proc.run_pass(NOW)

@@ -58,17 +58,52 @@ def examples(default: int) -> int:
 # ================================================================ 1. reading never fails
 
 GOOD = "BON,00001,PAY1,20240617,143000,20240617143000,1,51.4816,-3.1791,5.0"
-PIECES = st.sampled_from([
-    GOOD, GOOD.replace("PAY1", '"PAY1'), GOOD.replace("PAY1", '"PAY,\n1"'), GOOD.lower(),
-    "BON", "BOF", " bof ", "XYZ", "00001", "5990", "20240617143000", "20240230143000",
-    "20240617250000", ",", ",,,,,,,,,", '"', '""', "\r", "\n", "\r\n", "\ufeff", "\x00", " ", "\t",
-    "Zoë", "€", "日本", "\u00a0", "=1+2", "Transaction_Type", "Employee_ID,Status,Timestamp",
-    "On Duty", "off duty", "2024-06-17 14:30:00", "x" * 80,
-    # 10-column rows whose USED cells hold quoted line breaks: their reasons quote the cell.
-    '"B\nON",00001,P,D,T,20240617143000,1,2,3,4', 'BON,"00\r\n001",P,D,T,20240617143000,1,2,3,4',
-    'BOF,00001,P,D,T,"2024\n0617143000",1,2,3,4', 'BOF,,P,D,T,20240617143000,1,2,3,"\n"',
-    '00001,"On\nDuty",2024-06-17 14:30:00', '00001,Off Duty,"2024-06-17\r14:30:00"',
-])
+PIECES = st.sampled_from(
+    [
+        GOOD,
+        GOOD.replace("PAY1", '"PAY1'),
+        GOOD.replace("PAY1", '"PAY,\n1"'),
+        GOOD.lower(),
+        "BON",
+        "BOF",
+        " bof ",
+        "XYZ",
+        "00001",
+        "5990",
+        "20240617143000",
+        "20240230143000",
+        "20240617250000",
+        ",",
+        ",,,,,,,,,",
+        '"',
+        '""',
+        "\r",
+        "\n",
+        "\r\n",
+        "\ufeff",
+        "\x00",
+        " ",
+        "\t",
+        "Zoë",
+        "€",
+        "日本",
+        "\u00a0",
+        "=1+2",
+        "Transaction_Type",
+        "Employee_ID,Status,Timestamp",
+        "On Duty",
+        "off duty",
+        "2024-06-17 14:30:00",
+        "x" * 80,
+        # 10-column rows whose USED cells hold quoted line breaks: their reasons quote the cell.
+        '"B\nON",00001,P,D,T,20240617143000,1,2,3,4',
+        'BON,"00\r\n001",P,D,T,20240617143000,1,2,3,4',
+        'BOF,00001,P,D,T,"2024\n0617143000",1,2,3,4',
+        'BOF,,P,D,T,20240617143000,1,2,3,"\n"',
+        '00001,"On\nDuty",2024-06-17 14:30:00',
+        '00001,Off Duty,"2024-06-17\r14:30:00"',
+    ]
+)
 LINE = st.lists(st.one_of(PIECES, st.text(max_size=6)), max_size=8).map("".join)
 TEXT = st.lists(st.tuples(LINE, st.sampled_from(["\r\n", "\n", "\r", ""])), max_size=16).map(
     lambda lines: "".join(line + end for line, end in lines)
@@ -116,7 +151,8 @@ def _record_lines(text: str) -> list[int]:
         st.binary(max_size=400),
         st.tuples(TEXT, st.binary(max_size=8), TEXT).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
         st.tuples(TEXT, st.sampled_from(["utf-16-le", "utf-16-be"])).map(
-            lambda t: ("\ufeff" + t[0]).encode(t[1], errors="replace")),
+            lambda t: ("\ufeff" + t[0]).encode(t[1], errors="replace")
+        ),
     ),
     block=st.sampled_from([1, 64, bobo_csv._BLOCK_CHARS]),
     chunk=st.sampled_from([7, bobo_csv._CHUNK]),
@@ -163,9 +199,14 @@ BASE = datetime(2024, 6, 17, 14, 30)
 MAPPED = ("00001", "00002", "00003")
 UNMAPPED = "99999"
 JUNK = (
-    "", "   ", ",,,,,,,,,", "XYZ,00001,P,20240617,143000,20240617143059,1,2,3,4",
-    "BOF,00002,P,20240617,143000,20240230143000,1,2,3,4", "BON,,P,20240617,143000,20240617143059,1,2,3,4",
-    "BOF,00003,P,20240617,143000,20240617143059", "garbage",
+    "",
+    "   ",
+    ",,,,,,,,,",
+    "XYZ,00001,P,20240617,143000,20240617143059,1,2,3,4",
+    "BOF,00002,P,20240617,143000,20240230143000,1,2,3,4",
+    "BON,,P,20240617,143000,20240617143059,1,2,3,4",
+    "BOF,00003,P,20240617,143000,20240617143059",
+    "garbage",
 )
 
 
@@ -213,10 +254,13 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     passes. Tuned so that ties matter often (measured: about one example in five turns on
     a tie between files of a batch or rows of a file): at least one twin, the same employee
     and second with the other transaction, and more than one file."""
-    events = draw(st.lists(
-        st.builds(Event, st.sampled_from((*MAPPED, UNMAPPED)), st.sampled_from(["BON", "BOF"]), st.integers(0, 4)),
-        min_size=1, max_size=24,
-    ))
+    events = draw(
+        st.lists(
+            st.builds(Event, st.sampled_from((*MAPPED, UNMAPPED)), st.sampled_from(["BON", "BOF"]), st.integers(0, 4)),
+            min_size=1,
+            max_size=24,
+        )
+    )
     for index in draw(st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=3)):
         twin = events[index]
         events.append(Event(twin.employee, "BOF" if twin.tx == "BON" else "BON", twin.second))
@@ -249,7 +293,7 @@ class Model:
         size = len(files) or 1
         for start in range(0, len(files), size):
             latest: dict[str, tuple[tuple[int, int, int], Event]] = {}
-            for arrival, events in files[start:start + size]:
+            for arrival, events in files[start : start + size]:
                 for row, event in enumerate(events):
                     key = (event.second, arrival, row)
                     if event.employee not in latest or key > latest[event.employee][0]:
@@ -278,8 +322,11 @@ def athoc_values(sim: AtHocSimulator) -> dict[str, str]:
 
 
 def sent(sim: AtHocSimulator) -> list[tuple[str, str]]:
-    return [(str(row["LOGIN_ID"]), str(row[DUTY]))
-            for entry in sim.requests_to("SyncByCommonNames") for row in entry.json_body]
+    return [
+        (str(row["LOGIN_ID"]), str(row[DUTY]))
+        for entry in sim.requests_to("SyncByCommonNames")
+        for row in entry.json_body
+    ]
 
 
 @dataclasses.dataclass
@@ -292,8 +339,14 @@ class Run:
     scenario: Scenario
 
     def __post_init__(self) -> None:
-        write_env(self.sim, self.ca_pem, self.base, FILE_SETTLE_SECONDS="0", BATCH_SIZE=str(self.scenario.batch_size),
-                  MOVE_PROCESSED_FILES=str(self.scenario.move_processed).lower())
+        write_env(
+            self.sim,
+            self.ca_pem,
+            self.base,
+            FILE_SETTLE_SECONDS="0",
+            BATCH_SIZE=str(self.scenario.batch_size),
+            MOVE_PROCESSED_FILES=str(self.scenario.move_processed).lower(),
+        )
         self.settings = load_settings(env_file=self.base / ".env", environ={})
         self.arrivals = 0
 
@@ -332,8 +385,11 @@ def quiet_logs() -> Iterator[None]:
     logger.setLevel(saved)
 
 
-@settings(max_examples=examples(25), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(scenario=scenarios())
 def test_any_order_of_files_and_passes_ends_at_the_latest_event_and_a_second_run_sends_nothing(
     simulator: AtHocSimulator, tls_certs: TLSCerts, quiet_logs: None, scenario: Scenario

@@ -40,17 +40,30 @@ def processed_file(folder: Path, rows: list[list[str]], age: timedelta, name: st
 def original_install(settings: Settings, simulator: AtHocSimulator) -> tuple[datetime, datetime]:
     """What a site running the original has: its database, its processed files, and AtHoc
     holding a book-off's time for 00001 (the original wrote it instead of clearing)."""
-    create_legacy_database(settings.db_path, {"00001": user(1), "00002": user(2)},
-                           last_sync=(datetime.now(), "completed"))
+    create_legacy_database(
+        settings.db_path, {"00001": user(1), "00002": user(2)}, last_sync=(datetime.now(), "completed")
+    )
     on = datetime.now().replace(microsecond=0) - timedelta(hours=3)
     off = on + timedelta(hours=1)
-    processed_file(settings.processed_directory, [export_row("BON", "00001", on), export_row("BON", "00002", on)],
-                   timedelta(hours=2, minutes=50), "BOBO_a_output.csv")
-    processed_file(settings.processed_directory, [export_row("BOF", "00001", off)],
-                   timedelta(hours=1, minutes=50), "BOBO_b_output.csv")
+    processed_file(
+        settings.processed_directory,
+        [export_row("BON", "00001", on), export_row("BON", "00002", on)],
+        timedelta(hours=2, minutes=50),
+        "BOBO_a_output.csv",
+    )
+    processed_file(
+        settings.processed_directory,
+        [export_row("BOF", "00001", off)],
+        timedelta(hours=1, minutes=50),
+        "BOBO_b_output.csv",
+    )
     # Older than the look-back: never read.
-    processed_file(settings.processed_directory, [export_row("BON", "00001", on - timedelta(days=3))],
-                   timedelta(days=3), "BOBO_old_output.csv")
+    processed_file(
+        settings.processed_directory,
+        [export_row("BON", "00001", on - timedelta(days=3))],
+        timedelta(days=3),
+        "BOBO_old_output.csv",
+    )
     simulator.users[user(1)][DUTY] = off.strftime(FMT)  # what the original wrote for the BOF
     simulator.users[user(2)][DUTY] = on.strftime(FMT)
     return on, off

@@ -19,6 +19,8 @@ T0 = datetime(2024, 6, 17, 14, 30, 0)
 def resolved(e: BOBOEntry, file_index: int) -> ResolvedEvent:
     """The event as LatestEvents returns it when given no instants and no file names."""
     return ResolvedEvent(e, file_index, EventOrder(e.event_time.replace(tzinfo=UTC), file_index, "", e.row_number))
+
+
 ON, OFF = Transaction.BOOK_ON, Transaction.BOOK_OFF
 
 
@@ -161,8 +163,11 @@ def test_drop_not_newer() -> None:
         "other state later": applied(at),
     }
     decided = drop_not_newer(events, last_applied)
-    assert decided.kept == {"newer": events["newer"], "unknown": events["unknown"],
-                            "other state later": events["other state later"]}
+    assert decided.kept == {
+        "newer": events["newer"],
+        "unknown": events["unknown"],
+        "other state later": events["other state later"],
+    }
     assert decided.dropped == 3
     assert decided.same == {"same state later": events["same state later"]}
     assert decided.behind == []  # the file of "older" is not newer than the applied one's
@@ -176,8 +181,9 @@ def test_drop_not_newer_reports_an_older_event_from_a_newer_file() -> None:
     applied = AppliedEvent(EventOrder((T0 + timedelta(minutes=11)).replace(tzinfo=UTC), 2, "", 1), Transaction.BOOK_OFF)
     decided = drop_not_newer({"1": late}, {"1": applied})
     assert decided.kept == {} and [b.employee_id for b in decided.behind] == ["1"]
-    just = AppliedEvent(applied.order._replace(instant=(T0 + timedelta(minutes=10)).replace(tzinfo=UTC)),
-                        Transaction.BOOK_OFF)
+    just = AppliedEvent(
+        applied.order._replace(instant=(T0 + timedelta(minutes=10)).replace(tzinfo=UTC)), Transaction.BOOK_OFF
+    )
     assert drop_not_newer({"1": late}, {"1": just}).behind == []  # 10 minutes: within the margin
 
 

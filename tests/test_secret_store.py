@@ -64,8 +64,12 @@ def test_entry_is_scoped_by_server_org_and_operator() -> None:
     assert server_key("not a url") == ""
     names = {
         entry_name("PASSWORD", url, org, user)
-        for url, org, user in [("https://a.example", "ORG1", "svc"), ("https://a.example", "ORG2", "svc"),
-                               ("https://b.example", "ORG1", "svc"), ("https://a.example", "ORG1", "svc2")]
+        for url, org, user in [
+            ("https://a.example", "ORG1", "svc"),
+            ("https://a.example", "ORG2", "svc"),
+            ("https://b.example", "ORG1", "svc"),
+            ("https://a.example", "ORG1", "svc2"),
+        ]
     }
     assert len(names) == 4
 
@@ -97,8 +101,10 @@ def test_plain_values_never_ask_the_store(tmp_path: Path) -> None:
 
 def test_plain_values_do_not_even_import_keyring(tmp_path: Path) -> None:
     env = write_env(tmp_path / ".env", REQUIRED)
-    code = ("import sys; from pathlib import Path; from bobosync.settings import load_settings; "
-            f"load_settings(Path({str(env)!r}), environ={{}}); print(sorted(m for m in sys.modules if 'keyring' in m))")
+    code = (
+        "import sys; from pathlib import Path; from bobosync.settings import load_settings; "
+        f"load_settings(Path({str(env)!r}), environ={{}}); print(sorted(m for m in sys.modules if 'keyring' in m))"
+    )
     result = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -210,14 +216,20 @@ def test_set_secret_needs_the_naming_settings_and_a_store(tmp_path: Path) -> Non
 # ---------------------------------------------------------------- the real CLI in a child process
 
 
-def run_bobosync(tmp_path: Path, *args: str, keyring_file: Optional[Path], stdin: str = "",
-                 backend: str = BACKEND_NAME) -> subprocess.CompletedProcess[str]:
+def run_bobosync(
+    tmp_path: Path, *args: str, keyring_file: Optional[Path], stdin: str = "", backend: str = BACKEND_NAME
+) -> subprocess.CompletedProcess[str]:
     extra = {"PYTHON_KEYRING_BACKEND": backend}
     if keyring_file is not None:
         extra[PATH_VARIABLE] = str(keyring_file)
     return subprocess.run(
         [sys.executable, "-m", "bobosync", "--env-file", str(tmp_path / ".env"), *args],
-        cwd=tmp_path, env=child_env(extra), input=stdin, capture_output=True, text=True, timeout=90,
+        cwd=tmp_path,
+        env=child_env(extra),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
 
 
@@ -259,8 +271,14 @@ def test_cli_plain_env_values_still_work_without_any_store(
 def test_cli_without_a_store_explains_what_to_do(
     simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = run_bobosync(tmp_path, "set-secret", "PASSWORD", keyring_file=None,
-                          backend="keyring.backends.fail.Keyring", stdin="whatever\n")
+    result = run_bobosync(
+        tmp_path,
+        "set-secret",
+        "PASSWORD",
+        keyring_file=None,
+        backend="keyring.backends.fail.Keyring",
+        stdin="whatever\n",
+    )
     assert result.returncode == 2
     assert "no credential store is available" in result.stderr and "Nothing was stored" in result.stderr
     write_env(tmp_path / ".env", dict(sim_env, PASSWORD="keyring"))

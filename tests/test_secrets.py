@@ -76,8 +76,13 @@ def files_under(root: Path, skip: Iterable[Path] = ()) -> dict[str, str]:
 
 @pytest.fixture
 def secret_sim(tls_certs: TLSCerts) -> Iterator[RecordingSimulator]:
-    sim = RecordingSimulator(users=make_users(30), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile,
-                             password=PASSWORD, client_secret=CLIENT_SECRET)
+    sim = RecordingSimulator(
+        users=make_users(30),
+        certfile=tls_certs.certfile,
+        keyfile=tls_certs.keyfile,
+        password=PASSWORD,
+        client_secret=CLIENT_SECRET,
+    )
     sim.start()
     try:
         yield sim
@@ -123,8 +128,9 @@ def _server_echoes_the_credentials(sim: RecordingSimulator, book: InputBook) -> 
     echo = json.dumps({"error": "invalid_client", "error_description": f"password={PASSWORD} {CLIENT_SECRET}"})
     sim.fail_next(1, 400, path_contains="connect/token", body=echo)
     sim.fail_next(1, 500, path_contains="connect/token", body=echo)
-    sim.fail_next(1, 200, path_contains="connect/token", body=f"<html>{PASSWORD} {CLIENT_SECRET}</html>",
-                  content_type="text/html")
+    sim.fail_next(
+        1, 200, path_contains="connect/token", body=f"<html>{PASSWORD} {CLIENT_SECRET}</html>", content_type="text/html"
+    )
     return [(), (), ()], {}
 
 
@@ -163,9 +169,18 @@ def test_no_secret_anywhere_after_a_scenario_at_debug(
     root = tmp_path / "work"
     book = InputBook(root / "crown_files")
     runs, overrides = SCENARIOS[name](secret_sim, book)
-    env_file = sim_env_file(secret_sim, root, tmp_path / "ca.pem",
-                            {"LOG_LEVEL": "DEBUG", "MOVE_PROCESSED_FILES": "true", "AUTO_CLEANUP_HOURS": "24",
-                             "HTTP_RETRY_ATTEMPTS": "1", **overrides})
+    env_file = sim_env_file(
+        secret_sim,
+        root,
+        tmp_path / "ca.pem",
+        {
+            "LOG_LEVEL": "DEBUG",
+            "MOVE_PROCESSED_FILES": "true",
+            "AUTO_CLEANUP_HOURS": "24",
+            "HTTP_RETRY_ATTEMPTS": "1",
+            **overrides,
+        },
+    )
     texts: dict[str, str] = {}
     codes = []
     for i, args in enumerate(runs):
@@ -212,8 +227,9 @@ def test_exception_texts_and_reprs_hold_no_secret(
         texts["auth repr"] = repr(client.transport.auth)
         texts["client vars"] = repr(vars(client))
         client.get_all_users_with_attributes()
-    bad = load_settings(env_file=sim_env_file(secret_sim, tmp_path / "bad", tls_certs.ca_pem,
-                                              {"PASSWORD": WRONG_PASSWORD}), environ={})
+    bad = load_settings(
+        env_file=sim_env_file(secret_sim, tmp_path / "bad", tls_certs.ca_pem, {"PASSWORD": WRONG_PASSWORD}), environ={}
+    )
     assert capture("wrong password", lambda: AtHocClient(bad)) is not None
     echo = json.dumps({"error": "invalid_grant", "error_description": f"{PASSWORD} {CLIENT_SECRET}"})
     secret_sim.fail_next(1, 400, path_contains="connect/token", body=echo)

@@ -47,14 +47,26 @@ def test_defaults_match_the_documented_table(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_at_once_naming_setting_and_value(tmp_path: Path) -> None:
-    values = dict(REQUIRED, BATCH_SIZE="ten", SYNC_HOUR="24", DISABLE_SSL_VERIFY="maybe",
-                  LOG_LEVEL="chatty", ATHOC_DATETIME_FORMAT="%H:%M")
+    values = dict(
+        REQUIRED,
+        BATCH_SIZE="ten",
+        SYNC_HOUR="24",
+        DISABLE_SSL_VERIFY="maybe",
+        LOG_LEVEL="chatty",
+        ATHOC_DATETIME_FORMAT="%H:%M",
+    )
     del values["PASSWORD"]
     with use_keyring(FileKeyring(tmp_path / "empty-keyring.json")), pytest.raises(ConfigError) as caught:
         load_settings(env_file=write_env(tmp_path / ".env", values), environ={})
     text = "\n".join(caught.value.problems)
-    for expected in ("PASSWORD: required", "BATCH_SIZE='ten'", "SYNC_HOUR=24", "DISABLE_SSL_VERIFY='maybe'",
-                     "LOG_LEVEL='CHATTY'", "ATHOC_DATETIME_FORMAT='%H:%M'"):
+    for expected in (
+        "PASSWORD: required",
+        "BATCH_SIZE='ten'",
+        "SYNC_HOUR=24",
+        "DISABLE_SSL_VERIFY='maybe'",
+        "LOG_LEVEL='CHATTY'",
+        "ATHOC_DATETIME_FORMAT='%H:%M'",
+    ):
         assert expected in text
     assert len(caught.value.problems) == 6
 
@@ -98,8 +110,15 @@ def test_username_alias_only_from_the_env_file(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_the_env_folder_and_unc_kept(tmp_path: Path) -> None:
     conf = tmp_path / "conf"
     conf.mkdir()
-    env = write_env(conf / ".env", dict(REQUIRED, CSV_DIRECTORY="//server/share/crown_files",
-                                        DB_PATH="data/map.db", LOG_DIRECTORY=str(tmp_path / "abs")))
+    env = write_env(
+        conf / ".env",
+        dict(
+            REQUIRED,
+            CSV_DIRECTORY="//server/share/crown_files",
+            DB_PATH="data/map.db",
+            LOG_DIRECTORY=str(tmp_path / "abs"),
+        ),
+    )
     s = load_settings(env_file=env, environ={})
     assert s.db_path == conf / "data" / "map.db"
     assert s.log_directory == tmp_path / "abs"

@@ -209,7 +209,9 @@ def test_api_calls_need_a_valid_bearer_token(simulator: AtHocSimulator, anon: Ap
 
 def test_tokens_expire(tls_certs: TLSCerts) -> None:
     sim = AtHocSimulator(
-        make_users(2), certfile=tls_certs.certfile, keyfile=tls_certs.keyfile,
+        make_users(2),
+        certfile=tls_certs.certfile,
+        keyfile=tls_certs.keyfile,
         token_lifetime=0.4,
     )
     with sim:
@@ -273,9 +275,7 @@ def test_default_limit_and_max_limit(tls_certs: TLSCerts) -> None:
         sim.max_limit = 1000
         assert helper.search(Fields="LOGIN_ID").json()["FetchedRecords"] == 100
         # Parameter names are case-insensitive.
-        assert helper.search(fields="LOGIN_ID", limit=7, offset=2).json()["Users"][0] == {
-            "LOGIN_ID": login_of(15)
-        }
+        assert helper.search(fields="LOGIN_ID", limit=7, offset=2).json()["Users"][0] == {"LOGIN_ID": login_of(15)}
 
 
 @pytest.mark.parametrize("params", [{"Limit": "many"}, {"Limit": 0}, {"Offset": -1}])
@@ -335,14 +335,17 @@ def test_criteria_eq_or(api: Api) -> None:
 
 
 def test_criteria_pr_and_lt_on_date_times(simulator: AtHocSimulator, api: Api) -> None:
-    set_duty(simulator, {
-        1: "17/06/2025 08:00:00",
-        2: "18/06/2025 13:59:59",
-        3: "18/06/2025 14:00:00",
-        4: "19/06/2025 09:00:00",
-        5: "not a date",
-        6: "   ",
-    })
+    set_duty(
+        simulator,
+        {
+            1: "17/06/2025 08:00:00",
+            2: "18/06/2025 13:59:59",
+            3: "18/06/2025 14:00:00",
+            4: "19/06/2025 09:00:00",
+            5: "not a date",
+            6: "   ",
+        },
+    )
     stale = "On-Duty-DTG pr and On-Duty-DTG lt '18/06/2025 14:00:00'"
     assert api.logins(Criteria=stale) == [login_of(1), login_of(2)]
     assert api.logins(Criteria="On-Duty-DTG pr") == [login_of(i) for i in range(1, 6)]
@@ -379,7 +382,6 @@ def test_criteria_dates_versus_text(simulator: AtHocSimulator, api: Api) -> None
     assert api.logins(Criteria="On-Duty-DTG lt '03/01/2020 00:00:00'") == [login_of(1)]
 
 
-
 def test_criteria_untrimmed_dates_refuse_stray_spaces(simulator: AtHocSimulator, api: Api) -> None:
     set_duty(simulator, {1: "17/06/2025 08:00:00 ", 2: "17/06/2025 08:00:00"})
     query = "On-Duty-DTG pr and On-Duty-DTG lt '18/06/2025 00:00:00'"
@@ -409,13 +411,17 @@ def test_bad_criteria_is_a_400(api: Api, criteria: str) -> None:
 
 def test_criteria_parser() -> None:
     tree = parse_criteria("A eq 'x' or B-c.d pr and (C lt 'it''s' OR d GE '2')")
-    assert tree == Or((
-        Comparison("A", "eq", "x"),
-        And((
-            Comparison("B-c.d", "pr"),
-            Or((Comparison("C", "lt", "it's"), Comparison("d", "ge", "2"))),
-        )),
-    ))
+    assert tree == Or(
+        (
+            Comparison("A", "eq", "x"),
+            And(
+                (
+                    Comparison("B-c.d", "pr"),
+                    Or((Comparison("C", "lt", "it's"), Comparison("d", "ge", "2"))),
+                )
+            ),
+        )
+    )
     with pytest.raises(CriteriaError, match="position 9"):
         parse_criteria("A eq 'x' B pr")
     with pytest.raises(CriteriaError, match="empty"):
@@ -501,9 +507,7 @@ def test_sync_unknown_user_is_a_row_error(simulator: AtHocSimulator, api: Api) -
 
 
 @pytest.mark.parametrize("flag", [None, "false"])
-def test_sync_creates_users_without_existing_only(
-    simulator: AtHocSimulator, api: Api, flag: Optional[str]
-) -> None:
+def test_sync_creates_users_without_existing_only(simulator: AtHocSimulator, api: Api, flag: Optional[str]) -> None:
     result = api.sync([{"LOGIN_ID": "new@force.example", "On-Duty-DTG": "x"}], flag).json()
     assert result[0][":SyncStatus"] == "OK"
     assert result[0][":SyncDetails"] == "Created"
@@ -550,7 +554,6 @@ def test_sync_forced_row_errors_and_missing_rows(simulator: AtHocSimulator, api:
     user1, user4 = simulator.get_user(login_of(1)), simulator.get_user(login_of(4))
     assert user1 is not None and user1["On-Duty-DTG"] == ""  # forced errors are not applied
     assert user4 is not None and user4["On-Duty-DTG"] == "17/06/2024 14:30:00"  # dropped: applied
-
 
 
 def test_held_writes_are_applied_only_when_released(simulator: AtHocSimulator, api: Api) -> None:
@@ -688,14 +691,10 @@ def test_https_needs_the_ca(simulator: AtHocSimulator, tls_certs: TLSCerts) -> N
     assert not simulator.url.endswith("/")
     with pytest.raises(requests.exceptions.SSLError):
         requests.post(simulator.url + TOKEN_PATH, data=token_form(), timeout=5)
-    ok = requests.post(
-        simulator.url + TOKEN_PATH, data=token_form(), timeout=5, verify=str(tls_certs.ca_pem)
-    )
+    ok = requests.post(simulator.url + TOKEN_PATH, data=token_form(), timeout=5, verify=str(tls_certs.ca_pem))
     assert ok.status_code == 200
     localhost = simulator.url.replace("127.0.0.1", "localhost")
-    ok = requests.post(
-        localhost + TOKEN_PATH, data=token_form(), timeout=5, verify=str(tls_certs.ca_pem)
-    )
+    ok = requests.post(localhost + TOKEN_PATH, data=token_form(), timeout=5, verify=str(tls_certs.ca_pem))
     assert ok.status_code == 200
 
 
@@ -736,7 +735,9 @@ def test_tls_context_can_be_given(tls_certs: TLSCerts) -> None:
         for _ in range(2):
             with pytest.raises(requests.exceptions.SSLError):
                 requests.post(
-                    sim.url + TOKEN_PATH, data=token_form(), timeout=5,
+                    sim.url + TOKEN_PATH,
+                    data=token_form(),
+                    timeout=5,
                     verify=str(tls_certs.ca_pem),
                 )
         assert sim.running
@@ -825,7 +826,9 @@ def test_concurrent_requests_are_all_journaled(simulator: AtHocSimulator, api: A
 def test_make_users() -> None:
     users = make_users(3, start=99, domain="x.test")
     assert [u["LOGIN_ID"] for u in users] == [
-        "user00099@x.test", "user00100@x.test", "user00101@x.test",
+        "user00099@x.test",
+        "user00100@x.test",
+        "user00101@x.test",
     ]
     assert [u["Collar-Number"] for u in users] == ["00099", "00100", "00101"]
     assert all(u["On-Duty-DTG"] == "" and u["FIRSTNAME"] and u["LASTNAME"] for u in users)
@@ -877,9 +880,7 @@ def test_write_bobo_file_names_and_formats(tmp_path: Path) -> None:
         ["00001", "On Duty", "2025-06-17 13:46:15"],
         ["00002", "Off Duty", "2025-06-17 13:46:15"],
     ]
-    accented = write_bobo_file(
-        tmp_path, [["BON", "00003", "Zoë Brontë"]], WHEN, encoding="cp1252", name="w.csv"
-    )
+    accented = write_bobo_file(tmp_path, [["BON", "00003", "Zoë Brontë"]], WHEN, encoding="cp1252", name="w.csv")
     assert "Zoë".encode("cp1252") in accented.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [first.name, second.name, "bom.csv", "simple.csv", "w.csv"]
@@ -893,9 +894,7 @@ def test_generate_bobo_files_is_realistic_and_deterministic(tmp_path: Path) -> N
     other = generate_bobo_files(tmp_path / "c", ids, files=6, start=WHEN, seed=8)
     assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
     assert [p.read_bytes() for p in paths] != [p.read_bytes() for p in other]
-    assert [p.name for p in paths] == [
-        f"BOBO_{WHEN + timedelta(minutes=i):%Y%m%d_%H%M%S}_output.csv" for i in range(6)
-    ]
+    assert [p.name for p in paths] == [f"BOBO_{WHEN + timedelta(minutes=i):%Y%m%d_%H%M%S}_output.csv" for i in range(6)]
     times: list[str] = []
     for path in paths:
         rows = read_rows(path)
@@ -918,15 +917,19 @@ def run_cli(args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[s
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "bobosync.simulator", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, **kwargs,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,
     )
 
 
 def test_cli_generate(tmp_path: Path) -> None:
     out = tmp_path / "crown"
     result = run_cli(
-        ["generate", str(out), "--files", "3", "--users", "12", "--seed", "5",
-         "--start", "2025-06-17T13:46:00"]
+        ["generate", str(out), "--files", "3", "--users", "12", "--seed", "5", "--start", "2025-06-17T13:46:00"]
     )
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir())
@@ -944,9 +947,24 @@ def test_cli_generate(tmp_path: Path) -> None:
 def test_cli_serve_runs_until_terminated(tls_certs: TLSCerts) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bobosync.simulator", "--port", "0", "--users", "7",
-         "--certfile", str(tls_certs.certfile), "--keyfile", str(tls_certs.keyfile)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bobosync.simulator",
+            "--port",
+            "0",
+            "--users",
+            "7",
+            "--certfile",
+            str(tls_certs.certfile),
+            "--keyfile",
+            str(tls_certs.keyfile),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
 
@@ -967,14 +985,10 @@ def test_cli_serve_runs_until_terminated(tls_certs: TLSCerts) -> None:
             found = re.search(r"listening on (https://127\.0\.0\.1:\d+)", line)
             url = found.group(1) if found else None
         assert url is not None, "the simulator never logged its URL"
-        token = requests.post(
-            url + TOKEN_PATH, data=token_form(), timeout=5, verify=str(tls_certs.ca_pem)
-        )
+        token = requests.post(url + TOKEN_PATH, data=token_form(), timeout=5, verify=str(tls_certs.ca_pem))
         assert token.status_code == 200
         headers = {"Authorization": "Bearer " + token.json()["access_token"]}
-        users = requests.get(
-            url + SEARCH_PATH, headers=headers, timeout=5, verify=str(tls_certs.ca_pem)
-        )
+        users = requests.get(url + SEARCH_PATH, headers=headers, timeout=5, verify=str(tls_certs.ca_pem))
         assert users.json()["TotalUsers"] == 7
     finally:
         process.terminate()
@@ -982,7 +996,10 @@ def test_cli_serve_runs_until_terminated(tls_certs: TLSCerts) -> None:
     assert process.returncode == 0
     assert f"ATHOC_SERVER_URL={url}" in stdout
     for key, value in (
-        ("CLIENT_ID", "client_id"), ("CLIENT_SECRET", "client_secret"),
-        ("APIUSER", "username"), ("PASSWORD", "password"), ("ORG_CODE", "org_code"),
+        ("CLIENT_ID", "client_id"),
+        ("CLIENT_SECRET", "client_secret"),
+        ("APIUSER", "username"),
+        ("PASSWORD", "password"),
+        ("ORG_CODE", "org_code"),
     ):
         assert f"{key}={SIM_CREDENTIALS[value]}" in stdout

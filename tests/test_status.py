@@ -41,6 +41,8 @@ FMT = "%d/%m/%Y %H:%M:%S"
 def shown_json(value: datetime) -> str:
     """A time as the JSON shows it: this machine's local time with its offset."""
     return as_utc(value).astimezone().isoformat(timespec="seconds")
+
+
 DUTY = "On-Duty-DTG"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,8 +100,16 @@ def healthy_db(settings: Settings, at: datetime) -> None:
         add_run(db, "cleanup", at - timedelta(minutes=1), "ok", counts={"cleared": 0})
 
 
-def add_run(db: BOBODatabase, kind: str, started: datetime, status: str, *, seconds: float = 2.0,
-            counts: Optional[dict[str, Any]] = None, error: Optional[str] = None) -> None:
+def add_run(
+    db: BOBODatabase,
+    kind: str,
+    started: datetime,
+    status: str,
+    *,
+    seconds: float = 2.0,
+    counts: Optional[dict[str, Any]] = None,
+    error: Optional[str] = None,
+) -> None:
     run_id = db.start_run(kind, started, 1234)
     db.finish_run(run_id, status, started + timedelta(seconds=seconds), counts or {}, error)
 
@@ -302,11 +312,14 @@ def test_a_running_pass_is_fine_until_it_looks_stuck(settings: Settings) -> None
     assert "is still recorded as running (stuck, or its process died)" in later.data["reasons"][0]
 
 
-@pytest.mark.parametrize(("run_status_", "code", "start"), [
-    ("partial", 1, "last pass partial at "),
-    ("interrupted", 1, "last pass interrupted at "),
-    ("failed", 2, "last pass failed at "),
-])
+@pytest.mark.parametrize(
+    ("run_status_", "code", "start"),
+    [
+        ("partial", 1, "last pass partial at "),
+        ("interrupted", 1, "last pass interrupted at "),
+        ("failed", 2, "last pass failed at "),
+    ],
+)
 def test_the_last_pass_status_sets_the_health(settings: Settings, run_status_: str, code: int, start: str) -> None:
     at = now()
     healthy_db(settings, at - timedelta(minutes=3))
@@ -403,10 +416,10 @@ def test_mapping_sync_failed_overdue_or_off(settings: Settings) -> None:
     assert due.data["mapping_sync"]["due_now"] is True
     assert "mapping sync" not in " ".join(due.data["reasons"])
     overdue = status(settings, datetime(2024, 6, 17, 21, 30))
-    assert (f"mapping sync overdue: due since {show(datetime(2024, 6, 17, 20, 0))} "
-            "(daily sync at 20:00 and none succeeded today)") in (
-        overdue.data["reasons"]
-    )
+    assert (
+        f"mapping sync overdue: due since {show(datetime(2024, 6, 17, 20, 0))} "
+        "(daily sync at 20:00 and none succeeded today)"
+    ) in (overdue.data["reasons"])
     off = status(dataclasses.replace(settings, sync_mappings=False), datetime(2024, 6, 17, 21, 30))
     assert "mapping sync" not in " ".join(off.data["reasons"])
     assert "Mapping sync    off (SYNC_MAPPINGS=false); 1 mapping" in off.text
@@ -426,8 +439,9 @@ def test_passes_without_any_mapping_warn(settings: Settings) -> None:
 
 
 def test_a_legacy_database_is_read_without_being_changed(settings: Settings) -> None:
-    create_legacy_database(settings.db_path, {"00001": user(1), "00002": user(2)},
-                           last_sync=(now() - timedelta(hours=1), "completed"))
+    create_legacy_database(
+        settings.db_path, {"00001": user(1), "00002": user(2)}, last_sync=(now() - timedelta(hours=1), "completed")
+    )
     original_track_file_retry(settings.db_path, "stuck.csv")  # the original's table has no last_error
     before = settings.db_path.read_bytes()
     shown = status(settings)
@@ -459,9 +473,23 @@ def test_collect_status_is_one_structure_for_both_renderings(settings: Settings)
     data = report_to_dict(report)
     assert data["reasons"] == [r.message for r in report.reasons]
     assert list(data) == [
-        "generated_at", "health", "exit_code", "reasons", "reason_levels", "passes", "mapping_sync",
-        "auto_cleanup", "files", "errors", "live", "database", "database_exists", "database_error",
-        "log_file", "env_file", "bobosync_version",
+        "generated_at",
+        "health",
+        "exit_code",
+        "reasons",
+        "reason_levels",
+        "passes",
+        "mapping_sync",
+        "auto_cleanup",
+        "files",
+        "errors",
+        "live",
+        "database",
+        "database_exists",
+        "database_error",
+        "log_file",
+        "env_file",
+        "bobosync_version",
     ]
     text = render_text(report)
     for reason in report.reasons:
@@ -474,22 +502,35 @@ def test_collect_status_is_one_structure_for_both_renderings(settings: Settings)
 def test_live_counts_on_duty_stale_and_unparseable_values(simulator: AtHocSimulator, settings: Settings) -> None:
     at = now()
     run_pass(settings, at)
-    for i, age in ((1, timedelta(hours=2)), (2, timedelta(minutes=5)),          # fresh
-                   (3, timedelta(hours=30)), (4, timedelta(hours=25)), (5, timedelta(days=3)),  # long overdue
-                   (6, timedelta(hours=24, minutes=2))):                          # stale, cleanup not due yet
+    for i, age in (
+        (1, timedelta(hours=2)),
+        (2, timedelta(minutes=5)),  # fresh
+        (3, timedelta(hours=30)),
+        (4, timedelta(hours=25)),
+        (5, timedelta(days=3)),  # long overdue
+        (6, timedelta(hours=24, minutes=2)),
+    ):  # stale, cleanup not due yet
         simulator.set_attribute(user(i), DUTY, (at - age).strftime(FMT))
     simulator.set_attribute(user(7), DUTY, "not a date")
     shown = status(settings, at, live=True)
     live = shown.data["live"]
-    assert live == {"duty_field": DUTY, "error": None, "users": 50, "on_duty": 7, "stale": 4,
-                    "stale_overdue": 3, "unparseable": 1}
+    assert live == {
+        "duty_field": DUTY,
+        "error": None,
+        "users": 50,
+        "on_duty": 7,
+        "stale": 4,
+        "stale_overdue": 3,
+        "unparseable": 1,
+    }
     assert shown.code == 1
     assert shown.data["reasons"] == [
         "3 users on duty for over 24 h that the auto-cleanup has not cleared",
         "1 user with a On-Duty-DTG value not in ATHOC_DATETIME_FORMAT (the auto-cleanup never clears these)",
     ]
-    assert ("On duty (live)  7 of 50 users have On-Duty-DTG set; 4 older than 24 h (3 not cleared in time); "
-            "1 unparseable") in shown.text
+    assert (
+        "On duty (live)  7 of 50 users have On-Duty-DTG set; 4 older than 24 h (3 not cleared in time); 1 unparseable"
+    ) in shown.text
 
 
 def test_live_only_reads_athoc(simulator: AtHocSimulator, settings: Settings) -> None:
@@ -523,11 +564,15 @@ def test_live_with_athoc_unreachable_is_unhealthy(simulator: AtHocSimulator, set
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.upper().endswith("_PROXY") and not k.startswith("BOBO_") and k != "LOG_LEVEL"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().endswith("_PROXY") and not k.startswith("BOBO_") and k != "LOG_LEVEL"
+    }
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "bobosync", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "bobosync", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90
+    )
 
 
 def test_the_command_exits_2_then_0_then_1(simulator: AtHocSimulator, sim_env: dict[str, str], tmp_path: Path) -> None:

@@ -82,14 +82,18 @@ def reading(instant: datetime) -> datetime:
 
 def drop(folder: Path, name: str, rows: list[tuple[str, str, datetime]], modified: datetime) -> Path:
     """A BOBO file of (transaction, employee, true instant) rows, written at ``modified``."""
-    path = write_bobo_file(folder, [export_row(tx, emp, reading(when)) for tx, emp, when in rows], modified,
-                           name=name)
+    path = write_bobo_file(folder, [export_row(tx, emp, reading(when)) for tx, emp, when in rows], modified, name=name)
     os.utime(path, (modified.timestamp(), modified.timestamp()))
     return path
 
 
-def run_pass(settings: Settings, sim: AtHocSimulator, now: datetime, *, athoc_now: Optional[datetime] = None,
-             ) -> PassReport:
+def run_pass(
+    settings: Settings,
+    sim: AtHocSimulator,
+    now: datetime,
+    *,
+    athoc_now: Optional[datetime] = None,
+) -> PassReport:
     """One pass with this machine's clock at ``now`` and AtHoc's at ``athoc_now`` (default: the same)."""
     sim.clock_offset = (athoc_now or now) - datetime.now(UTC)
     processor = BOBOProcessor(settings, clock=lambda: now)
@@ -117,7 +121,9 @@ def test_readings_at_both_transitions() -> None:
     skipped = reader.instant(datetime(2026, 3, 29, 1, 30), SPRING_FORWARD)
     assert skipped == (SPRING_FORWARD + timedelta(minutes=30), Reading.SKIPPED)
     assert reader.instant(datetime(2026, 6, 1, 12, 0), SPRING_FORWARD) == (
-        datetime(2026, 6, 1, 11, 0, tzinfo=UTC), Reading.EXACT)
+        datetime(2026, 6, 1, 11, 0, tzinfo=UTC),
+        Reading.EXACT,
+    )
 
 
 @pytest.mark.parametrize("zone", ["Europe/London", "Australia/Lord_Howe", "America/St_Johns", "UTC"])
@@ -125,8 +131,13 @@ def test_the_hour_cache_gives_what_the_zone_rules_give(zone: str) -> None:
     """Every minute of the days around both of 2026's changes (Lord Howe moves by 30 min)."""
     reader, fresh = ZoneReader(ZoneInfo(zone)), ZoneInfo(zone)
     witness = datetime(2027, 1, 1, tzinfo=UTC)
-    for day in (datetime(2026, 3, 28), datetime(2026, 4, 4), datetime(2026, 10, 3), datetime(2026, 10, 24),
-                datetime(2026, 11, 1)):
+    for day in (
+        datetime(2026, 3, 28),
+        datetime(2026, 4, 4),
+        datetime(2026, 10, 3),
+        datetime(2026, 10, 24),
+        datetime(2026, 11, 1),
+    ):
         for minute in range(0, 3 * 24 * 60, 7):
             local = day + timedelta(minutes=minute)
             got = reader.instant(local, witness)
@@ -138,8 +149,9 @@ def test_the_hour_cache_gives_what_the_zone_rules_give(zone: str) -> None:
 
 def test_clock_offset_from_a_date_header() -> None:
     sent = datetime(2026, 11, 10, 14, 0, 0, tzinfo=UTC)
-    reading_ = ClockOffset.from_date_header("Tue, 10 Nov 2026 14:03:00 GMT", sent, sent + timedelta(seconds=2),
-                                            monotonic=100.0)
+    reading_ = ClockOffset.from_date_header(
+        "Tue, 10 Nov 2026 14:03:00 GMT", sent, sent + timedelta(seconds=2), monotonic=100.0
+    )
     assert reading_ is not None
     assert reading_.uncertainty == timedelta(seconds=1.5)  # half the round trip + half a second
     # At the reading: AtHoc is 3 min ahead (+0.5 s for the header's truncation, -1 s half trip).
@@ -159,13 +171,21 @@ def test_settings_validate_the_zones_and_the_tolerance(sim_env: dict[str, str], 
     base = load_settings(env_file=tmp_path / ".env", environ={})
     assert base.athoc_zone == base.bobo_timezone  # ATHOC_TIMEZONE defaults to BOBO_TIMEZONE
     assert base.clock_tolerance == timedelta(minutes=5)
-    chosen = load_settings(env_file=tmp_path / ".env", environ={
-        "BOBO_TIMEZONE": "Europe/London", "ATHOC_TIMEZONE": "America/New_York", "CLOCK_TOLERANCE_MINUTES": "0"})
+    chosen = load_settings(
+        env_file=tmp_path / ".env",
+        environ={
+            "BOBO_TIMEZONE": "Europe/London",
+            "ATHOC_TIMEZONE": "America/New_York",
+            "CLOCK_TOLERANCE_MINUTES": "0",
+        },
+    )
     assert (chosen.bobo_timezone, chosen.athoc_zone) == (LONDON, ZoneInfo("America/New_York"))
     assert chosen.clock_tolerance is None
     with pytest.raises(ConfigError) as caught:
-        load_settings(env_file=tmp_path / ".env", environ={
-            "BOBO_TIMEZONE": "Europe/Londres", "ATHOC_TIMEZONE": "GMT+1", "CLOCK_TOLERANCE_MINUTES": "-1"})
+        load_settings(
+            env_file=tmp_path / ".env",
+            environ={"BOBO_TIMEZONE": "Europe/Londres", "ATHOC_TIMEZONE": "GMT+1", "CLOCK_TOLERANCE_MINUTES": "-1"},
+        )
     text = str(caught.value)
     assert "BOBO_TIMEZONE='Europe/Londres'" in text and "ATHOC_TIMEZONE='GMT+1'" in text
     assert "CLOCK_TOLERANCE_MINUTES=-1.0" in text
@@ -209,8 +229,9 @@ def test_fall_back_book_on_after_book_off_wins(simulator: AtHocSimulator, london
 def test_spring_forward_gap_reading_is_moved_forward_with_a_warning(
     simulator: AtHocSimulator, london: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = write_bobo_file(london.csv_directory, [export_row("BON", "00003", datetime(2026, 3, 29, 1, 30))],
-                           SPRING_FORWARD, name="gap.csv")
+    path = write_bobo_file(
+        london.csv_directory, [export_row("BON", "00003", datetime(2026, 3, 29, 1, 30))], SPRING_FORWARD, name="gap.csv"
+    )
     stamp = (SPRING_FORWARD + timedelta(minutes=35)).timestamp()
     os.utime(path, (stamp, stamp))
     with caplog.at_level(logging.WARNING, logger="bobosync"):
@@ -349,8 +370,12 @@ def test_an_older_event_from_a_newer_file_is_reported_as_behind(
     drop(london.csv_directory, "first.csv", [("BON", "00007", when)], when + timedelta(seconds=10))
     assert run_pass(london, simulator, when + timedelta(minutes=1)).exit_code == 0
     # A terminal whose clock is 15 minutes behind exports a book-off a little later.
-    drop(london.csv_directory, "second.csv", [("BOF", "00007", when - timedelta(minutes=15))],
-         when + timedelta(minutes=2))
+    drop(
+        london.csv_directory,
+        "second.csv",
+        [("BOF", "00007", when - timedelta(minutes=15))],
+        when + timedelta(minutes=2),
+    )
     with caplog.at_level(logging.WARNING, logger="bobosync"):
         report = run_pass(london, simulator, when + timedelta(minutes=3))
     assert report.counts.behind == 1 and report.counts.superseded == 1
@@ -376,18 +401,27 @@ def nights(draw: st.DrawFn) -> tuple[datetime, list[tuple[datetime, list[tuple[s
     files = []
     for _ in range(draw(st.integers(1, 6))):
         modified = night + timedelta(minutes=draw(st.integers(-60, 60)))
-        rows = [(draw(st.sampled_from(["BON", "BOF"])), draw(st.sampled_from(EMPLOYEES)),
-                 modified - timedelta(minutes=draw(st.sampled_from([0, 1, 10, 30, 50]))))
-                for _ in range(draw(st.integers(1, 4)))]
+        rows = [
+            (
+                draw(st.sampled_from(["BON", "BOF"])),
+                draw(st.sampled_from(EMPLOYEES)),
+                modified - timedelta(minutes=draw(st.sampled_from([0, 1, 10, 30, 50]))),
+            )
+            for _ in range(draw(st.integers(1, 4)))
+        ]
         files.append((modified, rows))
     return night, files, draw(st.sampled_from([0, 1, 2])), draw(st.integers(1, 3))
 
 
-@settings(max_examples=int(os.environ.get("BOBOSYNC_PROPERTY_EXAMPLES", "25")), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("BOBOSYNC_PROPERTY_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(case=nights())
 def test_any_batching_over_dst_nights_ends_at_the_latest_event_by_true_instant(
-    simulator: AtHocSimulator, tls_certs: TLSCerts,
+    simulator: AtHocSimulator,
+    tls_certs: TLSCerts,
     case: tuple[datetime, list[tuple[datetime, list[tuple[str, str, datetime]]]], int, int],
 ) -> None:
     night, files, batch_size, per_pass = case
@@ -401,8 +435,16 @@ def test_any_batching_over_dst_nights_ends_at_the_latest_event_by_true_instant(
     logging.getLogger("bobosync").setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            write_env(simulator, tls_certs.ca_pem, Path(folder), FILE_SETTLE_SECONDS="0", BATCH_SIZE=str(batch_size),
-                      MOVE_PROCESSED_FILES="true", AUTO_CLEANUP_HOURS="0", BOBO_TIMEZONE="Europe/London")
+            write_env(
+                simulator,
+                tls_certs.ca_pem,
+                Path(folder),
+                FILE_SETTLE_SECONDS="0",
+                BATCH_SIZE=str(batch_size),
+                MOVE_PROCESSED_FILES="true",
+                AUTO_CLEANUP_HOURS="0",
+                BOBO_TIMEZONE="Europe/London",
+            )
             settings_ = load_settings(env_file=Path(folder) / ".env", environ={})
             named = [(modified, f"f{i}.csv", rows) for i, (modified, rows) in enumerate(files)]
             order = sorted(named, key=lambda f: (f[0], f[1]))
@@ -413,7 +455,7 @@ def test_any_batching_over_dst_nights_ends_at_the_latest_event_by_true_instant(
                     if employee not in expected or key > expected[employee][0]:
                         expected[employee] = (key, tx, when)
             for start in range(0, len(order), per_pass):  # files arrive in passes, oldest first
-                for modified, name, rows in order[start:start + per_pass]:
+                for modified, name, rows in order[start : start + per_pass]:
                     drop(settings_.csv_directory, name, rows, modified)
                 last = order[min(start + per_pass, len(order)) - 1][0]
                 report = run_pass(settings_, simulator, last + timedelta(minutes=1))
@@ -447,13 +489,19 @@ def test_a_schema_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     local = "2026-07-01T13:00:00"  # 12:00 UTC
     conn.execute("INSERT INTO employee_last_event VALUES ('00001', ?, 'BON', 'u1', 'f.csv', ?)", (local, local))
     conn.execute("INSERT INTO events_in_flight VALUES ('00002', ?, ?)", (local, local))
-    conn.execute("INSERT INTO run_history (kind, started_at, finished_at, status, duration_seconds) "
-                 "VALUES ('pass', ?, '2026-07-01T13:00:02', 'ok', 2.0)", (local,))
+    conn.execute(
+        "INSERT INTO run_history (kind, started_at, finished_at, status, duration_seconds) "
+        "VALUES ('pass', ?, '2026-07-01T13:00:02', 'ok', 2.0)",
+        (local,),
+    )
     conn.execute("INSERT INTO remembered_files VALUES ('f.csv', 1, 'aa', 5, ?)", (local,))
     conn.execute("INSERT INTO pending_moves VALUES ('a', 'b', 'aa', ?)", (local,))
     conn.execute("INSERT INTO sync_tracking VALUES ('user_mapping', '2026-07-01', ?, 'success', 3, ?)", (local, local))
-    conn.execute("INSERT INTO processing_log (filename, processed_at, records_processed, status) "
-                 "VALUES ('new.csv', ?, 1, 'success'), ('old.csv', '2026-06-30 08:00:00', 1, 'success')", (local,))
+    conn.execute(
+        "INSERT INTO processing_log (filename, processed_at, records_processed, status) "
+        "VALUES ('new.csv', ?, 1, 'success'), ('old.csv', '2026-06-30 08:00:00', 1, 'success')",
+        (local,),
+    )
     conn.execute("INSERT INTO worker_mapping VALUES ('00001', 'u1', ?)", (local,))
     conn.execute("INSERT INTO file_retry_tracking VALUES ('r.csv', 1, ?, ?, 'x')", (local, local))
     conn.close()
@@ -474,14 +522,18 @@ def test_a_schema_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     instant = "2026-07-01T12:00:00+00:00"
     assert query(path, "SELECT event_at, recorded_at FROM desired_state") == [(instant, instant)]
     assert query(path, "SELECT started_at, finished_at FROM run_history") == [
-        ("2026-07-01T12:00:00.000000+00:00", "2026-07-01T12:00:02.000000+00:00")]
+        ("2026-07-01T12:00:00.000000+00:00", "2026-07-01T12:00:02.000000+00:00")
+    ]
     assert query(path, "SELECT processed_at FROM remembered_files") == [(instant,)]
     assert query(path, "SELECT started_at FROM pending_moves") == [(instant,)]
     # The original's tables: CURRENT_TIMESTAMP text (UTC); its own rows were already that.
     assert query(path, "SELECT filename, processed_at FROM processing_log ORDER BY filename") == [
-        ("new.csv", "2026-07-01 12:00:00"), ("old.csv", "2026-06-30 08:00:00")]
+        ("new.csv", "2026-07-01 12:00:00"),
+        ("old.csv", "2026-06-30 08:00:00"),
+    ]
     assert query(path, "SELECT last_updated FROM worker_mapping") == [("2026-07-01 12:00:00",)]
     assert query(path, "SELECT first_attempt, last_attempt FROM file_retry_tracking") == [
-        ("2026-07-01 12:00:00", "2026-07-01 12:00:00")]
+        ("2026-07-01 12:00:00", "2026-07-01 12:00:00")
+    ]
     # sync_tracking keeps the local text operators edit; bobosync's column holds the instant.
     assert query(path, "SELECT last_sync_time, last_success_time FROM sync_tracking") == [(local, instant)]

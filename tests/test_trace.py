@@ -66,7 +66,12 @@ def test_a_book_on_sent_is_traced_with_athocs_answer_and_the_current_values(loop
     assert ("mapping", "mapped") in kinds(rows)  # the first sync mapped the collar number
     event = next(row for row in rows if row["kind"] == "event")
     assert (event["outcome"], event["transaction"], event["file"], event["row"], event["login_id"]) == (
-        "sent", "BON", "f001.csv", 1, login(1))
+        "sent",
+        "BON",
+        "f001.csv",
+        1,
+        login(1),
+    )
     write = next(row for row in rows if row["kind"] == "write")
     assert (write["outcome"], write["value"], write["login_id"]) == ("applied", on.strftime(FMT), login(1))
     assert kinds(rows).index(("event", "sent")) < kinds(rows).index(("write", "applied"))  # oldest first
@@ -89,14 +94,15 @@ def test_an_earlier_row_is_superseded_and_a_late_older_event_is_not_newer(loop: 
     assert loop.run(NOW + timedelta(minutes=1)).exit_code == 0
     events = [row for row in entries(loop, "00002", NOW + timedelta(minutes=1)) if row["kind"] == "event"]
     assert [(e["transaction"], e["file"], e["row"], e["outcome"]) for e in events] == [
-        ("BON", "f001.csv", 1, "superseded"), ("BOF", "f001.csv", 2, "sent"), ("BON", "f002.csv", 1, "not newer")]
+        ("BON", "f001.csv", 1, "superseded"),
+        ("BOF", "f001.csv", 2, "sent"),
+        ("BON", "f002.csv", 1, "not newer"),
+    ]
     assert "f001.csv row 2" in events[0]["detail"] and "f001.csv row 2" in events[2]["detail"]
     assert duty(loop.sim, 2) == ""
 
 
-def test_a_future_event_is_held_and_an_unmapped_one_pending_until_mapped(
-    loop: Loop, simulator: AtHocSimulator
-) -> None:
+def test_a_future_event_is_held_and_an_unmapped_one_pending_until_mapped(loop: Loop, simulator: AtHocSimulator) -> None:
     ahead, on = NOW + timedelta(hours=3), NOW - timedelta(minutes=5)
     loop.file([export_row("BON", "00003", ahead), export_row("BON", "77777", on)], NOW)
     loop.run(NOW)
@@ -132,14 +138,18 @@ def test_a_reconcile_repair_a_cleanup_clear_and_a_mapping_change_are_traced(
     clear = entries(loop, login(4), on + timedelta(hours=25))[-1]
     assert (clear["kind"], clear["value"], clear["detail"].split(":")[0]) == ("write", "", "cleanup")
     assert f"sent '' (empty: off duty) to {login(4)} (employee 00004): AtHoc answered applied; cleanup" in text(
-        loop, "00004", on + timedelta(hours=25))
+        loop, "00004", on + timedelta(hours=25)
+    )
     # Collar 00005 moves to user 6 (whose own collar goes): both mapping changes are traced.
     simulator.move_attribute(COLLAR, login(5), login(6))
     later = on + timedelta(hours=26)
     sync(loop, later)
     mapping = [r for r in entries(loop, "00005", later) if r["kind"] == "mapping" and r["employee_id"] == "00005"]
     assert (mapping[-1]["outcome"], mapping[-1]["login_id"], mapping[-1]["detail"]) == (
-        "mapped", login(6), f"was {login(5)}")
+        "mapped",
+        login(6),
+        f"was {login(5)}",
+    )
     shown = text(loop, "00005", later)
     assert f"collar number 00005 mapped to {login(6)}; was {login(5)}" in shown
     # The account's other collar number, which it no longer holds, shows in the same story.
@@ -172,8 +182,10 @@ def test_audit_rows_are_purged_after_the_retention_and_not_kept_when_it_is_zero(
     assert entries(loop, "00001", NOW + timedelta(days=31)) == []
     loop.run(NOW + timedelta(days=31))
     with sqlite3.connect(loop.settings.db_path) as conn:
-        left = conn.execute("SELECT COUNT(*) FROM audit_log WHERE recorded_at < ?",
-                            ((NOW + timedelta(days=1)).astimezone().isoformat(),)).fetchone()[0]
+        left = conn.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE recorded_at < ?",
+            ((NOW + timedelta(days=1)).astimezone().isoformat(),),
+        ).fetchone()[0]
     assert left == 0
     off = dataclasses.replace(loop.settings, audit_retention_days=0)
     loop.settings = off
@@ -188,14 +200,30 @@ def test_the_audit_holds_only_what_the_trace_shows(loop: Loop) -> None:
     loop.run(NOW)
     with sqlite3.connect(loop.settings.db_path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(audit_log)")]
-    assert columns == ["id", "recorded_at", "employee_id", "login_id", "kind", "transaction_type", "event_at",
-                       "source_file", "source_row", "value", "outcome", "detail", "events"]
+    assert columns == [
+        "id",
+        "recorded_at",
+        "employee_id",
+        "login_id",
+        "kind",
+        "transaction_type",
+        "event_at",
+        "source_file",
+        "source_row",
+        "value",
+        "outcome",
+        "detail",
+        "events",
+    ]
 
 
 def test_trace_runs_as_a_command(simulator: AtHocSimulator, tls_certs: TLSCerts, tmp_path: Path) -> None:
     env = sim_env_file(simulator, tmp_path / "site", tls_certs.ca_pem)
-    write_bobo_file(tmp_path / "site" / "crown_files", [export_row("BON", "00007", datetime.now())],
-                    datetime.now() - timedelta(seconds=30))
+    write_bobo_file(
+        tmp_path / "site" / "crown_files",
+        [export_row("BON", "00007", datetime.now())],
+        datetime.now() - timedelta(seconds=30),
+    )
     assert run_cli(env).returncode == 0
     shown = run_cli(env, "trace", "00007")
     assert shown.returncode == 0, shown.stderr

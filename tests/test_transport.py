@@ -79,23 +79,21 @@ def test_build_session_adapter_user_agent_proxies_verify(sim_settings: Settings)
     assert plain.headers["User-Agent"] == f"bobosync/{__version__}"
     assert plain.proxies == {}
     assert plain.verify == str(sim_settings.ssl_cert_path)
-    proxied = build_session(
-        replace(sim_settings, http_proxy="http://p:3128", https_proxy="http://q:3129")
-    )
+    proxied = build_session(replace(sim_settings, http_proxy="http://p:3128", https_proxy="http://q:3129"))
     assert proxied.proxies == {"http": "http://p:3128", "https": "http://q:3129"}
     assert build_session(replace(sim_settings, disable_ssl_verify=True)).verify is False
 
 
 def test_user_agent_sent(transport: Transport, simulator: AtHocSimulator) -> None:
     # the simulator does not journal headers, so check what requests prepared
-    response = transport.session.get(
-        simulator.url + "/nothing", verify=transport.verify, timeout=5
-    )
+    response = transport.session.get(simulator.url + "/nothing", verify=transport.verify, timeout=5)
     assert response.request.headers["User-Agent"] == f"bobosync/{__version__}"
 
 
 def test_explicit_verify_beats_requests_ca_bundle_env(
-    sim_settings: Settings, simulator: AtHocSimulator, tmp_path: Path,
+    sim_settings: Settings,
+    simulator: AtHocSimulator,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A CA bundle in the environment that does NOT hold the simulator's CA: requests would
@@ -216,9 +214,10 @@ def _probe_tls11(url: str) -> str:
         warnings.simplefilter("ignore", DeprecationWarning)
         client.set_ciphers("DEFAULT:@SECLEVEL=0")
         client.minimum_version = ssl.TLSVersion.TLSv1_1
-    with socket.create_connection((host, int(port)), timeout=5) as raw, client.wrap_socket(
-        raw, server_hostname=host
-    ) as tls:
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        client.wrap_socket(raw, server_hostname=host) as tls,
+    ):
         return tls.version() or ""
 
 
@@ -243,9 +242,7 @@ def tls11_simulator(tls_certs: Any) -> Iterator[AtHocSimulator]:
         sim.stop()
 
 
-def test_tls11_only_server_is_refused(
-    tls11_simulator: AtHocSimulator, sim_settings: Settings
-) -> None:
+def test_tls11_only_server_is_refused(tls11_simulator: AtHocSimulator, sim_settings: Settings) -> None:
     settings = replace(sim_settings, athoc_server_url=tls11_simulator.url)
     with pytest.raises(AtHocTransportError) as info:
         AtHocClient(settings)
@@ -272,9 +269,7 @@ def test_tls11_only_server_is_refused_through_proxy(
     assert tls11_simulator.journal == []
 
 
-def test_certificate_failure_is_not_retried(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_certificate_failure_is_not_retried(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     settings = replace(sim_settings, ssl_cert_path=None)
     with Transport(settings) as t, pytest.raises(AtHocTransportError) as info:
         t.request_json("GET", SEARCH, params=PARAMS)
@@ -311,9 +306,7 @@ def test_certificate_failure_is_not_retried(
         (requests.exceptions.InvalidURL("bad url"), AtHocTransportError, "InvalidURL"),
     ],
 )
-def test_map_request_exception(
-    exc: requests.RequestException, expected: type, words: str
-) -> None:
+def test_map_request_exception(exc: requests.RequestException, expected: type, words: str) -> None:
     error = map_request_exception(exc, "GET", "/api/v2/orgs/X/users/search/basic?Criteria=a")
     assert type(error) is expected
     assert words in str(error)
@@ -324,8 +317,7 @@ def test_map_request_exception(
 
 def test_map_request_exception_redacts_urls_and_secrets() -> None:
     exc = requests.exceptions.ProxyError(
-        "Cannot connect to proxy http://bob:hunter2@proxy:3128 for "
-        "https://athoc/api?token=abc with secret s3cr3t"
+        "Cannot connect to proxy http://bob:hunter2@proxy:3128 for https://athoc/api?token=abc with secret s3cr3t"
     )
     text = str(map_request_exception(exc, "POST", "https://athoc/x?y=1", ("s3cr3t",)))
     assert "hunter2" not in text and "token=abc" not in text and "s3cr3t" not in text
@@ -348,9 +340,7 @@ def test_parse_retry_after() -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
-def test_retryable_status_is_retried(
-    status: int, transport: Transport, simulator: AtHocSimulator
-) -> None:
+def test_retryable_status_is_retried(status: int, transport: Transport, simulator: AtHocSimulator) -> None:
     simulator.fail_next(2, status, path_contains="search/basic")
     data = transport.request_json("GET", SEARCH, params=PARAMS)
     assert len(data["Users"]) == 5
@@ -371,9 +361,7 @@ def test_retries_exhausted(
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 413])
-def test_other_4xx_not_retried(
-    status: int, transport: Transport, simulator: AtHocSimulator
-) -> None:
+def test_other_4xx_not_retried(status: int, transport: Transport, simulator: AtHocSimulator) -> None:
     simulator.fail_next(1, status, path_contains="search/basic")
     with pytest.raises(AtHocHTTPError) as info:
         transport.request_json("GET", SEARCH, params=PARAMS)
@@ -391,9 +379,7 @@ def test_retry_after_is_honoured(transport: Transport, simulator: AtHocSimulator
     assert search_requests(simulator) == 2
 
 
-def test_retry_after_is_capped_and_backoff_used_otherwise(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_retry_after_is_capped_and_backoff_used_otherwise(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     sleeps: list[float] = []
     settings = replace(sim_settings, http_retry_backoff_seconds=0.5)
     with Transport(settings, sleep=sleeps.append) as t:
@@ -445,9 +431,7 @@ def test_timeout_retried_then_succeeds(sim_settings: Settings, simulator: AtHocS
         assert t.request_count == 3  # token, timed out try, good try
 
 
-def test_timeout_exhausted_is_athoc_timeout(
-    sim_settings: Settings, simulator: AtHocSimulator
-) -> None:
+def test_timeout_exhausted_is_athoc_timeout(sim_settings: Settings, simulator: AtHocSimulator) -> None:
     settings = replace(sim_settings, request_timeout_seconds=0.3)
     simulator.fail_next(3, 200, delay=1.0, path_contains="search/basic")
     with Transport(settings) as t:
@@ -460,9 +444,7 @@ def test_timeout_exhausted_is_athoc_timeout(
     assert "/users/search/basic" in str(info.value)
 
 
-def test_token_endpoint_down_is_not_retried_twice_over(
-    transport: Transport, simulator: AtHocSimulator
-) -> None:
+def test_token_endpoint_down_is_not_retried_twice_over(transport: Transport, simulator: AtHocSimulator) -> None:
     simulator.fail_next(10, 503, path_contains="connect/token")
     with pytest.raises(AtHocHTTPError) as info:
         transport.request_json("GET", SEARCH, params=PARAMS)
@@ -474,11 +456,12 @@ def test_token_endpoint_down_is_not_retried_twice_over(
 # --------------------------------------------------------------------------- bodies
 
 
-def test_non_json_200_is_response_error_not_retried(
-    transport: Transport, simulator: AtHocSimulator
-) -> None:
+def test_non_json_200_is_response_error_not_retried(transport: Transport, simulator: AtHocSimulator) -> None:
     simulator.fail_next(
-        1, 200, body="<html><body>Login page</body></html>", content_type="text/html",
+        1,
+        200,
+        body="<html><body>Login page</body></html>",
+        content_type="text/html",
         path_contains="search/basic",
     )
     with pytest.raises(AtHocResponseError) as info:
@@ -509,9 +492,7 @@ def test_html_error_body_reduced_to_text(transport: Transport, simulator: AtHocS
         ("plain\n\n  text   error", "plain text error"),
     ],
 )
-def test_error_excerpt(
-    body: str, excerpt: str, transport: Transport, simulator: AtHocSimulator
-) -> None:
+def test_error_excerpt(body: str, excerpt: str, transport: Transport, simulator: AtHocSimulator) -> None:
     simulator.fail_next(1, 400, body=body, path_contains="search/basic")
     with pytest.raises(AtHocHTTPError) as info:
         transport.request_json("GET", SEARCH, params=PARAMS)
@@ -519,17 +500,14 @@ def test_error_excerpt(
 
 
 def test_long_error_excerpt_is_capped(transport: Transport, simulator: AtHocSimulator) -> None:
-    simulator.fail_next(1, 404, body="x " * 5000, content_type="text/plain",
-                        path_contains="search/basic")
+    simulator.fail_next(1, 404, body="x " * 5000, content_type="text/plain", path_contains="search/basic")
     with pytest.raises(AtHocHTTPError) as info:
         transport.request_json("GET", SEARCH, params=PARAMS)
     assert 100 < len(info.value.excerpt) <= 200
     assert len(str(info.value)) < 400
 
 
-def test_request_count_counts_every_request(
-    transport: Transport, simulator: AtHocSimulator
-) -> None:
+def test_request_count_counts_every_request(transport: Transport, simulator: AtHocSimulator) -> None:
     simulator.fail_next(1, 503, path_contains="search/basic")
     transport.request_json("GET", SEARCH, params=PARAMS)
     transport.request_json("GET", SEARCH, params=PARAMS)

@@ -24,7 +24,7 @@ LEAVERS = {f"LEAVER{i:02d}": f"leaver{i:02d}@force.example" for i in range(1, 41
 
 
 def mapping_syncs(tmp_path: Path) -> int:
-    (count,), = query(tmp_path, "SELECT COUNT(*) FROM run_history WHERE kind = 'mapping_sync'")
+    ((count,),) = query(tmp_path, "SELECT COUNT(*) FROM run_history WHERE kind = 'mapping_sync'")
     return int(str(count))
 
 
@@ -50,8 +50,10 @@ def test_an_original_database_is_upgraded_used_rolled_back_and_upgraded_again(
     assert query(tmp_path, "SELECT COUNT(*) FROM worker_mapping") == [(50,)]
     # The original's tables in the original's formats: collar_id filled, its columns written.
     assert query(tmp_path, "SELECT COUNT(*) FROM worker_mapping WHERE collar_id = employee_id") == [(50,)]
-    assert query(tmp_path, "SELECT entries_processed, success_count, error_count, errors FROM processing_log "
-                           "WHERE filename = 'first.csv'") == [(1, 1, 0, "")]
+    assert query(
+        tmp_path,
+        "SELECT entries_processed, success_count, error_count, errors FROM processing_log WHERE filename = 'first.csv'",
+    ) == [(1, 1, 0, "")]
     assert query(tmp_path, "SELECT status, listing_mappings FROM sync_tracking") == [("success", 50)]
     last_sync_time = str(query(tmp_path, "SELECT last_sync_time FROM sync_tracking")[0][0])
     assert datetime.fromisoformat(last_sync_time).tzinfo is None  # local text, as the original writes it

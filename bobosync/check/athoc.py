@@ -43,9 +43,9 @@ class AtHocChecks(CheckerBase):
             yield fail(
                 name,
                 f"token request failed: {exc}",
-                "ATHOC_SERVER_URL must be the AtHoc server's root address (no /api or "
-                "/AuthServices path)" if exc.status == 404 else
-                "check ATHOC_SERVER_URL; if it persists, ask the AtHoc administrators",
+                "ATHOC_SERVER_URL must be the AtHoc server's root address (no /api or /AuthServices path)"
+                if exc.status == 404
+                else "check ATHOC_SERVER_URL; if it persists, ask the AtHoc administrators",
             )
             return
         except AtHocResponseError as exc:
@@ -56,8 +56,11 @@ class AtHocChecks(CheckerBase):
             )
             return
         except AtHocError as exc:
-            yield fail(name, f"token request failed: {exc}",
-                       "check the network, TLS and proxy lines above and ATHOC_SERVER_URL")
+            yield fail(
+                name,
+                f"token request failed: {exc}",
+                "check the network, TLS and proxy lines above and ATHOC_SERVER_URL",
+            )
             return
         self._client = client
         seconds = client.transport.auth.seconds_left()
@@ -73,15 +76,21 @@ class AtHocChecks(CheckerBase):
             return skip(name, f"AtHoc's answer has no Date header: clocks not compared; {zones}")
         now = utc_now()
         offset = reading.offset_at(now)
-        detail = (f"this machine ({show(now)}) is {describe_offset(offset)} "
-                  f"(offset {offset.total_seconds():+.1f} s, "
-                  f"give or take {reading.uncertainty.total_seconds():.1f} s); "
-                  f"{zones}")
+        detail = (
+            f"this machine ({show(now)}) is {describe_offset(offset)} "
+            f"(offset {offset.total_seconds():+.1f} s, "
+            f"give or take {reading.uncertainty.total_seconds():.1f} s); "
+            f"{zones}"
+        )
         tolerance = settings.clock_tolerance
         if tolerance is not None and reading.beyond(offset, tolerance):
-            return fail(name, detail, f"set this machine's clock right (NTP); beyond CLOCK_TOLERANCE_MINUTES="
-                                      f"{settings.clock_tolerance_minutes:g} every pass skips the auto-cleanup "
-                                      "and the other decisions that read this clock")
+            return fail(
+                name,
+                detail,
+                f"set this machine's clock right (NTP); beyond CLOCK_TOLERANCE_MINUTES="
+                f"{settings.clock_tolerance_minutes:g} every pass skips the auto-cleanup "
+                "and the other decisions that read this clock",
+            )
         return ok(name, detail)
 
     # -- 8. users -------------------------------------------------------------------------
@@ -110,8 +119,9 @@ class AtHocChecks(CheckerBase):
             yield fail(name, f"reading users failed: {exc}", fix)
             return
         except AtHocError as exc:
-            yield fail(name, f"reading users failed: {exc}",
-                       "try again later; if it persists, ask the AtHoc administrators")
+            yield fail(
+                name, f"reading users failed: {exc}", "try again later; if it persists, ask the AtHoc administrators"
+            )
             return
         users = [row for row in rows if str(row.get("LOGIN_ID") or "").strip()]
         if not users:
@@ -124,11 +134,15 @@ class AtHocChecks(CheckerBase):
         of_total = f" of {total}" if total is not None else ""
         yield ok(name, f"read the first page: {len(users)}{of_total} user(s), fields {', '.join(fields)}")
         yield from check_collar_values(users, collar_field)
-        yield check_duty_values(users, duty_field, settings.athoc_datetime_format,
-                                settings.auto_cleanup_hours, datetime.now(settings.athoc_zone).replace(tzinfo=None),
-                                self._recent_book_ons())
+        yield check_duty_values(
+            users,
+            duty_field,
+            settings.athoc_datetime_format,
+            settings.auto_cleanup_hours,
+            datetime.now(settings.athoc_zone).replace(tzinfo=None),
+            self._recent_book_ons(),
+        )
         yield check_shared_collars(users, collar_field)
-
 
     def _recent_book_ons(self) -> int:
         """How many people bobosync's own records say it booked on within AUTO_CLEANUP_HOURS
@@ -158,14 +172,21 @@ class AtHocChecks(CheckerBase):
         try:
             described = mailer.verify()
         except MailError as exc:
-            yield fail("SMTP", str(exc), "correct the setting named above, then send a test mail with "
-                                         "bobosync notify-test")
+            yield fail(
+                "SMTP", str(exc), "correct the setting named above, then send a test mail with bobosync notify-test"
+            )
             return
-        yield ok("SMTP", f"{described}; nothing sent (bobosync notify-test sends a test mail); health "
-                         f"e-mails from {settings.notify_email_from} to {', '.join(settings.notify_email_to)}")
+        yield ok(
+            "SMTP",
+            f"{described}; nothing sent (bobosync notify-test sends a test mail); health "
+            f"e-mails from {settings.notify_email_from} to {', '.join(settings.notify_email_to)}",
+        )
         if settings.smtp_security == "none" and settings.smtp_username and not _is_loopback_host(settings.smtp_host):
-            yield warn("SMTP_SECURITY", f"none: SMTP_PASSWORD for {settings.smtp_username} crosses the network "
-                                        "unencrypted", "set SMTP_SECURITY=starttls (or ssl) if the server offers it")
+            yield warn(
+                "SMTP_SECURITY",
+                f"none: SMTP_PASSWORD for {settings.smtp_username} crosses the network unencrypted",
+                "set SMTP_SECURITY=starttls (or ssl) if the server offers it",
+            )
 
     def check_metrics(self) -> Iterator[CheckResult]:
         name = "METRICS_FILE"
@@ -175,19 +196,28 @@ class AtHocChecks(CheckerBase):
             return
         folder = path.parent
         if not folder.is_dir():
-            yield fail(name, f"the folder {folder} does not exist (bobosync does not create it: it is the "
-                             "textfile collector's folder)",
-                       "create it, or set METRICS_FILE to a file in the folder node_exporter's "
-                       "--collector.textfile.directory or windows_exporter's textfile directory names")
+            yield fail(
+                name,
+                f"the folder {folder} does not exist (bobosync does not create it: it is the "
+                "textfile collector's folder)",
+                "create it, or set METRICS_FILE to a file in the folder node_exporter's "
+                "--collector.textfile.directory or windows_exporter's textfile directory names",
+            )
             return
         problem = write_test(folder)
         if problem is not None:
-            yield fail(name, f"{folder} is not writable ({problem})",
-                       "give the account that runs bobosync write access to the folder")
+            yield fail(
+                name,
+                f"{folder} is not writable ({problem})",
+                "give the account that runs bobosync write access to the folder",
+            )
             return
         if path.suffix != ".prom":
-            yield warn(name, f"{path}: the textfile collectors read only files ending in .prom",
-                       f"rename it, e.g. METRICS_FILE={path.with_suffix('.prom')}")
+            yield warn(
+                name,
+                f"{path}: the textfile collectors read only files ending in .prom",
+                f"rename it, e.g. METRICS_FILE={path.with_suffix('.prom')}",
+            )
             return
         yield ok(name, f"{path}: folder writable; written after every pass")
 
@@ -239,8 +269,7 @@ def check_collar_values(users: Sequence[Mapping[str, Any]], field: str) -> Itera
         yield warn(
             name,
             f"{summary}; {len(odd)} cannot match a BOBO Employee_ID (letters, digits, . _ -): {examples}",
-            f"correct those values in AtHoc, or check that {field} is the attribute holding "
-            "the BOBO Employee_ID",
+            f"correct those values in AtHoc, or check that {field} is the attribute holding the BOBO Employee_ID",
         )
         return
     yield ok(name, summary)
@@ -262,8 +291,7 @@ def check_duty_values(
     present = [v for v in values if v]
     if not present:
         if any(field in u for u in users):
-            return ok(name, f"{field}: empty for all {len(users)} users on the first page "
-                            "(nobody marked on duty yet)")
+            return ok(name, f"{field}: empty for all {len(users)} users on the first page (nobody marked on duty yet)")
         if recent_book_ons:
             hours = cleanup_hours or 24.0
             return fail(
@@ -310,8 +338,10 @@ def check_duty_values(
     if cleanup_hours > 0:
         stale = sum(1 for p in parsed if p < now - timedelta(hours=cleanup_hours))
         if stale:
-            detail += (f"; {stale} are older than AUTO_CLEANUP_HOURS={cleanup_hours:g} and will be "
-                       "cleared by the next auto-cleanup")
+            detail += (
+                f"; {stale} are older than AUTO_CLEANUP_HOURS={cleanup_hours:g} and will be "
+                "cleared by the next auto-cleanup"
+            )
     return ok(name, detail)
 
 
@@ -328,8 +358,7 @@ def check_shared_collars(users: Sequence[Mapping[str, Any]], field: str) -> Chec
     if not holders:
         return skip(name, "no collar numbers to compare")
     if not shared:
-        return ok(name, f"none: each of the {len(holders)} collar numbers on the first page "
-                        "belongs to one user")
+        return ok(name, f"none: each of the {len(holders)} collar numbers on the first page belongs to one user")
     examples = "; ".join(
         f"{_show(collar)} held by {', '.join(logins[:MAX_EXAMPLES])}"
         + (f" (+{len(logins) - MAX_EXAMPLES})" if len(logins) > MAX_EXAMPLES else "")

@@ -44,8 +44,11 @@ class ConfigurationChecks(CheckerBase):
         try:
             self.settings = load_settings(self.env_file, self.environ)
         except ConfigError as exc:
-            where = (f"in {path} (or in the environment, which wins over the file)" if path is not None
-                     else "in the environment or a .env file")
+            where = (
+                f"in {path} (or in the environment, which wins over the file)"
+                if path is not None
+                else "in the environment or a .env file"
+            )
             for problem in exc.problems:
                 yield fail(name, problem, f"correct it {where}")
             yield from original_leftovers(file_values, path)  # an original value refused: say what changed
@@ -84,8 +87,7 @@ class ConfigurationChecks(CheckerBase):
         if unknown:
             yield warn(
                 name,
-                f"{len(unknown)} setting(s) in {path.name} that bobosync does not use: "
-                + ", ".join(unknown),
+                f"{len(unknown)} setting(s) in {path.name} that bobosync does not use: " + ", ".join(unknown),
                 "correct the spelling (setting names are case-sensitive) or remove them; see "
                 "the settings table in the README",
             )
@@ -111,17 +113,14 @@ class ConfigurationChecks(CheckerBase):
         differ = sorted(
             key
             for key, value in file_values.items()
-            if key in known
-            and key in self.environ
-            and (self.environ[key] or "").strip() != (value or "").strip()
+            if key in known and key in self.environ and (self.environ[key] or "").strip() != (value or "").strip()
         )
         if differ:
             yield warn(
                 name,
                 f"the process environment sets {', '.join(differ)} to another value than "
                 f"{path.name}, and the environment wins",
-                "remove them from the environment (or from the .env file) so that there is one "
-                "place to look",
+                "remove them from the environment (or from the .env file) so that there is one place to look",
             )
         else:
             yield ok(name, f"none: no setting of {path.name} is overridden by the environment")

@@ -37,23 +37,32 @@ def original_leftovers(file_values: Mapping[str, Optional[str]], env_file: Optio
     """The findings for one ``.env`` file's values (as written, before validation)."""
     for name, reason in ORIGINAL_ONLY_SETTINGS.items():
         if name in file_values:
-            yield warn(name, f"set for the original tool; {reason}, so this setting is ignored",
-                       f"delete the {name} line from the .env file")
+            yield warn(
+                name,
+                f"set for the original tool; {reason}, so this setting is ignored",
+                f"delete the {name} line from the .env file",
+            )
     for name in _BOOLEANS:
         value = (file_values.get(name) or "").strip()
         if value and value.lower() not in ("true", "false"):
-            yield warn(name, f"{value!r}: the original took only 'true' as true, so it read this as false; "
-                             f"bobosync reads {value!r} as {_bobosync_boolean(value)}",
-                       f"write {name}=true or {name}=false, whichever you mean")
+            yield warn(
+                name,
+                f"{value!r}: the original took only 'true' as true, so it read this as false; "
+                f"bobosync reads {value!r} as {_bobosync_boolean(value)}",
+                f"write {name}=true or {name}=false, whichever you mean",
+            )
     for (name, edge), (detail, fix) in _CHANGED.items():
         if (file_values.get(name) or "").strip() == edge:
             yield warn(name, f"{edge}: {detail}", fix)
     if env_file is not None:
         old_venv = env_file.parent / "myenv"
         if old_venv.is_dir():
-            yield warn("myenv", f"{old_venv} is the original tool's virtual environment; bobosync does not use it "
-                                "(its wrappers run the .venv that `python3 dev.py` or UPGRADING.md's install makes)",
-                       f"once bobosync runs from the scheduled task, delete {old_venv}")
+            yield warn(
+                "myenv",
+                f"{old_venv} is the original tool's virtual environment; bobosync does not use it "
+                "(its wrappers run the .venv that `python3 dev.py` or UPGRADING.md's install makes)",
+                f"once bobosync runs from the scheduled task, delete {old_venv}",
+            )
 
 
 def _bobosync_boolean(value: str) -> str:

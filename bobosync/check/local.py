@@ -68,8 +68,7 @@ class LocalChecks(CheckerBase):
 
     def _output_folder(self, name: str, folder: Path) -> CheckResult:
         fix = (
-            f"correct {name.split()[0]} or make the folder (or its parent) writable for the account "
-            "that runs bobosync"
+            f"correct {name.split()[0]} or make the folder (or its parent) writable for the account that runs bobosync"
         )
         if folder.exists():
             if not folder.is_dir():
@@ -85,9 +84,7 @@ class LocalChecks(CheckerBase):
             return fail(name, f"{folder} cannot be created: {ancestor} is a file, not a folder", fix)
         problem = write_test(ancestor)
         if problem is not None:
-            return fail(
-                name, f"{folder} does not exist and cannot be created in {ancestor} ({problem})", fix
-            )
+            return fail(name, f"{folder} does not exist and cannot be created in {ancestor} ({problem})", fix)
         return ok(name, f"{folder}: does not exist yet; the first run creates it (in {ancestor}, writable)")
 
     def _volumes(self, settings: Settings) -> Iterator[CheckResult]:
@@ -112,9 +109,7 @@ class LocalChecks(CheckerBase):
             (same if dev == csv_dev else other).append(setting)
         parts = []
         if same:
-            parts.append(
-                f"{' and '.join(same)} on the same volume as CSV_DIRECTORY: moves are instant renames"
-            )
+            parts.append(f"{' and '.join(same)} on the same volume as CSV_DIRECTORY: moves are instant renames")
         if other:
             parts.append(
                 f"{' and '.join(other)} on another volume than CSV_DIRECTORY: each move is copy, "

@@ -52,8 +52,9 @@ class NetworkChecks(CheckerBase):
             if proxy_parts.scheme != "http" or proxy_parts.hostname is None:
                 self._tls_probe_possible = False  # the tunnel through it is not built here
             target_host = proxy_parts.hostname or ""
-            target_port = proxy_parts.port or (443 if proxy_parts.scheme == "https" else 1080 if
-                                               proxy_parts.scheme.startswith("socks") else 80)
+            target_port = proxy_parts.port or (
+                443 if proxy_parts.scheme == "https" else 1080 if proxy_parts.scheme.startswith("socks") else 80
+            )
             role = "proxy "
 
         fix_host = (
@@ -81,8 +82,10 @@ class NetworkChecks(CheckerBase):
             yield fail(
                 "TCP",
                 f"cannot connect to {role}{target_host}:{target_port}: {os_error(exc)}",
-                (f"check the port in {'HTTPS_PROXY' if role else 'ATHOC_SERVER_URL'} and that the "
-                 f"firewall allows this machine to open connections to {target_host}:{target_port}"),
+                (
+                    f"check the port in {'HTTPS_PROXY' if role else 'ATHOC_SERVER_URL'} and that the "
+                    f"firewall allows this machine to open connections to {target_host}:{target_port}"
+                ),
             )
             return
         elapsed = (time.monotonic() - started) * 1000
@@ -104,8 +107,11 @@ class NetworkChecks(CheckerBase):
             )
             return
         if not self._tls_probe_possible:
-            yield skip("TLS", f"not probed through the {urlsplit(self._proxy or '').scheme} proxy; "
-                              "the authentication check below covers the connection")
+            yield skip(
+                "TLS",
+                f"not probed through the {urlsplit(self._proxy or '').scheme} proxy; "
+                "the authentication check below covers the connection",
+            )
             return
         timeout = self._timeout()
         context, trust = client_tls_context(settings)
@@ -122,8 +128,7 @@ class NetworkChecks(CheckerBase):
             yield fail(
                 "TLS",
                 f"handshake with {host}:{port} failed: {os_error(exc)}",
-                "check that ATHOC_SERVER_URL is the AtHoc server's https:// address (and port), "
-                "and the proxy settings",
+                "check that ATHOC_SERVER_URL is the AtHoc server's https:// address (and port), and the proxy settings",
             )
             return
         yield self._tls_version_result(handshake)
@@ -132,9 +137,7 @@ class NetworkChecks(CheckerBase):
     def _tls_version_result(self, handshake: TLSHandshake) -> CheckResult:
         return ok("TLS", f"{handshake.version} ({handshake.cipher}); bobosync accepts TLS 1.2 or later")
 
-    def _certificate_result(
-        self, handshake: TLSHandshake, host: str, trust: str, *, verified: bool
-    ) -> CheckResult:
+    def _certificate_result(self, handshake: TLSHandshake, host: str, trust: str, *, verified: bool) -> CheckResult:
         name = "certificate"
         info = handshake.certificate
         if info is None:
@@ -192,12 +195,16 @@ class NetworkChecks(CheckerBase):
         if "expired" in lowered:
             fix = "the certificate has expired: ask the AtHoc server's administrators to renew it"
         elif "hostname" in lowered or "not valid for" in lowered or "ip address mismatch" in lowered:
-            fix = (f"use the host name the certificate is issued for in ATHOC_SERVER_URL (not {host}), "
-                   "or ask for a certificate that names it")
+            fix = (
+                f"use the host name the certificate is issued for in ATHOC_SERVER_URL (not {host}), "
+                "or ask for a certificate that names it"
+            )
         else:
-            fix = ("get the certificate of the CA that issued it (the issuer above; your IT team or "
-                   "the proxy's administrators have it), save it as a PEM file and set SSL_CERT_PATH to "
-                   "it - do not set DISABLE_SSL_VERIFY=true")
+            fix = (
+                "get the certificate of the CA that issued it (the issuer above; your IT team or "
+                "the proxy's administrators have it), save it as a PEM file and set SSL_CERT_PATH to "
+                "it - do not set DISABLE_SSL_VERIFY=true"
+            )
         yield fail("certificate", f"not trusted: {reason}{described}; trust used: {trust}", fix)
 
     def _tls_refused(self, host: str, port: int, timeout: float, exc: ssl.SSLError) -> CheckResult:
@@ -216,12 +223,9 @@ class NetworkChecks(CheckerBase):
         )
 
 
-
-
 def _resolve(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
 
 
 def _is_ip_address(host: str) -> bool:

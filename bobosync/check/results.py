@@ -58,8 +58,10 @@ def skip(name: str, detail: str) -> CheckResult:
 
 def format_summary(results: Sequence[CheckResult]) -> str:
     counts = Counter(r.status for r in results)
-    text = (f"summary: {counts[Status.OK]} OK, {counts[Status.WARN]} WARN, {counts[Status.FAIL]} FAIL, "
-            f"{counts[Status.SKIP]} skipped")
+    text = (
+        f"summary: {counts[Status.OK]} OK, {counts[Status.WARN]} WARN, {counts[Status.FAIL]} FAIL, "
+        f"{counts[Status.SKIP]} skipped"
+    )
     if counts[Status.FAIL]:
         return text + " - NOT ready: fix the FAIL lines and run bobosync check again"
     if counts[Status.WARN]:

@@ -133,9 +133,7 @@ def open_connection(host: str, port: int, proxy: Optional[str], timeout: float) 
     return sock
 
 
-def tls_handshake(
-    host: str, port: int, proxy: Optional[str], context: ssl.SSLContext, timeout: float
-) -> TLSHandshake:
+def tls_handshake(host: str, port: int, proxy: Optional[str], context: ssl.SSLContext, timeout: float) -> TLSHandshake:
     """Connect, handshake, read version, cipher and certificate, close. No data is sent."""
     raw = open_connection(host, port, proxy, timeout)
     try:

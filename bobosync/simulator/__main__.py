@@ -36,9 +36,7 @@ def _parse_start(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: expected a date-time such as 2025-06-17T13:46:00"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a date-time such as 2025-06-17T13:46:00") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,15 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--users", type=int, default=50, help="number of users (default 50)")
     serve.add_argument("--certfile", type=Path, help="PEM certificate (chain): serve HTTPS")
     serve.add_argument("--keyfile", type=Path, help="PEM private key of --certfile")
-    serve.add_argument("--tls", action="store_true",
-                       help="serve HTTPS with a throwaway CA and certificate made now; prints the CA file to "
-                            "trust (SSL_CERT_PATH)")
-    serve.add_argument("--tls-dir", type=Path, metavar="DIR",
-                       help="where --tls writes its files (default: a new temporary folder, kept)")
-    serve.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds")
     serve.add_argument(
-        "--datetime-format", default="%d/%m/%Y %H:%M:%S", help="the organization's format"
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a throwaway CA and certificate made now; prints the CA file to trust (SSL_CERT_PATH)",
     )
+    serve.add_argument(
+        "--tls-dir",
+        type=Path,
+        metavar="DIR",
+        help="where --tls writes its files (default: a new temporary folder, kept)",
+    )
+    serve.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds")
+    serve.add_argument("--datetime-format", default="%d/%m/%Y %H:%M:%S", help="the organization's format")
 
     generate = commands.add_parser("generate", help="write BOBO export files")
     generate.add_argument("directory", type=Path, help="folder to write the files to")
@@ -71,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--users", type=int, default=50, help="collar numbers 00001..N")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     generate.add_argument(
-        "--start", type=_parse_start,
-        help="time of the first file; files are a minute apart (default: the last file is stamped now)"
+        "--start",
+        type=_parse_start,
+        help="time of the first file; files are a minute apart (default: the last file is stamped now)",
     )
     return parser
 
@@ -92,8 +95,7 @@ def _env_block(sim: AtHocSimulator, certfile: Optional[Path], ca_pem: Optional[P
         lines.append(f"SSL_CERT_PATH={ca_pem}")
     elif certfile is not None:
         lines.append(
-            f"# SSL_CERT_PATH=<the CA that signed {certfile}> (or the certificate itself "
-            "when it is self-signed)"
+            f"# SSL_CERT_PATH=<the CA that signed {certfile}> (or the certificate itself when it is self-signed)"
         )
     return "\n".join(lines)
 
@@ -112,8 +114,9 @@ def _serve(args: argparse.Namespace) -> int:
         folder = args.tls_dir or Path(tempfile.mkdtemp(prefix="bobosync-sim-tls-"))
         files = make_throwaway_tls(folder, list(dict.fromkeys((args.host, "127.0.0.1", "localhost"))))
         args.certfile, args.keyfile, ca_pem = files.certfile, files.keyfile, files.ca_pem
-        log.info("throwaway CA written to %s: trust it with SSL_CERT_PATH=%s (delete %s when done)",
-                    folder, ca_pem, folder)
+        log.info(
+            "throwaway CA written to %s: trust it with SSL_CERT_PATH=%s (delete %s when done)", folder, ca_pem, folder
+        )
     sim = AtHocSimulator(
         make_users(args.users),
         host=args.host,
@@ -156,9 +159,7 @@ def _generate(args: argparse.Namespace) -> int:
     else:  # into the past: the last file at about now, so that no event is in the future
         start = datetime.now().replace(microsecond=0) - timedelta(seconds=60 * max(0, args.files - 1))
     employees = [f"{i:05d}" for i in range(1, args.users + 1)]
-    paths = generate_bobo_files(
-        args.directory, employees, files=args.files, start=start, seed=args.seed
-    )
+    paths = generate_bobo_files(args.directory, employees, files=args.files, start=start, seed=args.seed)
     log.info("wrote %d BOBO file(s) to %s", len(paths), args.directory)
     return 0
 

@@ -30,8 +30,12 @@ class TLSFiles:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bobosync simulator"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bobosync simulator"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _alternative_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
@@ -60,9 +64,20 @@ def make_throwaway_tls(folder: Path, hosts: Sequence[str] = ("127.0.0.1", "local
         .not_valid_before(now)
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -84,7 +99,9 @@ def make_throwaway_tls(folder: Path, hosts: Sequence[str] = ("127.0.0.1", "local
     files = TLSFiles(folder / "ca.pem", folder / "server-cert.pem", folder / "server-key.pem")
     files.ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.certfile.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    files.keyfile.write_bytes(server_key.private_bytes(serialization.Encoding.PEM,
-                                                       serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    files.keyfile.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return files

@@ -28,16 +28,30 @@ __all__ = [
 ]
 
 EXPORT_HEADER = [
-    "Transaction_Type", "Employee_ID", "Payroll_ID", "Clocking_Date", "Clocking_Time",
-    "DateTime_Created", "Geo_Status", "Geo_Latitude", "Geo_Longitude", "Geo_Accuracy",
+    "Transaction_Type",
+    "Employee_ID",
+    "Payroll_ID",
+    "Clocking_Date",
+    "Clocking_Time",
+    "DateTime_Created",
+    "Geo_Status",
+    "Geo_Latitude",
+    "Geo_Longitude",
+    "Geo_Accuracy",
 ]
 SIMPLE_HEADER = ["Employee_ID", "Status", "Timestamp"]
 _SIMPLE_STATUS = {"BON": "On Duty", "BOF": "Off Duty"}
 
 # A few places to clock on from (latitude, longitude): police stations, roughly.
 _PLACES = (
-    (51.5074, -0.1278), (53.4808, -2.2426), (52.4862, -1.8904), (55.8642, -4.2518),
-    (51.4816, -3.1791), (54.5973, -5.9301), (53.8008, -1.5491), (50.7184, -3.5339),
+    (51.5074, -0.1278),
+    (53.4808, -2.2426),
+    (52.4862, -1.8904),
+    (55.8642, -4.2518),
+    (51.4816, -3.1791),
+    (54.5973, -5.9301),
+    (53.8008, -1.5491),
+    (50.7184, -3.5339),
 )
 
 
@@ -178,9 +192,7 @@ def generate_bobo_files(
         raise ValueError("employee_ids is empty")
     low, high = rows_per_file
     if low < 0 or high < low:
-        raise ValueError(
-            f"rows_per_file={rows_per_file!r}: expected (low, high) with 0 <= low <= high"
-        )
+        raise ValueError(f"rows_per_file={rows_per_file!r}: expected (low, high) with 0 <= low <= high")
     if step_seconds < 1:
         raise ValueError("step_seconds must be at least 1")
     rng = random.Random(seed)

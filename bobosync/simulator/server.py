@@ -68,16 +68,78 @@ _HANDSHAKE_TIMEOUT = 10.0
 _MAX_BODY = 64 * 1024 * 1024
 
 _FIRST_NAMES = (
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas",
-    "Sarah", "Charles", "Karen", "Amir", "Priya", "Kwame", "Aoife", "Mateusz", "Siobhan",
-    "Oluwaseun", "Ffion", "Rhys", "Niamh", "Callum", "Isla", "Declan", "Zara", "Tomasz",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Amir",
+    "Priya",
+    "Kwame",
+    "Aoife",
+    "Mateusz",
+    "Siobhan",
+    "Oluwaseun",
+    "Ffion",
+    "Rhys",
+    "Niamh",
+    "Callum",
+    "Isla",
+    "Declan",
+    "Zara",
+    "Tomasz",
 )
 _LAST_NAMES = (
-    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson",
-    "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Wood",
-    "Jackson", "Clarke", "Patel", "Khan", "O'Brien", "Nowak", "Okafor", "MacLeod", "Hughes",
-    "Edwards", "Murphy", "Kowalski", "Singh", "Ahmed", "Campbell", "Kelly", "Morgan",
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Robinson",
+    "Wright",
+    "Thompson",
+    "Evans",
+    "Walker",
+    "White",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Wood",
+    "Jackson",
+    "Clarke",
+    "Patel",
+    "Khan",
+    "O'Brien",
+    "Nowak",
+    "Okafor",
+    "MacLeod",
+    "Hughes",
+    "Edwards",
+    "Murphy",
+    "Kowalski",
+    "Singh",
+    "Ahmed",
+    "Campbell",
+    "Kelly",
+    "Morgan",
 )
 
 
@@ -168,9 +230,7 @@ class _Response:
     truncate: bool = False
 
 
-def _json_response(
-    status: int, payload: Any, headers: Optional[dict[str, str]] = None
-) -> _Response:
+def _json_response(status: int, payload: Any, headers: Optional[dict[str, str]] = None) -> _Response:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     return _Response(status, body, headers=dict(headers or {}))
 
@@ -323,9 +383,7 @@ class AtHocSimulator:
         if self.certfile is None:
             return None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(
-            str(self.certfile), str(self.keyfile) if self.keyfile is not None else None
-        )
+        context.load_cert_chain(str(self.certfile), str(self.keyfile) if self.keyfile is not None else None)
         return context
 
     def start(self) -> AtHocSimulator:
@@ -427,9 +485,7 @@ class AtHocSimulator:
             self._users[to_login_id][name] = source.get(name, "")
             source[name] = ""
 
-    def after_page(
-        self, offset: int, change: Callable[[AtHocSimulator], None], *, with_criteria: bool = False
-    ) -> None:
+    def after_page(self, offset: int, change: Callable[[AtHocSimulator], None], *, with_criteria: bool = False) -> None:
         """Run ``change(self)`` once, just after page ``offset`` of a users/search/basic listing
         has been served (listings without Criteria, unless ``with_criteria``): the users change
         between two pages, and the later pages shift like a real server's."""
@@ -654,13 +710,11 @@ class AtHocSimulator:
             return _message(404, f"Organization '{org_match.group(1)}' not found")
         if _SEARCH_RE.match(path):
             if request.method != "GET":
-                return _message(405, "The requested resource does not support this method.",
-                                {"Allow": "GET"})
+                return _message(405, "The requested resource does not support this method.", {"Allow": "GET"})
             return self._search(request)
         if _SYNC_RE.match(path):
             if request.method != "POST":
-                return _message(405, "The requested resource does not support this method.",
-                                {"Allow": "POST"})
+                return _message(405, "The requested resource does not support this method.", {"Allow": "POST"})
             return self._sync(request)
         return _message(404, f"No HTTP resource was found that matches the request URI '{path}'.")
 
@@ -671,9 +725,7 @@ class AtHocSimulator:
         content_type = request.headers.get("content-type") or ""
         if "application/x-www-form-urlencoded" not in content_type.lower():
             return _oauth_error(400, "invalid_request", "form-encoded body expected")
-        if form.get("client_id") != creds["client_id"] or form.get(
-            "client_secret"
-        ) != creds["client_secret"]:
+        if form.get("client_id") != creds["client_id"] or form.get("client_secret") != creds["client_secret"]:
             return _oauth_error(401, "invalid_client", "unknown client or wrong client secret")
         if form.get("grant_type") != "password":
             return _oauth_error(400, "unsupported_grant_type", "only the password grant")
@@ -694,12 +746,15 @@ class AtHocSimulator:
         with self.lock:
             self._tokens[token] = time.monotonic() + self.token_lifetime
             self._tokens_issued += 1
-        return _json_response(200, {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": int(self.token_lifetime),
-            "scope": form.get("scope", ""),
-        })
+        return _json_response(
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(self.token_lifetime),
+                "scope": form.get("scope", ""),
+            },
+        )
 
     # --- users/search/basic
 
@@ -716,11 +771,7 @@ class AtHocSimulator:
         if self.ignore_offset:
             offset = 0
         fields_param = params.get("fields")
-        fields = (
-            [f.strip() for f in fields_param.split(",") if f.strip()]
-            if fields_param
-            else list(_DEFAULT_FIELDS)
-        )
+        fields = [f.strip() for f in fields_param.split(",") if f.strip()] if fields_param else list(_DEFAULT_FIELDS)
         criteria: Optional[Criteria] = None
         text = (params.get("criteria") or "").strip()
         if text:
@@ -741,7 +792,7 @@ class AtHocSimulator:
                 view = {**user, "LOGIN_ID": login}
                 if criteria is None or criteria.matches(view):
                     matching.append((login, view))
-            page = matching[offset * limit:(offset + 1) * limit]
+            page = matching[offset * limit : (offset + 1) * limit]
             users_out = []
             for login, view in page:
                 row: dict[str, Any] = {}
