@@ -1,6 +1,7 @@
 """Reading BOBO duty files: both formats, BOM, cp1252, streaming.
 
-Two formats are understood (see ``docs`` and the BOBO reference):
+Two layouts are understood (see ``docs`` and the BOBO reference), each stated once as a
+:class:`Layout` in :data:`LAYOUTS`:
 
 * the 10-column export, normally without a header::
 
@@ -22,7 +23,7 @@ The export path is the hot path (a catch-up after an outage can mean a million r
 are taken in blocks of a few KiB; a block whose every line is a plainly well-formed row (one
 regex, then the dates) is turned into entries by C-level iterators, with no Python code per
 row. Any other block is read line by line, and any line that is not plainly well formed goes
-through the csv module and :func:`_check_export_row`, the one complete statement of the rules
+through the csv module and :meth:`Layout.check_row`, the one complete statement of the rules
 (which :meth:`BOBOEntry.from_csv_row` uses too). The fast paths only ever accept rows the
 complete check accepts, with the same result: a property test compares them on generated
 files.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import enum
 import functools
 import hashlib
@@ -41,7 +43,7 @@ import operator
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable, NamedTuple, Optional, TextIO, Union
@@ -49,13 +51,20 @@ from typing import BinaryIO, Callable, NamedTuple, Optional, TextIO, Union
 from .errors import BadRowError, InputFileError
 
 __all__ = [
+    "EXPORT",
     "EXPORT_COLUMNS",
+    "FILE_SUFFIX",
+    "LAYOUTS",
+    "SIMPLE",
     "SIMPLE_COLUMNS",
     "BOBOEntry",
     "BadRow",
     "BadRowError",
+    "Layout",
     "Transaction",
     "file_fingerprint",
+    "is_bobo_file_name",
+    "layout_of_header",
     "read_bobo_file",
 ]
 
@@ -75,10 +84,14 @@ EXPORT_COLUMNS = (
 #: Column names of the hand-made 3-column form (its header is mandatory).
 SIMPLE_COLUMNS = ("Employee_ID", "Status", "Timestamp")
 
-_N_EXPORT = len(EXPORT_COLUMNS)
-_N_SIMPLE = len(SIMPLE_COLUMNS)
-_EXPORT_HEADER_FIRST_CELL = "transaction_type"
-_SIMPLE_HEADER = tuple(name.casefold() for name in SIMPLE_COLUMNS)
+#: Which files in a folder are BOBO files: the one statement of the file pattern (any case).
+FILE_SUFFIX = ".csv"
+
+
+def is_bobo_file_name(name: str) -> bool:
+    """``*.csv`` in any case (``SHIFT.CSV`` too, as Windows would match it)."""
+    return name.lower().endswith(FILE_SUFFIX)
+
 
 #: Files up to this size are read and decoded in one go; bigger ones are checked chunk by
 #: chunk (of this size) and then parsed from the file as a stream.
@@ -99,10 +112,6 @@ class Transaction(str, enum.Enum):
 
     BOOK_ON = "BON"
     BOOK_OFF = "BOF"
-
-
-_TX_BY_CODE = {t.value: t for t in Transaction}
-_TX_BY_STATUS = {"on duty": Transaction.BOOK_ON, "off duty": Transaction.BOOK_OFF}
 
 
 class BadRow(NamedTuple):
@@ -126,7 +135,7 @@ class BOBOEntry(NamedTuple):
     @classmethod
     def from_csv_row(cls, row: Sequence[str], row_number: int = 0) -> BOBOEntry:
         """Parse one row of the 10-column export; raise :class:`BadRowError` if it is bad."""
-        result = _check_export_row(row, row_number)
+        result = EXPORT.check_row(row, row_number)
         if result is None:
             raise BadRowError("blank row")
         if isinstance(result, BadRow):
@@ -241,76 +250,170 @@ def _employee_id_problem(value: str) -> Optional[str]:
     return None
 
 
-def _check_export_row(row: Sequence[str], row_number: int) -> Union[BOBOEntry, BadRow, None]:
-    """Every rule for one row of the 10-column export. None means a blank row (skip it)."""
-    if _is_blank(row):
-        return None
-    problem = _column_count_problem(row, _N_EXPORT)
-    if problem is not None:
-        return BadRow(row_number, problem)
+class Vocabulary(NamedTuple):
+    """The words a layout's transaction column may hold."""
 
-    code = row[0].replace("\ufeff", "").strip()
-    if not code:
-        return BadRow(row_number, "missing Transaction_Type")
-    transaction = _TX_BY_CODE.get(code.upper()) if code.isascii() else None
-    if transaction is None:
-        return BadRow(row_number, f"unknown transaction type {_show(code)} (expected BON or BOF)")
-
-    employee_id = row[1].strip()
-    problem = _employee_id_problem(employee_id)
-    if problem is not None:
-        return BadRow(row_number, problem)
-
-    created = row[5].strip()
-    if not created:
-        return BadRow(row_number, "missing DateTime_Created")
-    try:
-        event_time = _parse_ts14(created)
-    except ValueError:
-        return BadRow(row_number, f"invalid DateTime_Created {_show(created)} (expected YYYYMMDDHHMMSS)")
-    return BOBOEntry(transaction, employee_id, event_time, row_number)
+    words: Mapping[str, Transaction]  # casefolded spelling -> transaction
+    noun: str  # how a reason names the column's values ("transaction type")
+    expected: str  # how a reason names the words ("BON or BOF")
+    collapse_spaces: bool  # inner runs of white space count as one space ("On  Duty")
+    ascii_only: bool  # a cell with any non-ASCII character is never a word
 
 
-def _check_simple_row(row: Sequence[str], row_number: int) -> Union[BOBOEntry, BadRow, None]:
-    """Every rule for one row of the 3-column form. None means a blank row (skip it)."""
-    if _is_blank(row):
-        return None
-    problem = _column_count_problem(row, _N_SIMPLE)
-    if problem is not None:
-        return BadRow(row_number, problem)
+class TimeFormat(NamedTuple):
+    """How a layout writes the moment of a booking (a naive local wall-clock reading)."""
 
-    employee_id = row[0].replace("\ufeff", "").strip()
-    problem = _employee_id_problem(employee_id)
-    if problem is not None:
-        return BadRow(row_number, problem)
-
-    status = " ".join(row[1].split())
-    if not status:
-        return BadRow(row_number, "missing Status")
-    transaction = _TX_BY_STATUS.get(status.casefold())
-    if transaction is None:
-        return BadRow(row_number, f"unknown Status {_show(status)} (expected On Duty or Off Duty)")
-
-    stamp = row[2].strip()
-    if not stamp:
-        return BadRow(row_number, "missing Timestamp")
-    try:
-        event_time = _parse_simple_ts(stamp)
-    except ValueError:
-        return BadRow(row_number, f"invalid Timestamp {_show(stamp)} (expected YYYY-MM-DD HH:MM:SS)")
-    return BOBOEntry(transaction, employee_id, event_time, row_number)
+    shape: str  # how a reason names it ("YYYYMMDDHHMMSS")
+    parse: Callable[[str], datetime]  # strict; ValueError when the text is not one
 
 
-def _header_kind(row: Sequence[str]) -> Optional[str]:
-    """``"export"`` or ``"simple"`` when ``row`` is a header row of that format, else None."""
-    cells = [cell.replace("\ufeff", "").strip().casefold() for cell in row]
-    if cells and cells[0] == _EXPORT_HEADER_FIRST_CELL:
-        return "export"
-    while cells and not cells[-1]:
-        cells.pop()
-    if tuple(cells) == _SIMPLE_HEADER:
-        return "simple"
-    return None
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """One BOBO file layout, stated once: its columns, its header and its rules.
+
+    The complete check of a row (:meth:`check_row`), header recognition (:meth:`is_header`)
+    and the export's fast path (:func:`_good_row_regex`, the split in :func:`_slow_block`) are
+    all derived from these fields. The three used cells are checked in column order, so a row
+    with several faults is reported by its leftmost one. A new layout is one more instance in
+    :data:`LAYOUTS`; every layout but the headerless one needs its header row.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    transaction_column: int
+    employee_column: int
+    time_column: int
+    vocabulary: Vocabulary
+    time: TimeFormat
+    #: A header is recognised by its first cell alone (the export), or else it must name
+    #: every column, in order (trailing empty cells aside).
+    header_by_first_cell: bool = False
+    #: Files that start without a header row are of this layout (one layout says so).
+    headerless: bool = False
+
+    def is_header(self, row: Sequence[str]) -> bool:
+        cells = [cell.replace("\ufeff", "").strip().casefold() for cell in row]
+        names = [name.casefold() for name in self.columns]
+        if self.header_by_first_cell:
+            return bool(cells) and cells[0] == names[0]
+        while cells and not cells[-1]:
+            cells.pop()
+        return cells == names
+
+    def check_row(self, row: Sequence[str], row_number: int) -> Union[BOBOEntry, BadRow, None]:
+        """Every rule for one row of this layout. None means a blank row (skip it)."""
+        if _is_blank(row):
+            return None
+        problem = _column_count_problem(row, len(self.columns))
+        if problem is not None:
+            return BadRow(row_number, problem)
+        transaction: Optional[Transaction] = None
+        employee_id = ""
+        event_time: Optional[datetime] = None
+        for column in sorted((self.transaction_column, self.employee_column, self.time_column)):
+            cell = row[column].replace("\ufeff", "") if column == 0 else row[column]
+            if column == self.transaction_column:
+                transaction, problem = self._read_transaction(cell)
+            elif column == self.employee_column:
+                employee_id = cell.strip()
+                problem = _employee_id_problem(employee_id)
+            else:
+                event_time, problem = self._read_time(cell)
+            if problem is not None:
+                return BadRow(row_number, problem)
+        assert transaction is not None and event_time is not None
+        return BOBOEntry(transaction, employee_id, event_time, row_number)
+
+    def _read_transaction(self, cell: str) -> tuple[Optional[Transaction], Optional[str]]:
+        vocabulary = self.vocabulary
+        text = " ".join(cell.split()) if vocabulary.collapse_spaces else cell.strip()
+        if not text:
+            return None, f"missing {self.columns[self.transaction_column]}"
+        transaction = None
+        if text.isascii() or not vocabulary.ascii_only:
+            transaction = vocabulary.words.get(text.casefold())
+        if transaction is None:
+            return None, f"unknown {vocabulary.noun} {_show(text)} (expected {vocabulary.expected})"
+        return transaction, None
+
+    def _read_time(self, cell: str) -> tuple[Optional[datetime], Optional[str]]:
+        text = cell.strip()
+        name = self.columns[self.time_column]
+        if not text:
+            return None, f"missing {name}"
+        try:
+            return self.time.parse(text), None
+        except ValueError:
+            return None, f"invalid {name} {_show(text)} (expected {self.time.shape})"
+
+
+#: The moment format of the export's DateTime_Created; the fast path reads it in C.
+TS14 = TimeFormat("YYYYMMDDHHMMSS", _parse_ts14)
+
+#: The 10-column export, normally without a header. Only Transaction_Type, Employee_ID and
+#: DateTime_Created are used; the other columns are never checked.
+EXPORT = Layout(
+    name="export",
+    columns=EXPORT_COLUMNS,
+    transaction_column=0,
+    employee_column=1,
+    time_column=5,
+    vocabulary=Vocabulary(
+        {t.value.casefold(): t for t in Transaction},
+        noun="transaction type",
+        expected="BON or BOF",
+        collapse_spaces=False,
+        ascii_only=True,
+    ),
+    time=TS14,
+    header_by_first_cell=True,
+    headerless=True,
+)
+#: The hand-made 3-column form; its header is mandatory.
+SIMPLE = Layout(
+    name="simple",
+    columns=SIMPLE_COLUMNS,
+    transaction_column=1,
+    employee_column=0,
+    time_column=2,
+    vocabulary=Vocabulary(
+        {"on duty": Transaction.BOOK_ON, "off duty": Transaction.BOOK_OFF},
+        noun="Status",
+        expected="On Duty or Off Duty",
+        collapse_spaces=True,
+        ascii_only=False,
+    ),
+    time=TimeFormat("YYYY-MM-DD HH:MM:SS", _parse_simple_ts),
+)
+#: Every layout, in the order their headers are tried.
+LAYOUTS: tuple[Layout, ...] = (EXPORT, SIMPLE)
+
+
+def layout_of_header(row: Sequence[str]) -> Optional[Layout]:
+    """The layout whose header ``row`` is, or None when it is not a header row."""
+    return next((layout for layout in LAYOUTS if layout.is_header(row)), None)
+
+
+def _headerless_layout() -> Layout:
+    """The layout of files that start without a header: the one the fast path is built for.
+
+    The fast path reads the used cells in the order transaction, employee, moment, the moment
+    in :data:`TS14`; a definition it cannot serve is refused here, at import.
+    """
+    (layout,) = (layout for layout in LAYOUTS if layout.headerless)
+    if not (
+        layout.transaction_column < layout.employee_column < layout.time_column
+        and layout.time is TS14
+        and layout.vocabulary.ascii_only
+        and not layout.vocabulary.collapse_spaces
+    ):
+        raise RuntimeError(f"the fast path cannot read the {layout.name} layout")
+    return layout
+
+
+_FAST = _headerless_layout()
+#: The transaction codes the fast path accepts exactly as written (upper case, no spaces).
+_FAST_CODES = {word.upper(): t for word, t in _FAST.vocabulary.words.items()}
 
 
 # -- getting at the text ----------------------------------------------------------------------
@@ -502,25 +605,25 @@ def read_bobo_file(path: Path) -> Iterator[Union[BOBOEntry, BadRow]]:
 # export row (the normal case) becomes a pipeline of C-level iterators (regex findall, map,
 # zip): no Python code runs per row. Any other block goes through _slow_block(), one line at
 # a time, and within it every line that is not plainly well formed goes through the csv
-# module and _check_export_row, the one complete statement of the rules.
+# module and the layout's check_row, the one complete statement of the rules.
 
 
 @functools.lru_cache(maxsize=4)
 def _good_row_regex(field_limit: int) -> re.Pattern[str]:
-    """One well-formed export line, capturing (type, ID, YYYYMMDD, HHMMSS).
+    """One well-formed line of the headerless layout, capturing (type, ID, YYYYMMDD, HHMMSS).
 
-    Exactly the lines the fast path of :func:`_slow_block` accepts, before the date check:
-    10 cells; no quote, CR, LF or NUL inside a cell (so the csv module would split the line
-    on its commas), none longer than the csv field limit; BON/BOF exactly; an ID of 1 to 64
+    Built from the layout's definition; exactly the lines the fast path of :func:`_slow_block`
+    accepts, before the date check: the layout's number of cells; no quote, CR, LF or NUL
+    inside a cell (so the csv module would split the line on its commas), none longer than
+    the csv field limit; a transaction code exactly as written (BON/BOF); an ID of 1 to 64
     ASCII letters and digits; 14 ASCII digits. Anchored on each line (MULTILINE); the CR of a
     CRLF may come just before the LF (or the end of the text).
     """
-    cell = f'[^,"\\r\\n\\x00]{{0,{field_limit}}}'
-    return re.compile(
-        f"^(BON|BOF),([A-Za-z0-9]{{1,{_MAX_ID_LEN}}}),{cell},{cell},{cell},"
-        f"([0-9]{{8}})([0-9]{{6}}),{cell},{cell},{cell},{cell}\\r?$",
-        re.MULTILINE,
-    )
+    cells = [f'[^,"\\r\\n\\x00]{{0,{field_limit}}}'] * len(_FAST.columns)
+    cells[_FAST.transaction_column] = "(" + "|".join(map(re.escape, _FAST_CODES)) + ")"
+    cells[_FAST.employee_column] = f"([A-Za-z0-9]{{1,{_MAX_ID_LEN}}})"
+    cells[_FAST.time_column] = "([0-9]{8})([0-9]{6})"
+    return re.compile("^" + ",".join(cells) + "\\r?$", re.MULTILINE)
 
 
 def _blocks(path: Path, found: _Text) -> Iterator[Iterator[Union[BOBOEntry, BadRow]]]:
@@ -619,9 +722,9 @@ def _file_blocks(f: TextIO, ascii_only: bool) -> Iterator[Iterator[Union[BOBOEnt
     lineno = 0  # physical lines consumed so far
     good_rows = _good_row_regex(csv.field_size_limit())
 
-    # The first non-blank record says which format this is. A first line that is a good
+    # The first non-blank record says which layout this is. A first line that is a good
     # export row (the usual case) settles it at once and goes with the first block.
-    kind: Optional[str] = None
+    layout = _FAST
     first: list[Union[BOBOEntry, BadRow]] = []
     pending: list[str] = []
     for line in f:
@@ -636,23 +739,25 @@ def _file_blocks(f: TextIO, ascii_only: bool) -> Iterator[Iterator[Union[BOBOEnt
             break
         if _is_blank(row):
             continue
-        kind = _header_kind(row)
-        if kind is None:
-            item = _flag_open_end(_check_export_row(row, start), open_end)
+        header = layout_of_header(row)
+        if header is None:
+            item = _flag_open_end(_FAST.check_row(row, start), open_end)
             if item is not None:
                 first.append(item)
+        else:
+            layout = header
         break
     if first:
         yield iter(first)
-    if kind == "simple":
-        yield _iter_simple(f, lineno)
+    if layout is not _FAST:
+        yield _iter_layout(f, lineno, layout)
         return
 
     new_entry: Callable[..., BOBOEntry] = tuple.__new__
     repeat = itertools.repeat
     add = operator.add
     fromiso = datetime.fromisoformat
-    tx_of = _TX_BY_CODE.__getitem__
+    tx_of = _FAST_CODES.__getitem__
     while True:
         block = f.readlines(_BLOCK_CHARS)
         if pending:
@@ -704,29 +809,30 @@ def _slow_block(
 
     A line holding no quote or NUL, no longer than the csv field limit, is split on ',' as the csv
     module would split it (the line ending stays on the last cell, which is never used). It is
-    accepted right here only when cheap checks prove that _check_export_row would accept it
-    with the same result: 10 cells; BON/BOF exactly; an alphanumeric ASCII ID of at most 64
-    characters (so nothing to trim); 14 digits forming a real date and time. Every other line
-    goes through the csv module and the complete checks.
+    accepted right here only when cheap checks prove that the layout's check_row would accept
+    it with the same result: its number of cells; a transaction code exactly as written; an
+    alphanumeric ASCII ID of at most 64 characters (so nothing to trim); 14 digits forming a
+    real date and time. Every other line goes through the csv module and the complete checks.
     """
     rest = itertools.chain(lines, f)
     lineno = counter.lineno
     limit = csv.field_size_limit()
-    tx_get = _TX_BY_CODE.get
+    tx_get = _FAST_CODES.get
     new_entry: Callable[..., BOBOEntry] = tuple.__new__
     max_id = _MAX_ID_LEN
+    tx_column, id_column, cut = _FAST.transaction_column, _FAST.employee_column, _FAST.time_column
+    commas_after = len(_FAST.columns) - cut - 2  # in the unsplit rest after the moment's cell
+    check_row = _FAST.check_row
     for line in lines:
         lineno += 1
         if '"' not in line and "\x00" not in line and len(line) <= limit:
-            try:
-                code, employee_id, _, _, _, created, tail = line.split(",", 6)
-            except ValueError:
-                pass  # fewer than 7 cells
-            else:
-                transaction = tx_get(code)
+            cells = line.split(",", cut + 1)
+            if len(cells) == cut + 2:
+                transaction = tx_get(cells[tx_column])
+                employee_id, created = cells[id_column], cells[cut]
                 if (
                     transaction is not None
-                    and tail.count(",") == 3
+                    and cells[-1].count(",") == commas_after
                     and employee_id.isalnum()
                     and len(employee_id) <= max_id
                     and (ascii_only or employee_id.isascii())
@@ -749,14 +855,14 @@ def _slow_block(
         if error is not None:
             yield BadRow(start, error, open_end)
             continue
-        item = _flag_open_end(_check_export_row(row, start), open_end)
+        item = _flag_open_end(check_row(row, start), open_end)
         if item is not None:
             yield item
     counter.lineno = lineno
 
 
-def _iter_simple(f: TextIO, lineno: int) -> Iterator[Union[BOBOEntry, BadRow]]:
-    """The rest of a 3-column file, its header already read (``lineno`` lines so far)."""
+def _iter_layout(f: TextIO, lineno: int, layout: Layout) -> Iterator[Union[BOBOEntry, BadRow]]:
+    """The rest of a file in ``layout``, its header already read (``lineno`` lines so far)."""
     latest = [""]  # the last line the reader took: a record's last line once it yields it
 
     def lines() -> Iterator[str]:
@@ -770,7 +876,7 @@ def _iter_simple(f: TextIO, lineno: int) -> Iterator[Union[BOBOEntry, BadRow]]:
         try:
             for row in reader:
                 start, last = lineno + last + 1, reader.line_num
-                item = _flag_open_end(_check_simple_row(row, start), _open_end(latest[0]))
+                item = _flag_open_end(layout.check_row(row, start), _open_end(latest[0]))
                 if item is not None:
                     yield item
             return

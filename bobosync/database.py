@@ -73,15 +73,15 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from bobosync.bobo_csv import Transaction
 from bobosync.desired import DesiredState
 from bobosync.errors import DatabaseError
 from bobosync.resolution import EventOrder
+from bobosync.store import AuditRow, MappingChange, PendingMove, RememberedFile, RunRecord, SyncState
 from bobosync.timebase import UTC, as_utc, utc_now
 
 log = logging.getLogger(__name__)
@@ -103,104 +103,6 @@ _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _CHUNK = 500
 
 _T = TypeVar("_T")
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class SyncState:
-    """One row of ``sync_tracking``."""
-
-    last_sync_date: Optional[date]
-    #: An instant, read from the local text the original writes (and operators edit).
-    last_sync_time: Optional[datetime]
-    status: Optional[str]
-    records_synced: int
-    last_success_time: Optional[datetime]
-    #: Mappings in the last complete listing bobosync stored; None when there is no record of
-    #: one (a row the original wrote: its INSERT OR REPLACE drops this column's value).
-    listing_mappings: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One row of ``run_history``."""
-
-    id: int
-    kind: str
-    started_at: datetime
-    finished_at: Optional[datetime]
-    status: str
-    duration_seconds: Optional[float]
-    counts: dict[str, Any]
-    error: Optional[str]
-    pid: Optional[int]
-
-
-class AuditRow(NamedTuple):
-    """One row of ``audit_log``: something bobosync saw or did about one person.
-
-    ``kind`` is ``event`` (a CSV row: ``outcome`` says what became of it), ``write`` (a value
-    sent: ``outcome`` is AtHoc's answer, ``detail`` why it was sent and AtHoc's words),
-    ``read`` (a read-back that found a value other than the one read before, or drift) or
-    ``mapping`` (the collar number ``employee_id`` now maps to ``login_id``, or no longer does)
-    or ``superseded``: one row per employee and batch for every event of it that a later one
-    superseded, listed in ``events`` as JSON ``[[BON/BOF, instant, file, row], ...]`` (a
-    backlog's rows are mostly superseded: one insert per person, not per row). A named tuple,
-    not a dataclass: a pass makes many, and this is the cheapest to make.
-    """
-
-    recorded_at: datetime
-    kind: str
-    outcome: str
-    employee_id: Optional[str] = None
-    login_id: Optional[str] = None
-    transaction_type: Optional[str] = None
-    event_at: Optional[datetime] = None
-    source_file: Optional[str] = None
-    source_row: Optional[int] = None
-    value: Optional[str] = None
-    detail: Optional[str] = None
-    events: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class RememberedFile:
-    """A file processed in place (``MOVE_PROCESSED_FILES=false``)."""
-
-    name: str
-    size: int
-    sha256: str
-    mtime_ns: Optional[int]
-    processed_at: datetime
-    ctime_ns: Optional[int] = None
-    file_id: Optional[int] = None
-
-    @property
-    def fingerprint(self) -> tuple[int, Optional[int], Optional[int], Optional[int]]:
-        """(size, mtime_ns, ctime_ns, file_id), as :class:`bobosync.filestore.Fingerprint`."""
-        return (self.size, self.mtime_ns, self.ctime_ns, self.file_id)
-
-
-@dataclass(frozen=True)
-class PendingMove:
-    """A file move that was started and not yet known to be finished."""
-
-    src: str
-    dst: str
-    sha256: str
-    started_at: datetime
-
-
-@dataclass(frozen=True)
-class MappingChange:
-    """What :meth:`BOBODatabase.replace_mappings` did."""
-
-    added: int
-    removed: int
-    changed: int
-    total: int
 
 
 # --------------------------------------------------------------------------- time text

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Optional, TextIO
 
+from .bobo_csv import is_bobo_file_name
 from .filestore import read_error_note
 from .simulator import SIM_CREDENTIALS, AtHocSimulator, export_row, generate_bobo_files, make_users, write_bobo_file
 
@@ -147,9 +148,9 @@ def run_demo(
         + ", ".join(f"{collar} ({'still on duty!' if collar in still_on else 'off duty'})" for collar in booking_off)
         + "\n"
     )
-    processed = sorted(p.name for p in (folder / "processed_files").glob("*.csv"))
+    processed = sorted(p.name for p in (folder / "processed_files").iterdir() if is_bobo_file_name(p.name))
     out.write(f"\nProcessed files: {len(processed)} (in {folder / 'processed_files'})\n")
-    failed = sorted((folder / "failed_files").glob("*.csv"))
+    failed = sorted(p for p in (folder / "failed_files").iterdir() if is_bobo_file_name(p.name))
     out.write(f"Failed files: {len(failed)}\n")
     for path in failed:
         note = read_error_note(path)

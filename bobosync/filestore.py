@@ -34,7 +34,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
-from .database import BOBODatabase, RememberedFile, parse_datetime
+from .bobo_csv import is_bobo_file_name
+from .database import parse_datetime
+from .store import FileRecords, RememberedFile
 from .timebase import show
 
 log = logging.getLogger(__name__)
@@ -160,7 +162,7 @@ def list_waiting_files(directory: Path, now: float, settle_seconds: float) -> Li
     settles_at: Optional[float] = None
     with os.scandir(directory) as entries:
         for entry in entries:
-            if not entry.name.lower().endswith(".csv"):
+            if not is_bobo_file_name(entry.name):
                 continue
             try:
                 if not entry.is_file(follow_symlinks=False):
@@ -264,7 +266,7 @@ class ToProcess:
     not_compared: list[tuple[WaitingFile, str]]
 
 
-def files_to_process(listing: Listing, move_processed_files: bool, db: BOBODatabase) -> ToProcess:
+def files_to_process(listing: Listing, move_processed_files: bool, db: FileRecords) -> ToProcess:
     """Which of ``listing.ready`` a pass processes: THE decision, used by the pass and by
     ``status`` alike. Reads the database only (``remembered_by_name``), changes nothing."""
     if move_processed_files or not listing.ready:
@@ -354,7 +356,7 @@ def _unlink_quietly(path: Path) -> None:
 class FileMover:
     """Moves journalled in ``pending_moves``; see the module docstring."""
 
-    def __init__(self, db: BOBODatabase, clock: Callable[[], datetime] = datetime.now) -> None:
+    def __init__(self, db: FileRecords, clock: Callable[[], datetime] = datetime.now) -> None:
         self.db = db
         self.clock = clock
 

@@ -37,11 +37,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Optional, TextIO
 
-from .database import BOBODatabase, RunRecord
+from .database import BOBODatabase
 from .errors import DatabaseError, MailError
 from .redaction import redact_values
 from .settings import Settings
 from .status import HEALTHY, UNHEALTHY, StatusReport, render_text, status_now
+from .store import RunRecord
 from .timebase import as_utc, show, utc_now
 from .transport import TLS_MINIMUM_VERSION
 from .version import __version__

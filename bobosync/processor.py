@@ -44,7 +44,7 @@ from typing import Callable, NamedTuple, Optional
 from .bobo_csv import BadRow, BOBOEntry, read_bobo_file, swallows_rest
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .counts import PassCounts
-from .database import AuditRow, BOBODatabase, RunRecord
+from .database import BOBODatabase
 from .desired import (
     DesiredState,
     Write,
@@ -86,6 +86,7 @@ from .reconcile import Drift, Judgement, Rules, judge
 from .resolution import AppliedEvent, LatestEvents, ResolvedEvent, drop_not_newer
 from .scheduling import mapping_is_stale, mapping_sync_due, reconcile_due
 from .settings import Settings, load_settings
+from .store import AuditRow, RunRecord
 from .timebase import UTC, Reading, ZoneReader, as_utc, describe_offset, show, utc_now
 from .writer import DutyWriter
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional
 
-from .database import SYNC_SUCCESS_WORDS, SyncState
+from .database import SYNC_SUCCESS_WORDS
+from .store import SyncState
 from .timebase import FUTURE_MARGIN, as_utc
 
 #: Section 6 of the design: unmapped IDs trigger an extra sync when the mapping is older than this.

@@ -34,14 +34,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
+from .bobo_csv import is_bobo_file_name
 from .counts import PassCounts
-from .database import SYNC_SUCCESS_WORDS, BOBODatabase, RunRecord
+from .database import SYNC_SUCCESS_WORDS, BOBODatabase
 from .desired import stale_duty_judge, value_instant
 from .errors import AtHocError, DatabaseError
 from .filestore import files_to_process, list_waiting_files, read_error_note
 from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
+from .store import RunRecord
 from .timebase import FUTURE_MARGIN, UTC, as_utc, show, utc_now
 from .version import __version__
 
@@ -395,7 +397,7 @@ def _failed(files: FileStatus) -> None:
     found = []
     try:
         for path in folder.iterdir():
-            if path.name.lower().endswith(".csv") and path.is_file():
+            if is_bobo_file_name(path.name) and path.is_file():
                 found.append(_failed_file(path))
     except OSError as exc:
         files.failed_error = exc.strerror or str(exc)

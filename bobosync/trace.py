@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Optional, TextIO
 
-from .database import AuditRow, BOBODatabase
+from .database import BOBODatabase
 from .desired import DesiredState, desired_value
 from .settings import Settings
+from .store import AuditRow
 from .timebase import as_utc, show, utc_now
 
 __all__ = ["Person", "Trace", "collect_trace", "render_json", "render_text", "run_trace"]

@@ -22,23 +22,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from .client import AtHocClient, UpdateOutcome, UpdateResult
 from .counts import PassCounts
-from .database import AuditRow, BOBODatabase
 from .desired import DesiredState, Write, WriteReason, answered, desired_value, sending
 from .settings import Settings
+from .store import AuditRow, AuditTrail, DesiredStateStore
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DutyWriter"]
 
 
+class WriterStore(DesiredStateStore, AuditTrail, Protocol):
+    """What the writer needs from the store: the desired states and the audit trail."""
+
+
 class DutyWriter:
     """Sends writes and records their outcome in the desired state (see the module docstring)."""
 
-    def __init__(self, settings: Settings, db: BOBODatabase, connect: Callable[[], AtHocClient]) -> None:
+    def __init__(self, settings: Settings, db: WriterStore, connect: Callable[[], AtHocClient]) -> None:
         self.settings = settings
         self.db = db
         self._connect = connect

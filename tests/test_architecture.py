@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
+
+from bobosync.database import BOBODatabase
+from bobosync.filestore import FileMover
+from bobosync.store import Store
+from bobosync.timebase import UTC
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bobosync"
 
@@ -16,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bobosync"
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("errors", "version", "depcheck", "redaction", "timebase", "logsetup", "stopping", "simulator"),
     1: ("settings", "secret_store"),
-    2: ("bobo_csv", "resolution", "desired", "mapping", "counts"),
+    2: ("bobo_csv", "resolution", "desired", "mapping", "counts", "store"),
     3: ("transport", "auth", "client", "database", "filestore", "locking"),
     4: ("scheduling", "reconcile", "writer", "processor"),
     5: ("status", "check", "notify", "metrics", "monitoring", "set_secret", "demo", "trace", "original_api"),
@@ -186,3 +192,19 @@ def test_the_simulator_imports_without_test_only_packages() -> None:
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert found.stdout.strip() == "", f"importing the simulator pulled in: {found.stdout.strip()}"
+
+
+def test_the_sqlite_database_is_a_store(tmp_path: Path) -> None:
+    """mypy holds BOBODatabase to the Protocols (this assignment fails type-checking when a
+    method's signature drifts); the pipeline's parts are typed against the Protocols alone."""
+    store: Store = BOBODatabase(tmp_path / "bobo.db")
+    try:
+        now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+        with store.transaction():
+            store.record_sync("success", now, 3)
+            store.add_pending_move("a.csv", "processed_files/a.csv", "0" * 64, now)
+        state = store.get_sync_state()
+        assert state is not None and state.records_synced == 3
+        assert [move.src for move in FileMover(store).db.pending_moves()] == ["a.csv"]
+    finally:
+        store.close()

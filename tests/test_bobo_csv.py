@@ -810,18 +810,18 @@ def _records(text: str) -> list[tuple[int, list[str]]]:
 
 def _expected(text: str) -> list[Item]:
     """What read_bobo_file must give for ``text``, from the complete checks alone (the
-    oracle): csv.reader over the whole text, then _check_export_row/_check_simple_row."""
+    oracle): csv.reader over the whole text, then the layout's check_row."""
     out: list[Item] = []
-    kind: Optional[str] = "undecided"
+    layout: Optional[bobo_csv.Layout] = None
     for start, cells in _records(text):
         if all(not c.strip() for c in cells):
             continue
-        if kind == "undecided":
-            kind = bobo_csv._header_kind(cells)
-            if kind is not None:
+        if layout is None:
+            layout = bobo_csv.layout_of_header(cells)
+            if layout is not None:
                 continue
-        check = bobo_csv._check_simple_row if kind == "simple" else bobo_csv._check_export_row
-        item = check(cells, start)
+            layout = bobo_csv.EXPORT
+        item = layout.check_row(cells, start)
         assert item is not None
         out.append(item)
     return out
@@ -873,7 +873,7 @@ def test_property_any_rows_give_entries_or_bad_rows(
     except UnicodeDecodeError:
         text = body.decode("cp1252")
     records = [cells for _, cells in _records(text) if any(c.strip() for c in cells)]
-    header = 1 if records and bobo_csv._header_kind(records[0]) is not None else 0
+    header = 1 if records and bobo_csv.layout_of_header(records[0]) is not None else 0
     assert all(isinstance(i, (BOBOEntry, BadRow)) for i in items)
     assert len(items) == len(records) - header
     # ...and exactly what the complete rules give, row numbers included: the fast paths
@@ -947,3 +947,55 @@ def test_only_an_unterminated_last_record_is_open_ended(tmp_path: Path) -> None:
     assert [b for b in read(tmp_path, "Employee_ID,Status,Timestamp\r\n1,On\r\n") if isinstance(b, BadRow)] == [
         BadRow(2, "expected 3 columns, found 2")
     ]
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def test_a_new_layout_is_one_definition_in_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third layout (columns in another order, its own words and time format) needs nothing
+    but its definition: header recognition and every row rule follow from it."""
+    roster = bobo_csv.Layout(
+        name="roster",
+        columns=("When", "Collar", "Station", "Event"),
+        transaction_column=3,
+        employee_column=1,
+        time_column=0,
+        vocabulary=bobo_csv.Vocabulary(
+            {"start": Transaction.BOOK_ON, "finish": Transaction.BOOK_OFF},
+            noun="Event",
+            expected="Start or Finish",
+            collapse_spaces=True,
+            ascii_only=False,
+        ),
+        time=bobo_csv.SIMPLE.time,
+    )
+    monkeypatch.setattr(bobo_csv, "LAYOUTS", (*bobo_csv.LAYOUTS, roster))
+    path = write(
+        tmp_path,
+        "When,Collar,Station,Event\r\n"
+        "2024-06-17 14:30:00,0042,North,Start\r\n"
+        "2024-06-17 22:00:00,0042,North, FINISH \r\n"
+        "2024-06-17 22:00:00,0043,North,Lunch\r\n"
+        "yesterday,0044,North,Lunch\r\n",
+    )
+    assert list(read_bobo_file(path)) == [
+        BOBOEntry(Transaction.BOOK_ON, "0042", datetime(2024, 6, 17, 14, 30), 2),
+        BOBOEntry(Transaction.BOOK_OFF, "0042", datetime(2024, 6, 17, 22, 0), 3),
+        BadRow(4, "unknown Event 'Lunch' (expected Start or Finish)"),
+        # The leftmost fault is the one reported: the time comes first in this layout.
+        BadRow(5, "invalid When 'yesterday' (expected YYYY-MM-DD HH:MM:SS)"),
+    ]
+    # Without the definition the same file is an export file with ten bad rows' worth of faults.
+    monkeypatch.setattr(bobo_csv, "LAYOUTS", (bobo_csv.EXPORT, bobo_csv.SIMPLE))
+    assert all(isinstance(item, BadRow) for item in read_bobo_file(path))
+
+
+def test_the_fast_path_pattern_is_built_from_the_export_definition() -> None:
+    good = bobo_csv._good_row_regex(100)
+    assert good.pattern.startswith("^(BON|BOF),([A-Za-z0-9]{1,64}),")
+    row = ["BON", "12345", "P1", "20240617", "143000", "20240617143000", "1", "40.7", "-74.0", "5.0"]
+    assert good.findall(",".join(row) + "\r\n") == [("BON", "12345", "20240617", "143000")]
+    assert not good.match(",".join([*row, "x"]))  # one cell too many
+    assert not good.match(",".join(row[:-1]))  # one too few
+    assert bobo_csv.is_bobo_file_name("SHIFT.CSV") and not bobo_csv.is_bobo_file_name("shift.csv.tmp")

@@ -18,8 +18,6 @@ from bobosync.bobo_csv import Transaction
 from bobosync.database import (
     SCHEMA_VERSION,
     BOBODatabase,
-    MappingChange,
-    PendingMove,
     format_datetime,
     format_sqlite_utc,
     parse_datetime,
@@ -27,6 +25,7 @@ from bobosync.database import (
 from bobosync.desired import DesiredState
 from bobosync.errors import DatabaseError
 from bobosync.resolution import EventOrder
+from bobosync.store import MappingChange, PendingMove
 from bobosync.timebase import UTC, as_utc
 from tests.legacy_db import (
     create_legacy_database,
@@ -707,7 +706,8 @@ def test_schema_1_gains_the_remembered_fingerprint_and_old_rows_read_without_it(
 
 
 def test_a_schema_5_database_gains_the_audit_and_the_audit_round_trips(db_path: Path) -> None:
-    from bobosync.database import _MIGRATIONS, AuditRow
+    from bobosync.database import _MIGRATIONS
+    from bobosync.store import AuditRow
 
     db_path.parent.mkdir(parents=True)
     with closing(sqlite3.connect(str(db_path), isolation_level=None)) as conn:

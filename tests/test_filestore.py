@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bobosync.database import BOBODatabase, RememberedFile
+from bobosync.database import BOBODatabase
 from bobosync.filestore import (
     FileMover,
     Fingerprint,
@@ -25,6 +25,7 @@ from bobosync.filestore import (
     sha256_of,
     write_error_note,
 )
+from bobosync.store import RememberedFile
 from bobosync.timebase import as_utc
 
 NOW = datetime(2025, 6, 17, 14, 0, 0)

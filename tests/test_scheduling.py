@@ -7,8 +7,8 @@ from typing import Optional
 
 import pytest
 
-from bobosync.database import SyncState
 from bobosync.scheduling import mapping_is_stale, mapping_sync_due, next_sync_due, reconcile_due
+from bobosync.store import SyncState
 from bobosync.timebase import as_utc
 
 NOW = datetime(2025, 6, 17, 14, 0, 0)

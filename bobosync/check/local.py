@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+from ..bobo_csv import is_bobo_file_name
 from ..errors import (
     DatabaseError,
     LockHeld,
@@ -48,7 +49,7 @@ class LocalChecks(CheckerBase):
         if not folder.is_dir():
             return fail(name, f"{folder} is a file, not a folder", fix_missing)
         try:
-            csv_files = sum(1 for entry in folder.iterdir() if entry.name.lower().endswith(".csv"))
+            csv_files = sum(1 for entry in folder.iterdir() if is_bobo_file_name(entry.name))
         except OSError as exc:
             return fail(
                 name,
