@@ -184,3 +184,34 @@ def test_plain_settings_take_their_default_from_the_one_place_it_is_written(
     # and the limits come from the table: BATCH_SIZE must be 0 or more
     with pytest.raises(ConfigError, match="BATCH_SIZE"):
         load_settings(env_file=write_env(tmp_path / ".env", {**REQUIRED, "BATCH_SIZE": "-1"}), environ={})
+
+
+def _documented(template: str) -> dict[str, str]:
+    """``NAME=value`` lines of ``.env_safe``, commented out (``# NAME=value``) or not."""
+    import re
+
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^#?\s*([A-Z][A-Z0-9_]+)=(.*)$", template, re.M)}
+
+
+def test_env_safe_documents_every_setting_and_shows_each_default(tmp_path: Path) -> None:
+    """The template operators copy is held to the settings table: it names every setting
+    bobosync reads and nothing else, and the value it shows for a plain setting is the default
+    written on the Settings field (a default changed in one place only fails here)."""
+    from bobosync import settings as settings_module
+
+    template = (Path(__file__).resolve().parents[1] / ".env_safe").read_text(encoding="utf-8")
+    documented = _documented(template)
+    # BOBO_ENV_FILE chooses the file itself; USERNAME (APIUSER's old name) is described in prose.
+    known = settings_module.known_setting_names() - {"BOBO_ENV_FILE", "USERNAME"}
+    assert "USERNAME is accepted instead of APIUSER" in template
+    assert sorted(known - set(documented)) == [], "settings missing from .env_safe"
+    assert sorted(set(documented) - known) == [], "names in .env_safe that bobosync does not read"
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    shown = {spec.name: documented[spec.name] for spec in settings_module.PLAIN_SETTINGS if documented[spec.name]}
+    from_template = load_settings(env_file=write_env(folder / ".env", {**REQUIRED, **shown}), environ={})
+    defaults = load_settings(env_file=write_env(folder / ".env", REQUIRED), environ={})
+    differ = [name for name in shown if getattr(from_template, name.lower()) != getattr(defaults, name.lower())]
+    assert differ == [], f".env_safe shows a value other than the default for {differ}"
+    assert len(shown) >= 25
