@@ -836,12 +836,6 @@ class BOBODatabase:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def integrity_check(self) -> str:
-        """The result of ``PRAGMA integrity_check``: ``'ok'`` for a healthy database."""
-        with self._guard("checking integrity"):
-            rows = self._connection.execute("PRAGMA integrity_check").fetchall()
-        return "\n".join(str(row[0]) for row in rows)
-
     # ------------------------------------------------------------------ worker_mapping
 
     def update_mapping(self, employee_id: str, username: str, collar_id: Optional[str] = None) -> None:
@@ -1102,15 +1096,6 @@ class BOBODatabase:
 
     # ------------------------------------------------------------------ file_retry_tracking
 
-    def get_retry_count(self, filename: str) -> int:
-        with self._guard("reading a retry count"):
-            if not self._has_table("file_retry_tracking"):
-                return 0
-            row = self._connection.execute(
-                "SELECT retry_count FROM file_retry_tracking WHERE filename = ?", (filename,)
-            ).fetchone()
-        return 0 if row is None or row[0] is None else int(row[0])
-
     def record_file_failure(self, filename: str, error: str, when: datetime) -> int:
         """Count one more failure of ``filename``; returns the new count."""
         stamp = format_sqlite_utc(when)
@@ -1326,12 +1311,6 @@ class BOBODatabase:
             ).fetchone()
         return int(row[0])
 
-    def desired_state_count(self) -> int:
-        with self._guard("counting the desired state"):
-            if not self._has_table("desired_state"):
-                return 0
-            return int(self._connection.execute("SELECT COUNT(*) FROM desired_state").fetchone()[0])
-
     def should_warn_unreadable(self, values: Mapping[str, str], now: datetime, every: timedelta) -> list[str]:
         """The LOGIN_IDs of ``values`` (LOGIN_ID -> an unreadable duty value) not warned about
         in the last ``every``, or whose value changed since; records that they are warned now.
@@ -1362,11 +1341,13 @@ class BOBODatabase:
     def forget_unreadable(self, keep: Iterable[str]) -> None:
         """Forget the warnings of every user not in ``keep`` (their value is readable now, or gone)."""
         kept = set(keep)
+        with self._guard("reading duty value warnings"):
+            known = [str(row[0]) for row in self._connection.execute("SELECT login_id FROM duty_value_warnings")]
+        gone = [(login,) for login in known if login not in kept]
+        if not gone:
+            return  # the usual case: no write transaction at all
         with self._write("forgetting duty value warnings") as conn:
-            known = [str(row[0]) for row in conn.execute("SELECT login_id FROM duty_value_warnings")]
-            conn.executemany(
-                "DELETE FROM duty_value_warnings WHERE login_id = ?", [(login,) for login in known if login not in kept]
-            )
+            conn.executemany("DELETE FROM duty_value_warnings WHERE login_id = ?", gone)
 
     # ------------------------------------------------------------------ audit_log
 
@@ -1469,16 +1450,6 @@ class BOBODatabase:
             )
 
     # ------------------------------------------------------------------ remembered_files
-
-    def is_remembered(self, name: str, size: int, sha256: str) -> bool:
-        with self._guard("reading remembered files"):
-            if not self._has_table("remembered_files"):
-                return False
-            row = self._connection.execute(
-                "SELECT 1 FROM remembered_files WHERE name = ? AND size = ? AND sha256 = ?",
-                (name, size, sha256),
-            ).fetchone()
-        return row is not None
 
     def remembered_by_name(self, names: Optional[Iterable[str]] = None) -> dict[str, list[RememberedFile]]:
         """name -> remembered versions of that file (oldest first); every name when None."""

@@ -1228,6 +1228,7 @@ class BOBOProcessor:
         counts = report.counts
         client = self.connect_athoc()
         readings = self._listing_readings()
+        every_value = readings is not None or cleanup  # else only the suspect and stale accounts are read
         if reconcile and readings is None:
             raise AtHocError("the reconcile needs a listing of every user and none could be read in this pass")
         states = self.db.desired_states() if reconcile or readings is not None else self.db.watched_states()
@@ -1287,7 +1288,7 @@ class BOBOProcessor:
         )
         judgement = judge(readings, states, owners, compare, rules)
         audit = self._read_audit(judgement, states, now)
-        touched = self._note_judgement(judgement, states, now, report)
+        touched = self._note_judgement(judgement, states, now, report, every_value=every_value)
         for employee_id, state in list(states.items()):
             if state.suspect_login is not None and not is_suspect(state, now):
                 states[employee_id] = end_suspicion(state, now)  # the window ran out: stop watching
@@ -1356,10 +1357,17 @@ class BOBOProcessor:
         return rows
 
     def _note_judgement(
-        self, judgement: Judgement, states: dict[str, DesiredState], now: datetime, report: PassReport
+        self,
+        judgement: Judgement,
+        states: dict[str, DesiredState],
+        now: datetime,
+        report: PassReport,
+        *,
+        every_value: bool,
     ) -> list[str]:
         """Log what the judgement found; put the values read and forgotten stale accounts in
-        ``states``; return the employees whose state changed."""
+        ``states``; return the employees whose state changed. ``every_value``: every user's
+        value was read (a listing), not only some accounts'."""
         touched: list[str] = []
         for employee_id, value in judgement.read.items():
             states[employee_id] = read_back(end_suspicion(states[employee_id], now), value, now)
@@ -1394,6 +1402,10 @@ class BOBOProcessor:
                     judgement.unreadable[login_id],
                     self.settings.athoc_datetime_format,
                 )
+        if every_value and not self.dry_run:
+            # A user not unreadable in a full listing has a readable value or none now: should
+            # the unreadable value come back, that is news, said at once.
+            self.db.forget_unreadable(judgement.unreadable)
         return touched
 
     def _previous_reconcile(self) -> Optional[RunRecord]:

@@ -261,6 +261,14 @@ def test_case_7_the_cleanup_judges_values_itself(
         assert not any("not a date" in m for m in caplog.messages)  # once a day
         loop.run(now + timedelta(days=1, minutes=2), reconcile_minutes=0)
     assert sum("not a date" in m for m in caplog.messages) == 1
+    # Mended by hand, then broken the same way again within the day: said again at once.
+    simulator.set_attribute(login(44), DUTY, (now + timedelta(days=1)).strftime(FMT))
+    loop.run(now + timedelta(days=1, minutes=3), reconcile_minutes=0)
+    simulator.set_attribute(login(44), DUTY, "00/00/0000 not a date")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bobosync"):
+        loop.run(now + timedelta(days=1, minutes=4), reconcile_minutes=0)
+    assert sum("not a date" in m for m in caplog.messages) == 1
 
 
 # --------------------------------------------------------------------------- case 8

@@ -87,7 +87,7 @@ def test_fresh_database_is_created_at_current_schema_in_wal_mode(db_path: Path) 
     with BOBODatabase(db_path) as db:
         assert db.path == db_path
         assert db.schema_version == SCHEMA_VERSION == 6
-        assert db.integrity_check() == "ok"
+        assert raw(db_path, "PRAGMA integrity_check") == [("ok",)]
     assert user_version(db_path) == SCHEMA_VERSION
     assert raw(db_path, "PRAGMA journal_mode")[0][0] == "wal"
     expected = {"worker_mapping", "processing_log", "sync_tracking", "file_retry_tracking"}
@@ -168,7 +168,7 @@ def test_legacy_database_is_upgraded_in_place_keeping_data(db_path: Path) -> Non
         other = db.get_sync_state("other")
         assert other is not None and other.status == "error"
         assert other.last_success_time is None
-        assert db.get_retry_count("stuck.csv") == 3
+        assert db.retry_counts().get("stuck.csv", (0, None))[0] == 3
         assert db.retry_counts() == {"stuck.csv": (3, None)}
         assert db.record_file_failure("stuck.csv", "again", T0) == 4
         db.update_mapping("777", "newbie")
@@ -221,7 +221,7 @@ def test_original_runs_again_after_an_upgrade_and_bobosync_after_that(db_path: P
         assert state.last_sync_time == as_utc(datetime(2025, 6, 18, 20, 0, 0, 1))
         assert state.last_success_time == state.last_sync_time  # the original's `completed` counts
         assert state.listing_mappings is None  # its mapping rows are not a listing bobosync recorded
-        assert db.get_retry_count("b.csv") == 2
+        assert db.retry_counts().get("b.csv", (0, None))[0] == 2
         assert db.retry_counts()["b.csv"][0] == 2
         db.log_processing("d.csv", 1, "failed", "bad header", T0)
         assert db.last_failure_reason("d.csv") == "bad header"
@@ -305,8 +305,7 @@ def test_read_only_reads_a_legacy_file_without_migrating_it(db_path: Path) -> No
         assert db.recent_runs() == []
         assert db.pending_moves() == []
         assert db.remembered_by_name() == {}
-        assert not db.is_remembered("f", 1, "00")
-        assert db.integrity_check() == "ok"
+        assert raw(db_path, "PRAGMA integrity_check") == [("ok",)]
     assert user_version(db_path) == 0
     assert not set(NEW_TABLES) & tables(db_path)
     assert db_path.read_bytes() == before
@@ -534,16 +533,16 @@ def test_tolerant_parsing_of_legacy_time_formats(db_path: Path, text: str | None
 
 
 def test_file_retry_tracking(db: BOBODatabase, db_path: Path) -> None:
-    assert db.get_retry_count("a.csv") == 0
+    assert db.retry_counts().get("a.csv", (0, None))[0] == 0
     assert db.record_file_failure("a.csv", "first", T0) == 1
     assert db.record_file_failure("a.csv", "second", T0 + timedelta(minutes=5)) == 2
-    assert db.get_retry_count("a.csv") == 2
+    assert db.retry_counts().get("a.csv", (0, None))[0] == 2
     assert db.retry_counts() == {"a.csv": (2, "second")}
     assert raw(db_path, "SELECT first_attempt, last_attempt FROM file_retry_tracking") == [
         ("2025-06-17 20:01:02", "2025-06-17 20:06:02")
     ]
     db.clear_file_retry("a.csv")
-    assert db.get_retry_count("a.csv") == 0
+    assert db.retry_counts().get("a.csv", (0, None))[0] == 0
     assert db.retry_counts() == {}
 
 
@@ -657,9 +656,7 @@ def test_remembered_files_and_purge(db: BOBODatabase) -> None:
     db.remember_file("a.csv", 10, "aa", 111, T0)
     db.remember_file("a.csv", 12, "a2", 222, T0 + timedelta(days=2))
     db.remember_file("b.csv", 5, "bb", None, T0 + timedelta(days=1))
-    assert db.is_remembered("a.csv", 10, "aa")
-    assert not db.is_remembered("a.csv", 10, "zz")
-    assert not db.is_remembered("a.csv", 11, "aa")
+    assert [(r.size, r.sha256) for r in db.remembered_by_name(["a.csv"])["a.csv"]] == [(10, "aa"), (12, "a2")]
 
     by_name = db.remembered_by_name()
     assert sorted(by_name) == ["a.csv", "b.csv"]
