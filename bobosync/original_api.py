@@ -19,7 +19,7 @@ from typing import Any, Optional
 from bobosync import client as _client
 from bobosync import database as _database
 from bobosync import processor as _processor
-from bobosync.bobo_csv import BOBOEntry, is_bobo_file_name
+from bobosync.bobo_csv import BOBOEntry
 from bobosync.errors import AtHocError
 from bobosync.timebase import utc_now
 
@@ -224,11 +224,9 @@ class BOBOProcessor:
             self.processor.sync_worker_mappings()
 
     def get_csv_files(self, directory: str) -> list[str]:
-        """``*.csv`` (any case) in ``directory``, oldest first."""
-        files = sorted(
-            (path for path in Path(directory).iterdir() if is_bobo_file_name(path.name) and path.is_file()),
-            key=lambda p: (p.stat().st_mtime, p.name),
-        )
+        """``*.csv`` in ``directory``, oldest first: the original's glob, case-blind on Windows
+        only (a pass itself takes ``*.CSV`` too, see :func:`bobosync.bobo_csv.is_bobo_file_name`)."""
+        files = sorted(Path(directory).glob("*.csv"), key=lambda p: (p.stat().st_mtime, p.name))
         return [str(path) for path in files]
 
     def collect_csv_files(self) -> list[str]:
