@@ -46,7 +46,7 @@ import stat
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable, NamedTuple, Optional, TextIO, Union
+from typing import Any, BinaryIO, Callable, NamedTuple, Optional, TextIO, Union
 
 from .errors import BadRowError, InputFileError
 
@@ -242,6 +242,11 @@ def _column_count_problem(row: Sequence[str], expected: int) -> Optional[str]:
     return f"expected {expected} columns, found {n}"
 
 
+def _read_employee_id(cell: str) -> tuple[str, Optional[str]]:
+    value = cell.strip()
+    return value, _employee_id_problem(value)
+
+
 def _employee_id_problem(value: str) -> Optional[str]:
     if not value:
         return "missing Employee_ID"
@@ -290,6 +295,9 @@ class Layout:
     header_by_first_cell: bool = False
     #: Files that start without a header row are of this layout (one layout says so).
     headerless: bool = False
+    _steps: tuple[tuple[int, int, Callable[[str], tuple[Any, Optional[str]]]], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def is_header(self, row: Sequence[str]) -> bool:
         cells = [cell.replace("\ufeff", "").strip().casefold() for cell in row]
@@ -300,6 +308,19 @@ class Layout:
             cells.pop()
         return cells == names
 
+    def __post_init__(self) -> None:
+        # The used cells in column order, each with its slot in the entry and its reader:
+        # worked out once, as check_row runs for every row off the fast path.
+        steps = sorted(
+            [
+                (self.transaction_column, 0, self._read_transaction),
+                (self.employee_column, 1, _read_employee_id),
+                (self.time_column, 2, self._read_time),
+            ],
+            key=operator.itemgetter(0),
+        )
+        object.__setattr__(self, "_steps", tuple(steps))
+
     def check_row(self, row: Sequence[str], row_number: int) -> Union[BOBOEntry, BadRow, None]:
         """Every rule for one row of this layout. None means a blank row (skip it)."""
         if _is_blank(row):
@@ -307,22 +328,13 @@ class Layout:
         problem = _column_count_problem(row, len(self.columns))
         if problem is not None:
             return BadRow(row_number, problem)
-        transaction: Optional[Transaction] = None
-        employee_id = ""
-        event_time: Optional[datetime] = None
-        for column in sorted((self.transaction_column, self.employee_column, self.time_column)):
+        found: list[Any] = [None, None, None]  # transaction, Employee_ID, moment
+        for column, slot, read in self._steps:
             cell = row[column].replace("\ufeff", "") if column == 0 else row[column]
-            if column == self.transaction_column:
-                transaction, problem = self._read_transaction(cell)
-            elif column == self.employee_column:
-                employee_id = cell.strip()
-                problem = _employee_id_problem(employee_id)
-            else:
-                event_time, problem = self._read_time(cell)
+            found[slot], problem = read(cell)
             if problem is not None:
                 return BadRow(row_number, problem)
-        assert transaction is not None and event_time is not None
-        return BOBOEntry(transaction, employee_id, event_time, row_number)
+        return BOBOEntry(found[0], found[1], found[2], row_number)
 
     def _read_transaction(self, cell: str) -> tuple[Optional[Transaction], Optional[str]]:
         vocabulary = self.vocabulary
@@ -820,19 +832,23 @@ def _slow_block(
     tx_get = _FAST_CODES.get
     new_entry: Callable[..., BOBOEntry] = tuple.__new__
     max_id = _MAX_ID_LEN
-    tx_column, id_column, cut = _FAST.transaction_column, _FAST.employee_column, _FAST.time_column
-    commas_after = len(_FAST.columns) - cut - 2  # in the unsplit rest after the moment's cell
+    # Split just past the moment's cell: the used cells, then the rest unsplit.
+    splits = _FAST.time_column + 1
+    used_cells = operator.itemgetter(_FAST.transaction_column, _FAST.employee_column, _FAST.time_column, splits)
+    commas_after = len(_FAST.columns) - splits - 1  # in that unsplit rest
     check_row = _FAST.check_row
     for line in lines:
         lineno += 1
         if '"' not in line and "\x00" not in line and len(line) <= limit:
-            cells = line.split(",", cut + 1)
-            if len(cells) == cut + 2:
-                transaction = tx_get(cells[tx_column])
-                employee_id, created = cells[id_column], cells[cut]
+            try:
+                code, employee_id, created, tail = used_cells(line.split(",", splits))
+            except IndexError:
+                pass  # fewer cells
+            else:
+                transaction = tx_get(code)
                 if (
                     transaction is not None
-                    and cells[-1].count(",") == commas_after
+                    and tail.count(",") == commas_after
                     and employee_id.isalnum()
                     and len(employee_id) <= max_id
                     and (ascii_only or employee_id.isascii())
