@@ -94,6 +94,11 @@ def _on_duty(sim: AtHocSimulator) -> list[str]:
     return sorted(attrs.get("Collar-Number", "") for attrs in sim.users.values() if attrs.get(DUTY_FIELD))
 
 
+def _bobo_files(folder: Path) -> list[Path]:
+    """The BOBO files in ``folder``, by name; none when it was never created."""
+    return sorted(p for p in folder.iterdir() if is_bobo_file_name(p.name)) if folder.is_dir() else []
+
+
 def run_demo(
     main: Callable[[list[str]], int],
     directory: Optional[Path] = None,
@@ -148,9 +153,9 @@ def run_demo(
         + ", ".join(f"{collar} ({'still on duty!' if collar in still_on else 'off duty'})" for collar in booking_off)
         + "\n"
     )
-    processed = sorted(p.name for p in (folder / "processed_files").iterdir() if is_bobo_file_name(p.name))
+    processed = [p.name for p in _bobo_files(folder / "processed_files")]
     out.write(f"\nProcessed files: {len(processed)} (in {folder / 'processed_files'})\n")
-    failed = sorted(p for p in (folder / "failed_files").iterdir() if is_bobo_file_name(p.name))
+    failed = _bobo_files(folder / "failed_files")
     out.write(f"Failed files: {len(failed)}\n")
     for path in failed:
         note = read_error_note(path)
