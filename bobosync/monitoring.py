@@ -17,14 +17,14 @@ from .errors import DatabaseError
 from .timebase import as_utc
 
 if TYPE_CHECKING:  # imported by after_pass only when a metrics file or e-mail is configured
-    from .database import BOBODatabase
     from .processor import PassReport
     from .settings import Settings
+    from .store import RunHistory, Store
 
 log = logging.getLogger(__name__)
 
 
-def after_pass(settings: Settings, db: BOBODatabase, report: PassReport, now: datetime) -> None:
+def after_pass(settings: Settings, db: Store, report: PassReport, now: datetime) -> None:
     """Write the metrics file and send the health e-mail, as configured. Never raises."""
     if settings.metrics_file is None and not settings.notify_enabled:
         return
@@ -55,7 +55,7 @@ def after_pass(settings: Settings, db: BOBODatabase, report: PassReport, now: da
         notify_health(settings, db, status, now)
 
 
-def _last_successes(db: BOBODatabase) -> dict[str, Optional[datetime]]:
+def _last_successes(db: RunHistory) -> dict[str, Optional[datetime]]:
     from .metrics import SUCCESS_KINDS
 
     found: dict[str, Optional[datetime]] = {}

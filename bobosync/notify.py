@@ -37,12 +37,11 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Optional, TextIO
 
-from .database import BOBODatabase
 from .errors import DatabaseError, MailError
 from .redaction import redact_values
 from .settings import Settings
 from .status import HEALTHY, UNHEALTHY, StatusReport, render_text, status_now
-from .store import RunRecord
+from .store import RunHistory, RunRecord
 from .timebase import as_utc, show, utc_now
 from .transport import TLS_MINIMUM_VERSION
 from .version import __version__
@@ -140,7 +139,7 @@ def _one_line(text: str) -> str:
     return text if len(text) <= _SUBJECT_CHARS else text[: _SUBJECT_CHARS - 3] + "..."
 
 
-def notify_health(settings: Settings, db: BOBODatabase, report: StatusReport, now: datetime) -> Optional[bool]:
+def notify_health(settings: Settings, db: RunHistory, report: StatusReport, now: datetime) -> Optional[bool]:
     """Send the health mail if one is due (see the module docstring) and record the attempt.
     Returns True sent, False failed (logged as a WARNING), None nothing due. Never raises for
     SMTP or database trouble."""

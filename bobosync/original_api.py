@@ -21,6 +21,7 @@ from bobosync import database as _database
 from bobosync import processor as _processor
 from bobosync.bobo_csv import BOBOEntry
 from bobosync.errors import AtHocError
+from bobosync.settings import load_settings
 from bobosync.timebase import utc_now
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,9 @@ class BOBOProcessor:
     ``athoc_client`` connects on first use; ``process_directory()`` runs one bobosync pass."""
 
     def __init__(self) -> None:
-        self.processor = _processor.BOBOProcessor()
+        settings = load_settings()
+        database = _database.BOBODatabase(settings.db_path)
+        self.processor = _processor.BOBOProcessor(settings, db=database)
         s = self.processor.settings
         # The original's settings attributes (its paths as text).
         for name in _CONFIG_ATTRIBUTES:
@@ -200,7 +203,7 @@ class BOBOProcessor:
             user_attributes=list(s.user_attributes),
             log_level=logging.getLevelName(s.log_level),
         )
-        self.database = BOBODatabase(_wrapped=self.processor.db)
+        self.database = BOBODatabase(_wrapped=database)
         self.logger = logging.getLogger("BOBOProcessor")
         self._athoc_client: Optional[AtHocClient] = None
 

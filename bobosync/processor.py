@@ -86,7 +86,7 @@ from .reconcile import Drift, Judgement, Rules, judge
 from .resolution import AppliedEvent, LatestEvents, ResolvedEvent, drop_not_newer
 from .scheduling import mapping_is_stale, mapping_sync_due, reconcile_due
 from .settings import Settings, load_settings
-from .store import AuditRow, RunRecord
+from .store import AuditRow, RunRecord, Store
 from .timebase import UTC, Reading, ZoneReader, as_utc, describe_offset, show, utc_now
 from .writer import DutyWriter
 
@@ -271,14 +271,14 @@ class BOBOProcessor:
         settings: Optional[Settings] = None,
         *,
         client: Optional[AtHocClient] = None,
-        db: Optional[BOBODatabase] = None,
+        db: Optional[Store] = None,
         dry_run: bool = False,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.dry_run = dry_run
         self.clock = clock
-        self.db = db if db is not None else BOBODatabase(self.settings.db_path, read_only=dry_run)
+        self.db: Store = db if db is not None else BOBODatabase(self.settings.db_path, read_only=dry_run)
         self.client = client
         self.mover = FileMover(self.db, clock)
         #: --dry-run keeps a freshly synced mapping here instead of writing it to the database.

@@ -43,7 +43,7 @@ from .filestore import files_to_process, list_waiting_files, read_error_note
 from .logsetup import LOG_FILE_NAME
 from .scheduling import mapping_sync_due, next_sync_due
 from .settings import Settings
-from .store import RunRecord
+from .store import RunHistory, RunRecord, Store
 from .timebase import FUTURE_MARGIN, UTC, as_utc, show, utc_now
 from .version import __version__
 
@@ -237,7 +237,7 @@ class StatusReport:
 
 def collect_status(
     settings: Settings,
-    db: Optional[BOBODatabase],
+    db: Optional[Store],
     now: datetime,
     client: Optional[AtHocClient] = None,
     *,
@@ -282,7 +282,7 @@ def collect_status(
     return report
 
 
-def _passes(db: BOBODatabase, now: datetime) -> PassStatus:
+def _passes(db: RunHistory, now: datetime) -> PassStatus:
     result = PassStatus()
     recent = db.recent_runs("pass", limit=50)
     if recent and recent[0].status == "running":
@@ -308,7 +308,7 @@ def _passes(db: BOBODatabase, now: datetime) -> PassStatus:
     return result
 
 
-def _mapping(db: BOBODatabase, settings: Settings, now: datetime) -> MappingStatus:
+def _mapping(db: Store, settings: Settings, now: datetime) -> MappingStatus:
     state = db.get_sync_state()
     result = MappingStatus(enabled=settings.sync_mappings, mappings=db.mapping_count())
     if state is not None:
@@ -330,7 +330,7 @@ def _mapping(db: BOBODatabase, settings: Settings, now: datetime) -> MappingStat
     return result
 
 
-def _cleanup(db: BOBODatabase, settings: Settings, now: datetime) -> CleanupStatus:
+def _cleanup(db: RunHistory, settings: Settings, now: datetime) -> CleanupStatus:
     result = CleanupStatus(enabled=settings.auto_cleanup_hours > 0, hours=settings.auto_cleanup_hours)
     last = db.recent_runs("cleanup", limit=1)
     if last:
@@ -341,7 +341,7 @@ def _cleanup(db: BOBODatabase, settings: Settings, now: datetime) -> CleanupStat
     return result
 
 
-def _errors(db: BOBODatabase) -> list[ErrorEntry]:
+def _errors(db: RunHistory) -> list[ErrorEntry]:
     entries = []
     for run in db.recent_runs(limit=_ERROR_SEARCH_ROWS):
         message = run.error
@@ -358,7 +358,7 @@ def _errors(db: BOBODatabase) -> list[ErrorEntry]:
 def _waiting(
     files: FileStatus,
     settings: Settings,
-    db: Optional[BOBODatabase],
+    db: Optional[Store],
     retry: dict[str, tuple[int, Optional[str]]],
     now: datetime,
 ) -> None:
@@ -886,7 +886,7 @@ def render_json(report: StatusReport) -> str:
 
 def status_now(settings: Settings, now: datetime, *, live: bool = False) -> StatusReport:
     """The report from a read-only look at the database (which may be missing or unreadable)."""
-    db: Optional[BOBODatabase] = None
+    db: Optional[Store] = None
     db_error: Optional[str] = None
     try:
         db = BOBODatabase(settings.db_path, read_only=True)

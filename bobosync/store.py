@@ -1,11 +1,12 @@
 """What the pipeline needs from its store: the records, and small Protocols by subject.
 
-The pipeline's parts are typed against these Protocols, not against the SQLite class, so a
-reader sees what each part needs (the writer: desired states and the audit trail; the file
-mover and the choice of files: file records), and another store is one class that satisfies
-:class:`Store` (mypy checks that :class:`~bobosync.database.BOBODatabase` does: see
-``tests/test_architecture.py``). The processor, which builds the parts, holds the SQLite class:
-it also serves the original tool's database methods to its public API::
+The pass (processor, writer, file mover), status, the health e-mail and the metrics are typed
+against these Protocols, not against the SQLite class, each part against what it needs (the
+writer: desired states and the audit trail; the choice of files: file records; the e-mail:
+run history), so a reader sees what each part uses, and another store is one class that
+satisfies :class:`Store` (mypy checks that :class:`~bobosync.database.BOBODatabase` does: see
+``tests/test_architecture.py``). Only the original tool's API needs the SQLite class itself.
+The Protocols::
 
     Store
      ├── MappingStore        collar number -> AtHoc login (the mapping sync's listing)
@@ -176,6 +177,7 @@ class FileRecords(Transactional, Protocol):
     def record_file_failure(self, filename: str, error: str, when: datetime) -> int: ...
     def clear_file_retry(self, filename: str) -> None: ...
     def last_failure_reason(self, filename: str) -> Optional[str]: ...
+    def retry_counts(self) -> dict[str, tuple[int, Optional[str]]]: ...
     def log_processing(
         self,
         filename: str,

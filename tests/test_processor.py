@@ -37,6 +37,12 @@ def processor_for(settings: Settings) -> BOBOProcessor:
     return BOBOProcessor(settings)
 
 
+def sqlite(proc: BOBOProcessor) -> BOBODatabase:
+    """The processor's store as the SQLite class (for the original tool's database methods)."""
+    assert isinstance(proc.db, BOBODatabase)
+    return proc.db
+
+
 def duty(sim: AtHocSimulator, i: int) -> str:
     found = sim.get_user(f"user{i:05d}@force.example")
     assert found is not None
@@ -137,8 +143,8 @@ def test_two_employee_ids_mapped_to_one_user_send_only_the_latest(
 ) -> None:
     proc = processor_for(dataclasses.replace(settings, sync_mappings=False))
     try:
-        proc.db.update_mapping("A1", "user00004@force.example")
-        proc.db.update_mapping("B2", "user00004@force.example")
+        sqlite(proc).update_mapping("A1", "user00004@force.example")
+        sqlite(proc).update_mapping("B2", "user00004@force.example")
         write_bobo_file(
             settings.csv_directory,
             [export_row("BON", "A1", NOW - timedelta(minutes=1)), export_row("BOF", "B2", NOW - timedelta(minutes=2))],
@@ -198,7 +204,7 @@ def test_repl_methods(simulator: AtHocSimulator, settings: Settings) -> None:
         assert proc.should_run_user_mapping_sync() is True
         assert proc.sync_worker_mappings() is True
         assert proc.should_run_user_mapping_sync() is False
-        assert proc.db.get_username_by_employee_id("00006") == "user00006@force.example"
+        assert sqlite(proc).get_username_by_employee_id("00006") == "user00006@force.example"
         moved = proc.move_processed_file(path)
         assert moved == settings.processed_directory / "r.csv" and not path.exists()
     finally:
@@ -213,7 +219,7 @@ def test_a_collar_number_shared_by_two_users_resolves_deterministically(
     try:
         with caplog.at_level(logging.WARNING, logger="bobosync"):
             assert proc.sync_worker_mappings(NOW)
-        assert proc.db.get_username_by_employee_id("00007") == "aaa.duplicate@force.example"
+        assert sqlite(proc).get_username_by_employee_id("00007") == "aaa.duplicate@force.example"
     finally:
         proc.close()
     assert any("collar number 00007 is held by 2 AtHoc users" in r.getMessage() for r in caplog.records)
@@ -238,7 +244,7 @@ def test_incomplete_listing_keeps_the_old_mapping(simulator: AtHocSimulator, set
     big = [{"LOGIN_ID": f"u{i:05d}@x", "Collar-Number": f"{i:05d}"} for i in range(1, 2501)]
     proc = processor_for(settings)
     try:
-        proc.db.update_mapping("12345", "someone@x")
+        sqlite(proc).update_mapping("12345", "someone@x")
         with simulator.lock:
             for user in big:
                 simulator.users[user["LOGIN_ID"]] = dict(user)
