@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 from bobosync.database import BOBODatabase
-from bobosync.filestore import FileMover
 from bobosync.store import Store
 from bobosync.timebase import UTC
 
@@ -205,6 +204,6 @@ def test_the_sqlite_database_is_a_store(tmp_path: Path) -> None:
             store.add_pending_move("a.csv", "processed_files/a.csv", "0" * 64, now)
         state = store.get_sync_state()
         assert state is not None and state.records_synced == 3
-        assert [move.src for move in FileMover(store).db.pending_moves()] == ["a.csv"]
+        assert [move.src for move in store.pending_moves()] == ["a.csv"]
     finally:
         store.close()
